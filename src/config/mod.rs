@@ -1,0 +1,478 @@
+//! Gantry's configuration: a TOML file, then `GANTRY__SECTION__KEY` environment overrides.
+//!
+//! Everything is checked once, at start-up, before anything listens: an unknown key, a wrong
+//! type, a secret whose source is missing or an unparsable duration stops Gantry with one line
+//! that names the key. `config.example.toml` documents every key.
+
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+pub use secret::Secret;
+
+use crate::webhook::Forge;
+
+/// The forges' own cap on a webhook body (GitHub truncates payloads over 25 MiB), so a larger
+/// body is not a real delivery.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+
+/// Prefix of environment overrides: `GANTRY__SERVER__LISTEN=0.0.0.0:8080`.
+const ENV_PREFIX: &str = "GANTRY";
+const ENV_SEPARATOR: &str = "__";
+
+/// Keys that hold lists, so that an environment override can give several comma-separated
+/// values (`GANTRY__GITHUB__WEBHOOK_SECRETS=old,new` during a rotation).
+const LIST_KEYS: &[&str] = &[
+    "github.webhook_secrets",
+    "gitlab.webhook_tokens",
+    "gitlab.signing_tokens",
+    "gitea.webhook_secrets",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file `{path}`: {message}")]
+    File { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub store: StoreSettings,
+    #[serde(default)]
+    pub runner: RunnerSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    #[serde(default)]
+    pub github: GithubSettings,
+    #[serde(default)]
+    pub gitlab: GitlabSettings,
+    #[serde(default)]
+    pub gitea: GiteaSettings,
+    #[serde(default)]
+    pub registries: BTreeMap<String, RegistryCredentials>,
+    #[serde(default)]
+    pub repos: Vec<RepoSettings>,
+    #[serde(default)]
+    pub gitops: GitopsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub max_body_bytes: usize,
+    pub api_token: Option<Secret>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://localhost:8080".into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            api_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    pub url: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://gantry.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunnerSettings {
+    pub docker_host: String,
+    pub max_parallel_runs: usize,
+    #[serde(deserialize_with = "duration")]
+    pub stage_timeout: Duration,
+    pub pull: PullPolicy,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            docker_host: "unix:///var/run/docker.sock".into(),
+            max_parallel_runs: 4,
+            stage_timeout: Duration::from_secs(30 * 60),
+            pull: PullPolicy::IfNotPresent,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A `tracing` filter such as `info` or `gantry=debug,actix_web=warn`; `RUST_LOG` wins.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: LogFormat::Human,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubSettings {
+    pub webhook_secrets: Vec<Secret>,
+    pub token: Option<Secret>,
+    pub app_id: Option<u64>,
+    pub private_key_file: Option<String>,
+    pub api_url: String,
+}
+
+impl Default for GithubSettings {
+    fn default() -> Self {
+        Self {
+            webhook_secrets: Vec::new(),
+            token: None,
+            app_id: None,
+            private_key_file: None,
+            api_url: "https://api.github.com".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitlabSettings {
+    pub webhook_tokens: Vec<Secret>,
+    /// `whsec_…` tokens of GitLab's HMAC signing scheme.
+    pub signing_tokens: Vec<Secret>,
+    pub token: Option<Secret>,
+    pub api_url: String,
+}
+
+impl Default for GitlabSettings {
+    fn default() -> Self {
+        Self {
+            webhook_tokens: Vec::new(),
+            signing_tokens: Vec::new(),
+            token: None,
+            api_url: "https://gitlab.com/api/v4".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GiteaSettings {
+    pub webhook_secrets: Vec<Secret>,
+    pub token: Option<Secret>,
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoSettings {
+    /// Full name on the forge: `owner/name`, or `group/subgroup/name` on GitLab.
+    pub name: String,
+    pub forge: Forge,
+    #[serde(default = "default_pipelines_dir")]
+    pub pipelines: String,
+    pub clone_url: Option<String>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+fn default_pipelines_dir() -> String {
+    ".gantry".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitopsSettings {
+    pub author: String,
+}
+
+impl Default for GitopsSettings {
+    fn default() -> Self {
+        Self {
+            author: "Gantry <gantry@localhost>".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `path` (which may be absent: then only defaults and environment apply), then the
+    /// `GANTRY__…` environment variables, and checks the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// [`Settings::load`] with the environment given, so tests need not touch the process's.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::File {
+                    path: path.display().to_string(),
+                    message: "no such file".into(),
+                });
+            }
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
+            .collect();
+        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator(ENV_SEPARATOR)
+            .separator(ENV_SEPARATOR)
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(env));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        let raw = builder
+            .add_source(environment)
+            .build()
+            .map_err(|err| match path {
+                Some(path) => ConfigError::File {
+                    path: path.display().to_string(),
+                    message: err.to_string(),
+                },
+                None => ConfigError::Invalid(err.to_string()),
+            })?;
+        let settings: Settings = serde_path_to_error::deserialize(raw).map_err(|err| {
+            let key = err.path().to_string();
+            let message = strip_key_suffix(&err.into_inner().to_string());
+            ConfigError::Key { key, message }
+        })?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Checks that span several keys, which serde cannot express.
+    fn check(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, repo) in self.repos.iter().enumerate() {
+            if repo.name.split('/').filter(|part| !part.is_empty()).count() < 2 {
+                return Err(ConfigError::Key {
+                    key: format!("repos[{index}].name"),
+                    message: format!("`{}` is not a full name like `owner/repo`", repo.name),
+                });
+            }
+            if !seen.insert((repo.forge, repo.name.to_lowercase())) {
+                return Err(ConfigError::Key {
+                    key: format!("repos[{index}].name"),
+                    message: format!("`{}` is configured twice", repo.name),
+                });
+            }
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(ConfigError::Key {
+                key: "server.max_body_bytes".into(),
+                message: "must be greater than 0".into(),
+            });
+        }
+        if self.runner.max_parallel_runs == 0 {
+            return Err(ConfigError::Key {
+                key: "runner.max_parallel_runs".into(),
+                message: "must be greater than 0".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The configured repo that a webhook names, if any. Forge names are case-insensitive.
+    pub fn repo(&self, forge: Forge, full_name: &str) -> Option<&RepoSettings> {
+        self.repos
+            .iter()
+            .find(|repo| repo.forge == forge && repo.name.eq_ignore_ascii_case(full_name))
+    }
+}
+
+/// The `config` crate appends " for key `x`" to some messages; the key is already reported.
+fn strip_key_suffix(message: &str) -> String {
+    match message.find(" for key `") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Parses durations written the way people write them: `30m`, `1h 30m`, `90s`.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let written = String::deserialize(deserializer)?;
+    humantime::parse_duration(&written).map_err(|err| {
+        serde::de::Error::custom(format!(
+            "`{written}` is not a duration like `30m` or `1h 30m` ({err})"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gantry.toml");
+        std::fs::write(&path, toml).unwrap();
+        let env = env
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()));
+        Settings::load_with_env(Some(&path), env)
+    }
+
+    #[test]
+    fn empty_file_gives_the_embedded_defaults() {
+        let settings = load("", &[]).unwrap();
+        assert_eq!(settings.store.url, "sqlite://gantry.db");
+        assert_eq!(settings.server.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(settings.runner.stage_timeout, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let settings = load(
+            "[server]\nlisten = \"127.0.0.1:1\"\n",
+            &[
+                ("GANTRY__SERVER__LISTEN", "127.0.0.1:9999"),
+                ("GANTRY__RUNNER__MAX_PARALLEL_RUNS", "7"),
+                ("GANTRY__GITHUB__WEBHOOK_SECRETS", "old,new"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.server.listen.port(), 9999);
+        assert_eq!(settings.runner.max_parallel_runs, 7);
+        let secrets: Vec<_> = settings
+            .github
+            .webhook_secrets
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(secrets, ["old", "new"]);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_section() {
+        let err = load("[server]\nlisten_addr = \"x\"\n", &[]).unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("config key `server.listen_addr`"), "{message}");
+        assert!(message.contains("expected one of"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = load("[runner]\nmax_parallel_runs = \"many\"\n", &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config key `runner.max_parallel_runs`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let err = load("[runner]\nstage_timeout = \"soon\"\n", &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config key `runner.stage_timeout`: `soon` is not a duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_secret_source_is_named() {
+        let err = load(
+            "[github]\nwebhook_secrets = [\"env:GANTRY_TEST_NOT_SET_ANYWHERE\"]\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config key `github.webhook_secrets[0]`: environment variable \
+             `GANTRY_TEST_NOT_SET_ANYWHERE` is not set"
+        );
+    }
+
+    #[test]
+    fn repo_configured_twice_is_refused() {
+        let toml = "[[repos]]\nname = \"a/b\"\nforge = \"github\"\n\
+                    [[repos]]\nname = \"A/B\"\nforge = \"github\"\n";
+        let err = load(toml, &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config key `repos[1].name`: `A/B` is configured twice"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_reported() {
+        let err = Settings::load_with_env(Some(Path::new("/nonexistent/gantry.toml")), []);
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "config file `/nonexistent/gantry.toml`: no such file"
+        );
+    }
+
+    #[test]
+    fn repo_lookup_ignores_case_but_not_forge() {
+        let toml = "[[repos]]\nname = \"Acme/Web\"\nforge = \"github\"\n";
+        let settings = load(toml, &[]).unwrap();
+        assert!(settings.repo(Forge::Github, "acme/web").is_some());
+        assert!(settings.repo(Forge::Gitlab, "acme/web").is_none());
+    }
+}

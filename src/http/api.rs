@@ -1,0 +1,88 @@
+//! The JSON API: run history.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError, web};
+use serde::Deserialize;
+
+use super::{AppState, error_body};
+use crate::store::{RunFilter, RunState};
+
+/// Runs per page when the caller does not say.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Largest page served: keeps one request's work bounded.
+const MAX_PAGE_SIZE: u32 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("run {0} not found")]
+    NotFound(i64),
+    #[error("the store is unavailable")]
+    Store(#[source] anyhow::Error),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Store(err) = self {
+            tracing::error!(error = ?err, "API store query failed");
+        }
+        HttpResponse::build(self.status_code()).json(error_body(&self.to_string()))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    repo: Option<String>,
+    state: Option<String>,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+pub async fn list_runs(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let run_state = query
+        .state
+        .as_deref()
+        .map(|name| {
+            RunState::parse(name).ok_or_else(|| {
+                let known: Vec<_> = RunState::ALL.iter().map(|state| state.as_str()).collect();
+                ApiError::BadQuery(format!(
+                    "unknown state `{name}`; expected one of {}",
+                    known.join(", ")
+                ))
+            })
+        })
+        .transpose()?;
+    let filter = RunFilter {
+        repo: query.repo,
+        state: run_state,
+        before: query.before,
+        limit: query.limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
+    };
+    let runs = state.store.list_runs(&filter).await.map_err(ApiError::Store)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "runs": runs })))
+}
+
+pub async fn get_run(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    match state.store.run(id).await.map_err(ApiError::Store)? {
+        Some(run) => Ok(HttpResponse::Ok().json(run)),
+        None => Err(ApiError::NotFound(id)),
+    }
+}

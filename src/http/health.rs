@@ -1,0 +1,45 @@
+//! Liveness, readiness and metrics.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::AppState;
+
+/// Alive: the process answers HTTP.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Ready: the store answers, and so does the Docker engine where this process runs stages.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let store_ok = state.store.is_reachable().await;
+    let docker = match &state.engine {
+        Some(engine) => Some(engine.ping().await),
+        None => None,
+    };
+    let docker_ok = docker.as_ref().is_none_or(|result| result.is_ok());
+    let body = json!({
+        "store": if store_ok { "ok".to_owned() } else { "unreachable".to_owned() },
+        "docker": match &docker {
+            None => "not used".to_owned(),
+            Some(Ok(())) => "ok".to_owned(),
+            Some(Err(err)) => format!("unreachable: {err}"),
+        },
+    });
+    if store_ok && docker_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // The queue depth is read at scrape time rather than tracked on every change, so it is
+    // right across replicas sharing one store.
+    if let Ok(depth) = state.store.queue_depth().await {
+        state.metrics.queue_depth.set(depth);
+    }
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.encode())
+}

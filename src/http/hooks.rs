@@ -1,0 +1,223 @@
+//! `POST /hooks/{forge}`: verify, parse, store, answer.
+
+use std::time::{Instant, SystemTime};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_LENGTH, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde_json::json;
+
+use super::{AppState, error_body};
+use crate::metrics::DeliveryLabels;
+use crate::store::{NewDelivery, Recorded};
+use crate::webhook::{self, Forge, WebhookError};
+
+/// Why a delivery got no 2xx. Mapped once to a status below; never a 500 for bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("unknown forge `{0}`: use /hooks/github, /hooks/gitlab or /hooks/gitea")]
+    UnknownForge(String),
+    #[error("body is larger than server.max_body_bytes ({limit} bytes)")]
+    TooLarge { limit: usize },
+    #[error("reading body: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    #[error("repo `{repo}` is not configured for {forge}")]
+    UnknownRepo { forge: Forge, repo: String },
+    #[error("the store is unavailable; the forge should retry this delivery")]
+    Store(#[source] anyhow::Error),
+}
+
+impl HookError {
+    /// The outcome label in the deliveries metric.
+    fn outcome(&self) -> &'static str {
+        match self {
+            HookError::UnknownForge(_) => "unknown_forge",
+            HookError::TooLarge { .. } => "too_large",
+            HookError::Body(_) => "bad_body",
+            HookError::Webhook(WebhookError::MissingEventHeader(_)) => "missing_event",
+            HookError::Webhook(WebhookError::Unauthorized(_)) => "unauthorized",
+            HookError::Webhook(WebhookError::BadPayload(_)) => "bad_payload",
+            HookError::UnknownRepo { .. } => "unknown_repo",
+            HookError::Store(_) => "store_error",
+        }
+    }
+}
+
+impl ResponseError for HookError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            HookError::UnknownForge(_) | HookError::UnknownRepo { .. } => StatusCode::NOT_FOUND,
+            HookError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HookError::Body(_)
+            | HookError::Webhook(WebhookError::MissingEventHeader(_))
+            | HookError::Webhook(WebhookError::BadPayload(_)) => StatusCode::BAD_REQUEST,
+            HookError::Webhook(WebhookError::Unauthorized(_)) => StatusCode::UNAUTHORIZED,
+            // A 503 makes the forge retry later; the delivery is not lost.
+            HookError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(error_body(&self.to_string()))
+    }
+}
+
+/// The 2xx answers.
+enum Accepted {
+    Queued { run_id: i64, delivery_id: String },
+    Duplicate,
+    NotActedOn(String),
+}
+
+impl Accepted {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Accepted::Queued { .. } => "queued",
+            Accepted::Duplicate => "duplicate",
+            Accepted::NotActedOn(_) => "not_acted_on",
+        }
+    }
+
+    fn into_response(self) -> HttpResponse {
+        match self {
+            Accepted::Queued {
+                run_id,
+                delivery_id,
+            } => HttpResponse::Accepted().json(json!({
+                "run_id": run_id,
+                "delivery_id": delivery_id,
+            })),
+            Accepted::Duplicate => HttpResponse::Ok().json(json!({ "duplicate": true })),
+            Accepted::NotActedOn(reason) => HttpResponse::Ok().json(json!({ "ignored": reason })),
+        }
+    }
+}
+
+pub async fn receive(
+    state: web::Data<AppState>,
+    forge: web::Path<String>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    let started = Instant::now();
+    let forge_name = forge.into_inner();
+    let result = accept(&state, &forge_name, &request, body).await;
+    let (outcome, response) = match result {
+        Ok(accepted) => (accepted.outcome(), accepted.into_response()),
+        Err(err) => {
+            if matches!(err, HookError::Store(_)) {
+                tracing::error!(error = ?err, "storing a delivery failed");
+            } else {
+                tracing::info!(forge = %forge_name, error = %err, "delivery refused");
+            }
+            (err.outcome(), err.error_response())
+        }
+    };
+    let forge_label = forge_name
+        .parse::<Forge>()
+        .map(Forge::as_str)
+        .unwrap_or("unknown");
+    state.metrics.observe_delivery(
+        DeliveryLabels {
+            forge: forge_label,
+            outcome,
+        },
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn accept(
+    state: &AppState,
+    forge: &str,
+    request: &HttpRequest,
+    body: web::Payload,
+) -> Result<Accepted, HookError> {
+    let forge: Forge = forge
+        .parse()
+        .map_err(|_| HookError::UnknownForge(forge.to_owned()))?;
+    let settings = &state.settings;
+    let body = read_body(request.headers(), body, settings.server.max_body_bytes).await?;
+    let delivery = webhook::receive(
+        forge,
+        &RequestHeaders(request.headers()),
+        &body,
+        settings,
+        SystemTime::now(),
+    )?;
+    let run = match delivery.event.run_request() {
+        Ok(run) => run,
+        Err(reason) => return Ok(Accepted::NotActedOn(reason)),
+    };
+    let repo_name = delivery
+        .event
+        .repo
+        .as_ref()
+        .map(|repo| repo.full_name.to_string())
+        .ok_or_else(|| {
+            WebhookError::BadPayload("payload names no repository".into())
+        })?;
+    let repo = settings
+        .repo(forge, &repo_name)
+        .ok_or_else(|| HookError::UnknownRepo {
+            forge,
+            repo: repo_name.clone(),
+        })?;
+    let delivery_id = delivery.id.as_str().to_owned();
+    let recorded = state
+        .store
+        .record_delivery(NewDelivery {
+            delivery,
+            run,
+            repo: repo.name.clone(),
+        })
+        .await
+        .map_err(HookError::Store)?;
+    Ok(match recorded {
+        Recorded::Queued { run_id } => {
+            tracing::info!(%forge, repo = %repo.name, run_id, %delivery_id, "run queued");
+            Accepted::Queued {
+                run_id,
+                delivery_id,
+            }
+        }
+        Recorded::Duplicate => Accepted::Duplicate,
+    })
+}
+
+/// Reads the body up to `limit` bytes. A `Content-Length` over the limit is refused before a
+/// byte is read; a chunked body is cut off as soon as it passes the limit.
+async fn read_body(
+    headers: &HeaderMap,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<BytesMut, HookError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(HookError::TooLarge { limit });
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|err| HookError::Body(err.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(HookError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+struct RequestHeaders<'a>(&'a HeaderMap);
+
+impl webhook::Headers for RequestHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|value| value.to_str().ok())
+    }
+}

@@ -1,0 +1,40 @@
+//! The HTTP surface: webhook intake, health, metrics and the JSON API. Handlers stay thin:
+//! they verify, parse, store and answer; nothing here waits on Docker, git or a forge.
+
+mod api;
+mod health;
+mod hooks;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::config::Settings;
+use crate::runner::Engine;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub metrics: Metrics,
+    /// The Docker engine `/readyz` checks; `None` where this process runs nothing.
+    pub engine: Option<Engine>,
+}
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/hooks/{forge}", web::post().to(hooks::receive))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics))
+        .route("/api/runs", web::get().to(api::list_runs))
+        .route("/api/runs/{id}", web::get().to(api::get_run));
+}
+
+/// The JSON body of every error answer: `{"error": "…"}`.
+fn error_body(message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": message })
+}

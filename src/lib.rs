@@ -1,0 +1,13 @@
+//! Gantry: forge webhooks in, pipeline runs in Docker, image tags handed to GitOps.
+//!
+//! The binary (`src/main.rs`) and the integration tests share this library. Each module owns
+//! one noun of the design: see `DESIGN.md`-level names below.
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod runner;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod webhook;

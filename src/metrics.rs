@@ -1,0 +1,83 @@
+//! Prometheus metrics, served at `/metrics`.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Buckets for webhook intake latency, in seconds: the goal is well under 10 ms, so the
+/// resolution is finest there.
+const INTAKE_LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub forge: &'static str,
+    pub outcome: &'static str,
+}
+
+/// Every metric Gantry exports. Cheap to clone: the metrics inside are shared.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub deliveries: Family<DeliveryLabels, Counter>,
+    pub intake_latency: Family<DeliveryLabels, Histogram>,
+    pub queue_depth: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gantry");
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries received, by forge and outcome",
+            deliveries.clone(),
+        );
+        let intake_latency =
+            Family::<DeliveryLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(INTAKE_LATENCY_BUCKETS)
+            });
+        registry.register(
+            "webhook_intake_seconds",
+            "Time from a webhook request's arrival to its answer, by forge and outcome",
+            intake_latency.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "runs_queued",
+            "Runs waiting for a runner, as of the last scrape",
+            queue_depth.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            deliveries,
+            intake_latency,
+            queue_depth,
+        }
+    }
+
+    pub fn observe_delivery(&self, labels: DeliveryLabels, seconds: f64) {
+        self.deliveries.get_or_create(&labels).inc();
+        self.intake_latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}

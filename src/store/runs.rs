@@ -1,0 +1,157 @@
+//! Reading runs back: the history the API and pages show.
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::webhook::Event;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Queued,
+    Running,
+    Success,
+    Failure,
+    Error,
+    Canceled,
+    Skipped,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 7] = [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Success,
+        RunState::Failure,
+        RunState::Error,
+        RunState::Canceled,
+        RunState::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Success => "success",
+            RunState::Failure => "failure",
+            RunState::Error => "error",
+            RunState::Canceled => "canceled",
+            RunState::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == name)
+    }
+}
+
+/// A run as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub forge: String,
+    pub repo: String,
+    pub trigger: String,
+    pub git_ref: String,
+    pub commit_sha: String,
+    pub commit_message: Option<String>,
+    pub pr_number: Option<i64>,
+    pub state: String,
+    pub delivery_id: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The whole event; only filled when one run is asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<Event>,
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub repo: Option<String>,
+    pub state: Option<RunState>,
+    /// Only runs with an id below this (the last id of the previous page).
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+const RUN_COLUMNS: &str = "runs.id, runs.forge, runs.repo, runs.trigger_kind, runs.git_ref, \
+    runs.commit_sha, runs.commit_message, runs.pr_number, runs.state, deliveries.delivery_id, \
+    runs.created_at, runs.started_at, runs.finished_at";
+
+impl super::Store {
+    pub async fn list_runs(&self, filter: &RunFilter) -> anyhow::Result<Vec<Run>> {
+        // Absent filters are bound as NULL, so one statement serves every combination.
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs JOIN deliveries ON deliveries.id = runs.delivery \
+             WHERE ($1 IS NULL OR runs.repo = $1) AND ($2 IS NULL OR runs.state = $2) \
+             AND ($3 IS NULL OR runs.id < $3) ORDER BY runs.id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.repo.as_deref())
+            .bind(filter.state.map(RunState::as_str))
+            .bind(filter.before)
+            .bind(i64::from(filter.limit))
+            .fetch_all(self.pool())
+            .await
+            .context("listing runs")?;
+        rows.iter().map(|row| run_from_row(row, false)).collect()
+    }
+
+    pub async fn run(&self, id: i64) -> anyhow::Result<Option<Run>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS}, runs.event FROM runs \
+             JOIN deliveries ON deliveries.id = runs.delivery WHERE runs.id = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .with_context(|| format!("reading run {id}"))?;
+        row.map(|row| run_from_row(&row, true)).transpose()
+    }
+
+    /// Runs waiting for a runner.
+    pub async fn queue_depth(&self) -> anyhow::Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM runs WHERE state = $1")
+            .bind(RunState::Queued.as_str())
+            .fetch_one(self.pool())
+            .await
+            .context("counting queued runs")?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+fn run_from_row(row: &AnyRow, with_event: bool) -> anyhow::Result<Run> {
+    let event = if with_event {
+        let json: String = row.try_get("event")?;
+        Some(serde_json::from_str(&json).context("decoding stored event")?)
+    } else {
+        None
+    };
+    Ok(Run {
+        id: row.try_get(0)?,
+        forge: row.try_get(1)?,
+        repo: row.try_get(2)?,
+        trigger: row.try_get(3)?,
+        git_ref: row.try_get(4)?,
+        commit_sha: row.try_get(5)?,
+        commit_message: row.try_get(6)?,
+        pr_number: row.try_get(7)?,
+        state: row.try_get(8)?,
+        delivery_id: row.try_get(9)?,
+        created_at: timestamp(row.try_get(10)?),
+        started_at: row.try_get::<Option<i64>, _>(11)?.map(timestamp),
+        finished_at: row.try_get::<Option<i64>, _>(12)?.map(timestamp),
+        event,
+    })
+}
+
+fn timestamp(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}

@@ -1,0 +1,394 @@
+//! GitLab deliveries, from project, group and system hooks.
+//!
+//! GitLab authenticates a hook in one of two ways: the plain `X-Gitlab-Token` (the hook's
+//! secret token, echoed back) or the HMAC signing scheme (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature: v1,<base64>` over `{id}.{timestamp}.{body}`, keyed with the base64
+//! payload of a `whsec_` token). Every credential a request carries must verify, and at
+//! least one must be present.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+
+use super::payload::{self, PushedCommit, from_json};
+use super::{
+    Delivery, Event, EventKind, Forge, GitRef, Headers, PullRequest, PullRequestAction, Push,
+    Repo, RepoName, WebhookError, delivery_id, first_header, signature,
+};
+use crate::config::{GitlabSettings, Secret};
+
+const EVENT_HEADER: &str = "X-Gitlab-Event";
+const TOKEN_HEADER: &str = "X-Gitlab-Token";
+const SIGNATURE_ID_HEADER: &str = "webhook-id";
+const SIGNATURE_TIMESTAMP_HEADER: &str = "webhook-timestamp";
+const SIGNATURE_HEADER: &str = "webhook-signature";
+const SIGNING_TOKEN_PREFIX: &str = "whsec_";
+/// `Idempotency-Key` is GitLab's stable id across retries; older GitLab only sends the
+/// per-event UUID.
+const DELIVERY_HEADERS: &[&str] = &["Idempotency-Key", "X-Gitlab-Event-UUID"];
+
+/// How far a signed delivery's timestamp may be from our clock. A captured delivery replayed
+/// later than this is refused; the window also absorbs GitLab's retry delay and clock skew.
+pub const SIGNATURE_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+pub(super) fn receive(
+    headers: &impl Headers,
+    body: &[u8],
+    settings: &GitlabSettings,
+    now: SystemTime,
+) -> Result<Delivery, WebhookError> {
+    let event_name = headers
+        .get(EVENT_HEADER)
+        .ok_or(WebhookError::MissingEventHeader(EVENT_HEADER))?;
+    authenticate(headers, body, settings, now)?;
+    let event = parse(event_name, body)?;
+    let raw_id = first_header(headers, DELIVERY_HEADERS).map(|(_, id)| id.to_owned());
+    Ok(Delivery {
+        id: delivery_id(raw_id, body),
+        event_name: event_name.to_owned(),
+        event,
+    })
+}
+
+fn authenticate(
+    headers: &impl Headers,
+    body: &[u8],
+    settings: &GitlabSettings,
+    now: SystemTime,
+) -> Result<(), WebhookError> {
+    let token = headers.get(TOKEN_HEADER);
+    let signed = headers.get(SIGNATURE_HEADER).is_some();
+    if token.is_none() && !signed {
+        return Err(WebhookError::Unauthorized(format!(
+            "missing `{TOKEN_HEADER}` or `{SIGNATURE_HEADER}` header (set a secret token or \
+             signing token on the webhook)"
+        )));
+    }
+    if let Some(token) = token {
+        let mut matched = false;
+        for configured in &settings.webhook_tokens {
+            matched |= configured.matches(token.as_bytes());
+        }
+        if !matched {
+            return Err(WebhookError::Unauthorized(format!(
+                "`{TOKEN_HEADER}` matches no configured token"
+            )));
+        }
+    }
+    if signed {
+        verify_signature(headers, body, &settings.signing_tokens, now)?;
+    }
+    Ok(())
+}
+
+fn verify_signature(
+    headers: &impl Headers,
+    body: &[u8],
+    signing_tokens: &[Secret],
+    now: SystemTime,
+) -> Result<(), WebhookError> {
+    let unauthorized = |message: String| Err(WebhookError::Unauthorized(message));
+    let (Some(id), Some(timestamp), Some(signatures)) = (
+        headers.get(SIGNATURE_ID_HEADER),
+        headers.get(SIGNATURE_TIMESTAMP_HEADER),
+        headers.get(SIGNATURE_HEADER),
+    ) else {
+        return unauthorized(format!(
+            "a signed delivery needs `{SIGNATURE_ID_HEADER}`, `{SIGNATURE_TIMESTAMP_HEADER}` and \
+             `{SIGNATURE_HEADER}`"
+        ));
+    };
+    let Ok(sent_at) = timestamp.trim().parse::<u64>() else {
+        return unauthorized(format!("`{SIGNATURE_TIMESTAMP_HEADER}` is not a Unix time"));
+    };
+    let sent_at = SystemTime::UNIX_EPOCH + Duration::from_secs(sent_at);
+    let skew = now
+        .duration_since(sent_at)
+        .unwrap_or_else(|err| err.duration());
+    if skew > SIGNATURE_TOLERANCE {
+        return unauthorized(format!(
+            "`{SIGNATURE_TIMESTAMP_HEADER}` is {}s away from now (tolerance {}s)",
+            skew.as_secs(),
+            SIGNATURE_TOLERANCE.as_secs()
+        ));
+    }
+    let keys: Vec<Vec<u8>> = signing_tokens
+        .iter()
+        .filter_map(|token| {
+            let encoded = token.expose();
+            let encoded = encoded.strip_prefix(SIGNING_TOKEN_PREFIX).unwrap_or(encoded);
+            BASE64.decode(encoded).ok()
+        })
+        .collect();
+    let parts: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
+    // The header may list several space-separated signatures (one per active key).
+    let mut matched = false;
+    for candidate in signatures.split_whitespace() {
+        let Some(encoded) = candidate.strip_prefix("v1,") else {
+            continue;
+        };
+        let Ok(expected) = BASE64.decode(encoded) else {
+            continue;
+        };
+        matched |= signature::hmac_matches_any(keys.iter().map(Vec::as_slice), &parts, &expected);
+    }
+    if matched {
+        Ok(())
+    } else {
+        unauthorized(format!(
+            "`{SIGNATURE_HEADER}` does not match the body under any configured signing token"
+        ))
+    }
+}
+
+fn parse(event_name: &str, body: &[u8]) -> Result<Event, WebhookError> {
+    let kind = match event_name {
+        "Push Hook" | "Tag Push Hook" => "push",
+        "Merge Request Hook" => "merge_request",
+        // System hooks name the event in the body: `object_kind`, or `event_name` for pushes.
+        "System Hook" => {
+            let header: SystemHookHeader = from_json(body)?;
+            match header.object_kind.or(header.event_name).as_deref() {
+                Some("push" | "tag_push") => "push",
+                Some("merge_request") => "merge_request",
+                _ => "other",
+            }
+        }
+        _ => "other",
+    };
+    match kind {
+        "push" => parse_push(from_json(body)?),
+        "merge_request" => parse_merge_request(from_json(body)?),
+        _ => {
+            let any: AnyPayload = from_json(body)?;
+            Ok(event(
+                any.project,
+                EventKind::NotActedOn {
+                    event: event_name.to_owned(),
+                    reason: format!("event `{event_name}` is not acted on"),
+                },
+            ))
+        }
+    }
+}
+
+fn event(project: Option<ProjectJson>, kind: EventKind) -> Event {
+    Event {
+        forge: Forge::Gitlab,
+        repo: project.map(ProjectJson::into_repo),
+        kind,
+    }
+}
+
+fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
+    let git_ref = payload::git_ref("ref", &push.git_ref)?;
+    let after = payload::commit_sha("after", &push.after)?;
+    if after.is_zero() {
+        return Ok(event(Some(push.project), EventKind::RefDeleted { git_ref }));
+    }
+    let before = payload::before_sha("before", &push.before)?;
+    // GitLab lists at most 20 commits; `total_commits_count` tells whether the list is whole.
+    let complete = before.is_some()
+        && matches!(git_ref, GitRef::Branch(_))
+        && push.total_commits_count == Some(push.commits.len());
+    let kind = EventKind::Push(Push {
+        created: before.is_none(),
+        forced: false,
+        changed_paths: payload::changed_paths(&push.commits, complete),
+        head_commit_message: payload::message_of(&push.commits, &after),
+        git_ref,
+        before,
+        after,
+        sender: push.user_username.or(push.user_name),
+    });
+    Ok(event(Some(push.project), kind))
+}
+
+fn parse_merge_request(payload: MergeRequestPayload) -> Result<Event, WebhookError> {
+    let mr = payload.object_attributes;
+    let not_acted_on = |reason: String| {
+        EventKind::NotActedOn {
+            event: "merge_request".into(),
+            reason,
+        }
+    };
+    let action = match mr.action.as_deref() {
+        Some("open") => PullRequestAction::Opened,
+        Some("reopen") => PullRequestAction::Reopened,
+        // An update carries `oldrev` only when it brought new commits.
+        Some("update") if mr.oldrev.is_some() => PullRequestAction::Synchronized,
+        Some("close") => PullRequestAction::Closed,
+        Some("merge") => PullRequestAction::Merged,
+        Some("update") => {
+            return Ok(event(
+                Some(payload.project),
+                not_acted_on("merge request update without new commits".into()),
+            ));
+        }
+        Some(other) => {
+            return Ok(event(
+                Some(payload.project),
+                not_acted_on(format!("merge request action `{other}` is not acted on")),
+            ));
+        }
+        None => {
+            return Ok(event(
+                Some(payload.project),
+                not_acted_on("merge request event without an action".into()),
+            ));
+        }
+    };
+    let kind = EventKind::PullRequest(PullRequest {
+        action,
+        number: mr.iid,
+        title: mr.title,
+        head_sha: payload::commit_sha("object_attributes.last_commit.id", &mr.last_commit.id)?,
+        head_commit_message: mr.last_commit.message,
+        head_ref: mr.source_branch,
+        base_ref: mr.target_branch,
+        base_sha: None,
+        from_fork: mr.source_project_id != mr.target_project_id,
+        head_clone_url: mr.source.and_then(|source| source.git_http_url),
+        sender: payload.user.map(|user| user.username),
+    });
+    Ok(event(Some(payload.project), kind))
+}
+
+#[derive(Deserialize)]
+struct SystemHookHeader {
+    object_kind: Option<String>,
+    event_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ProjectJson {
+    path_with_namespace: String,
+    git_http_url: String,
+    web_url: Option<String>,
+}
+
+impl ProjectJson {
+    fn into_repo(self) -> Repo {
+        Repo {
+            full_name: RepoName::new(self.path_with_namespace),
+            clone_url: self.git_http_url,
+            web_url: self.web_url,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AnyPayload {
+    project: Option<ProjectJson>,
+}
+
+#[derive(Deserialize)]
+struct PushPayload {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    before: String,
+    after: String,
+    #[serde(default)]
+    commits: Vec<PushedCommit>,
+    total_commits_count: Option<usize>,
+    user_username: Option<String>,
+    user_name: Option<String>,
+    project: ProjectJson,
+}
+
+#[derive(Deserialize)]
+struct MergeRequestPayload {
+    object_attributes: MergeRequestJson,
+    project: ProjectJson,
+    user: Option<UserJson>,
+}
+
+#[derive(Deserialize)]
+struct UserJson {
+    username: String,
+}
+
+#[derive(Deserialize)]
+struct MergeRequestJson {
+    iid: u64,
+    title: String,
+    action: Option<String>,
+    oldrev: Option<String>,
+    source_branch: String,
+    target_branch: String,
+    source_project_id: u64,
+    target_project_id: u64,
+    last_commit: LastCommitJson,
+    source: Option<SourceProjectJson>,
+}
+
+#[derive(Deserialize)]
+struct LastCommitJson {
+    id: String,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SourceProjectJson {
+    git_http_url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::test_headers::TestHeaders;
+
+    fn settings() -> GitlabSettings {
+        GitlabSettings {
+            webhook_tokens: vec![Secret::new("topsecret")],
+            signing_tokens: vec![Secret::new(format!(
+                "{SIGNING_TOKEN_PREFIX}{}",
+                BASE64.encode(b"signing key bytes")
+            ))],
+            ..GitlabSettings::default()
+        }
+    }
+
+    fn signed_headers(body: &[u8], timestamp: u64, key: &[u8]) -> TestHeaders {
+        let message = [b"msg_1.", timestamp.to_string().as_bytes(), b".", body].concat();
+        let signature = hex::decode(signature::hmac_hex(key, &message)).unwrap();
+        TestHeaders::default()
+            .with(SIGNATURE_ID_HEADER, "msg_1")
+            .with(SIGNATURE_TIMESTAMP_HEADER, &timestamp.to_string())
+            .with(SIGNATURE_HEADER, &format!("v1,{}", BASE64.encode(signature)))
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    /// The plain token vector from drone/go-scm (SOURCES.md).
+    #[test]
+    fn plain_token_is_compared_exactly() {
+        let good = TestHeaders::default().with(TOKEN_HEADER, "topsecret");
+        let bad = TestHeaders::default().with(TOKEN_HEADER, "topsecreT");
+        assert!(authenticate(&good, b"{}", &settings(), at(0)).is_ok());
+        assert!(authenticate(&bad, b"{}", &settings(), at(0)).is_err());
+    }
+
+    #[test]
+    fn signed_delivery_verifies_within_tolerance_only() {
+        let body = br#"{"object_kind":"push"}"#;
+        let headers = signed_headers(body, 1_000_000, b"signing key bytes");
+        assert!(authenticate(&headers, body, &settings(), at(1_000_100)).is_ok());
+        let stale = authenticate(&headers, body, &settings(), at(1_000_000 + 301)).unwrap_err();
+        assert!(stale.to_string().contains("301s away from now"), "{stale}");
+        assert!(authenticate(&headers, b"{}", &settings(), at(1_000_000)).is_err());
+        let wrong_key = signed_headers(body, 1_000_000, b"another key");
+        assert!(authenticate(&wrong_key, body, &settings(), at(1_000_000)).is_err());
+    }
+
+    #[test]
+    fn a_wrong_token_fails_even_beside_a_good_signature() {
+        let body = b"{}";
+        let headers = signed_headers(body, 50, b"signing key bytes").with(TOKEN_HEADER, "nope");
+        assert!(authenticate(&headers, body, &settings(), at(50)).is_err());
+    }
+}

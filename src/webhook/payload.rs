@@ -1,0 +1,149 @@
+//! Reading forge JSON: errors that name the field, and the pieces all forges share.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::{CommitSha, GitRef, WebhookError};
+
+/// Deserialises a payload; a failure names the field that was missing or of the wrong type.
+pub(super) fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            WebhookError::BadPayload(format!("body is not valid JSON: {inner}"))
+        } else if path == "." {
+            WebhookError::BadPayload(format!("payload: {}", strip_position(&inner)))
+        } else {
+            WebhookError::BadPayload(format!("payload field `{path}`: {}", strip_position(&inner)))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|err| WebhookError::BadPayload(format!("body is not valid JSON: {err}")))?;
+    Ok(value)
+}
+
+/// serde_json ends messages with "at line 1 column 80", which means little in a one-line body
+/// when the field is already named.
+fn strip_position(err: &serde_json::Error) -> String {
+    let message = err.to_string();
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message,
+    }
+}
+
+/// A commit id from the payload; `field` names it in the error.
+pub(super) fn commit_sha(field: &str, value: &str) -> Result<CommitSha, WebhookError> {
+    CommitSha::parse(value).ok_or_else(|| {
+        WebhookError::BadPayload(format!("payload field `{field}`: `{value}` is not a commit id"))
+    })
+}
+
+/// The previous tip of a ref, where the all-zero id means "there was none".
+pub(super) fn before_sha(field: &str, value: &str) -> Result<Option<CommitSha>, WebhookError> {
+    let sha = commit_sha(field, value)?;
+    Ok((!sha.is_zero()).then_some(sha))
+}
+
+pub(super) fn git_ref(field: &str, value: &str) -> Result<GitRef, WebhookError> {
+    GitRef::parse(value).ok_or_else(|| {
+        WebhookError::BadPayload(format!(
+            "payload field `{field}`: `{value}` is not a branch or tag ref"
+        ))
+    })
+}
+
+/// A commit as GitHub, GitLab and Gitea list them in push payloads.
+#[derive(Debug, Deserialize)]
+pub(super) struct PushedCommit {
+    pub id: String,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub added: Option<Vec<String>>,
+    #[serde(default)]
+    pub removed: Option<Vec<String>>,
+    #[serde(default)]
+    pub modified: Option<Vec<String>>,
+}
+
+/// The files the pushed commits touched, or `None` when the payload cannot tell all of them
+/// (`complete` false: the forge cut the commit list; or a commit without file lists).
+pub(super) fn changed_paths(commits: &[PushedCommit], complete: bool) -> Option<Vec<String>> {
+    if !complete || commits.is_empty() {
+        return None;
+    }
+    let mut paths = BTreeSet::new();
+    for commit in commits {
+        for list in [&commit.added, &commit.removed, &commit.modified] {
+            paths.extend(list.as_ref()?.iter().cloned());
+        }
+    }
+    Some(paths.into_iter().collect())
+}
+
+/// The message of the commit a push ended on.
+pub(super) fn message_of(commits: &[PushedCommit], sha: &CommitSha) -> Option<String> {
+    commits
+        .iter()
+        .find(|commit| commit.id.eq_ignore_ascii_case(sha.as_str()))
+        .and_then(|commit| commit.message.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Shape {
+        after: String,
+        inner: Inner,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        sha: String,
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = from_json::<Shape>(br#"{"after":"x","inner":{}}"#).unwrap_err();
+        assert_eq!(
+            err,
+            WebhookError::BadPayload("payload field `inner`: missing field `sha`".into())
+        );
+        let err = from_json::<Shape>(br#"{"after":1,"inner":{"sha":"a"}}"#).unwrap_err();
+        assert_eq!(
+            err,
+            WebhookError::BadPayload(
+                "payload field `after`: invalid type: integer `1`, expected a string".into()
+            )
+        );
+        let err = from_json::<Shape>(b"not json").unwrap_err();
+        assert!(matches!(err, WebhookError::BadPayload(m) if m.starts_with("body is not valid JSON")));
+    }
+
+    #[test]
+    fn changed_paths_need_every_list() {
+        let commit = |added: Option<Vec<&str>>| PushedCommit {
+            id: "a".into(),
+            message: None,
+            added: added.map(|list| list.into_iter().map(String::from).collect()),
+            removed: Some(vec![]),
+            modified: Some(vec!["b".into()]),
+        };
+        assert_eq!(
+            changed_paths(&[commit(Some(vec!["c", "b"]))], true),
+            Some(vec!["b".into(), "c".into()])
+        );
+        assert_eq!(changed_paths(&[commit(None)], true), None);
+        assert_eq!(changed_paths(&[commit(Some(vec![]))], false), None);
+    }
+}
