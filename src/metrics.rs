@@ -45,10 +45,9 @@ impl Metrics {
             "Webhook deliveries received, by forge and outcome",
             deliveries.clone(),
         );
-        let intake_latency =
-            Family::<DeliveryLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new(INTAKE_LATENCY_BUCKETS)
-            });
+        let intake_latency = Family::<DeliveryLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(INTAKE_LATENCY_BUCKETS)
+        });
         registry.register(
             "webhook_intake_seconds",
             "Time from a webhook request's arrival to its answer, by forge and outcome",

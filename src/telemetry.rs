@@ -7,8 +7,8 @@ use crate::config::{LogFormat, LogSettings};
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.filter`. Calling it
 /// twice (as tests may) keeps the first.
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&settings.filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -410,7 +410,10 @@ mod tests {
     fn unknown_key_is_named_with_its_section() {
         let err = load("[server]\nlisten_addr = \"x\"\n", &[]).unwrap_err();
         let message = err.to_string();
-        assert!(message.starts_with("config key `server.listen_addr`"), "{message}");
+        assert!(
+            message.starts_with("config key `server.listen_addr`"),
+            "{message}"
+        );
         assert!(message.contains("expected one of"), "{message}");
     }
 

@@ -65,8 +65,9 @@ impl<'a> SecretSource<'a> {
     fn resolve(self) -> Result<String, String> {
         match self {
             Self::Literal(value) => Ok(value.to_owned()),
-            Self::Env(name) => std::env::var(name)
-                .map_err(|_| format!("environment variable `{name}` is not set")),
+            Self::Env(name) => {
+                std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
+            }
             Self::File(path) => std::fs::read_to_string(path)
                 // Files written by editors and `kubectl create secret` end in a newline that is
                 // not part of the secret.
@@ -99,7 +100,10 @@ mod tests {
     #[test]
     fn written_forms_are_told_apart() {
         assert_eq!(SecretSource::parse("env:TOKEN"), SecretSource::Env("TOKEN"));
-        assert_eq!(SecretSource::parse("file:/run/s"), SecretSource::File("/run/s"));
+        assert_eq!(
+            SecretSource::parse("file:/run/s"),
+            SecretSource::File("/run/s")
+        );
         assert_eq!(SecretSource::parse("plain"), SecretSource::Literal("plain"));
     }
 

@@ -70,9 +70,16 @@ pub async fn list_runs(
         repo: query.repo,
         state: run_state,
         before: query.before,
-        limit: query.limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
+        limit: query
+            .limit
+            .unwrap_or(DEFAULT_PAGE_SIZE)
+            .clamp(1, MAX_PAGE_SIZE),
     };
-    let runs = state.store.list_runs(&filter).await.map_err(ApiError::Store)?;
+    let runs = state
+        .store
+        .list_runs(&filter)
+        .await
+        .map_err(ApiError::Store)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "runs": runs })))
 }
 

@@ -158,9 +158,7 @@ async fn accept(
         .repo
         .as_ref()
         .map(|repo| repo.full_name.to_string())
-        .ok_or_else(|| {
-            WebhookError::BadPayload("payload names no repository".into())
-        })?;
+        .ok_or_else(|| WebhookError::BadPayload("payload names no repository".into()))?;
     let repo = settings
         .repo(forge, &repo_name)
         .ok_or_else(|| HookError::UnknownRepo {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::config::Settings;
-use crate::runner::Engine;
 use crate::metrics::Metrics;
+use crate::runner::Engine;
 use crate::store::Store;
 
 /// What every handler can reach.

@@ -30,7 +30,9 @@ pub struct NewDelivery {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
-    Queued { run_id: i64 },
+    Queued {
+        run_id: i64,
+    },
     /// The forge delivered this id before; nothing was stored or queued again.
     Duplicate,
 }
@@ -97,7 +99,10 @@ async fn write_batches(pool: AnyPool, mut receiver: mpsc::Receiver<(NewDelivery,
     }
 }
 
-async fn commit_batch<T>(pool: &AnyPool, batch: &[(NewDelivery, T)]) -> anyhow::Result<Vec<Recorded>> {
+async fn commit_batch<T>(
+    pool: &AnyPool,
+    batch: &[(NewDelivery, T)],
+) -> anyhow::Result<Vec<Recorded>> {
     let mut tx = pool.begin().await.context("starting intake transaction")?;
     let mut results = Vec::with_capacity(batch.len());
     for (new, _) in batch {

@@ -119,11 +119,16 @@ pub enum EventKind {
     /// New commits on a branch, or a new tag.
     Push(Push),
     /// A branch or tag was deleted.
-    RefDeleted { git_ref: GitRef },
+    RefDeleted {
+        git_ref: GitRef,
+    },
     PullRequest(PullRequest),
     /// A delivery Gantry has no work for (a label change, a review request, an unknown event).
     /// `reason` says why, for the answer and the delivery log.
-    NotActedOn { event: String, reason: String },
+    NotActedOn {
+        event: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,7 +294,10 @@ mod tests {
             GitRef::parse("refs/heads/feature/x"),
             Some(GitRef::Branch("feature/x".into()))
         );
-        assert_eq!(GitRef::parse("refs/tags/v1"), Some(GitRef::Tag("v1".into())));
+        assert_eq!(
+            GitRef::parse("refs/tags/v1"),
+            Some(GitRef::Tag("v1".into()))
+        );
         assert_eq!(GitRef::parse("refs/notes/commits"), None);
     }
 }

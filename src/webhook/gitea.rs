@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::payload::{self, PushedCommit, from_json};
 use super::{
-    Delivery, Event, EventKind, Forge, GitRef, Headers, PullRequest, PullRequestAction, Push,
-    Repo, RepoName, WebhookError, delivery_id, first_header, signature,
+    Delivery, Event, EventKind, Forge, GitRef, Headers, PullRequest, PullRequestAction, Push, Repo,
+    RepoName, WebhookError, delivery_id, first_header, signature,
 };
 use crate::config::GiteaSettings;
 
@@ -69,7 +69,10 @@ fn parse(event_name: &str, body: &[u8]) -> Result<Event, WebhookError> {
                     )));
                 }
             };
-            Ok(event(Some(delete.repository), EventKind::RefDeleted { git_ref }))
+            Ok(event(
+                Some(delete.repository),
+                EventKind::RefDeleted { git_ref },
+            ))
         }
         other => {
             let reason = match other {
@@ -100,7 +103,10 @@ fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
     let git_ref = payload::git_ref("ref", &push.git_ref)?;
     let after = payload::commit_sha("after", &push.after)?;
     if after.is_zero() {
-        return Ok(event(Some(push.repository), EventKind::RefDeleted { git_ref }));
+        return Ok(event(
+            Some(push.repository),
+            EventKind::RefDeleted { git_ref },
+        ));
     }
     let before = payload::before_sha("before", &push.before)?;
     // Gitea cuts the commit list at a configurable length; only `total_commits`, which newer

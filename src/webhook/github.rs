@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::payload::{self, PushedCommit, from_json};
 use super::{
-    Delivery, Event, EventKind, Forge, GitRef, Headers, PullRequest, PullRequestAction, Push,
-    Repo, RepoName, WebhookError, delivery_id, first_header, signature,
+    Delivery, Event, EventKind, Forge, GitRef, Headers, PullRequest, PullRequestAction, Push, Repo,
+    RepoName, WebhookError, delivery_id, first_header, signature,
 };
 use crate::config::GithubSettings;
 
@@ -35,12 +35,12 @@ pub(super) fn receive(
     let json = json_body(headers, body)?;
     let event = parse(event_name, &json)?;
     // The hook id keeps two hooks (repo and organisation) delivering the same event apart.
-    let raw_id = headers.get(DELIVERY_HEADER).map(|delivery| {
-        match headers.get(HOOK_ID_HEADER) {
+    let raw_id = headers
+        .get(DELIVERY_HEADER)
+        .map(|delivery| match headers.get(HOOK_ID_HEADER) {
             Some(hook) => format!("{hook}:{delivery}"),
             None => delivery.to_owned(),
-        }
-    });
+        });
     Ok(Delivery {
         id: delivery_id(raw_id, body),
         event_name: event_name.to_owned(),
@@ -92,9 +92,7 @@ fn json_body<'b>(
     url::form_urlencoded::parse(body)
         .find(|(key, _)| key == "payload")
         .map(|(_, value)| value.into_owned().into_bytes().into())
-        .ok_or_else(|| {
-            WebhookError::BadPayload("form body has no `payload` field".into())
-        })
+        .ok_or_else(|| WebhookError::BadPayload("form body has no `payload` field".into()))
 }
 
 fn parse(event_name: &str, body: &[u8]) -> Result<Event, WebhookError> {
@@ -108,7 +106,10 @@ fn parse(event_name: &str, body: &[u8]) -> Result<Event, WebhookError> {
         "delete" => {
             let delete: RefPayload = from_json(body)?;
             let git_ref = ref_of_kind(&delete.ref_type, &delete.git_ref)?;
-            Ok(event(Some(delete.repository), EventKind::RefDeleted { git_ref }))
+            Ok(event(
+                Some(delete.repository),
+                EventKind::RefDeleted { git_ref },
+            ))
         }
         other => {
             let reason = match other {
@@ -138,7 +139,10 @@ fn event(repository: Option<RepositoryJson>, kind: EventKind) -> Event {
 fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
     let git_ref = payload::git_ref("ref", &push.git_ref)?;
     if push.deleted {
-        return Ok(event(Some(push.repository), EventKind::RefDeleted { git_ref }));
+        return Ok(event(
+            Some(push.repository),
+            EventKind::RefDeleted { git_ref },
+        ));
     }
     let after = payload::commit_sha("after", &push.after)?;
     let before = payload::before_sha("before", &push.before)?;
@@ -315,7 +319,8 @@ mod tests {
         }
     }
 
-    const PUSH: &[u8] = include_bytes!("../../tests/fixtures/webhooks/github/push/goscm__push.json");
+    const PUSH: &[u8] =
+        include_bytes!("../../tests/fixtures/webhooks/github/push/goscm__push.json");
 
     /// The vectors from drone/go-scm, listed in the fixtures' SOURCES.md.
     #[test]

@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use super::payload::{self, PushedCommit, from_json};
 use super::{
-    Delivery, Event, EventKind, Forge, GitRef, Headers, PullRequest, PullRequestAction, Push,
-    Repo, RepoName, WebhookError, delivery_id, first_header, signature,
+    Delivery, Event, EventKind, Forge, GitRef, Headers, PullRequest, PullRequestAction, Push, Repo,
+    RepoName, WebhookError, delivery_id, first_header, signature,
 };
 use crate::config::{GitlabSettings, Secret};
 
@@ -118,7 +118,9 @@ fn verify_signature(
         .iter()
         .filter_map(|token| {
             let encoded = token.expose();
-            let encoded = encoded.strip_prefix(SIGNING_TOKEN_PREFIX).unwrap_or(encoded);
+            let encoded = encoded
+                .strip_prefix(SIGNING_TOKEN_PREFIX)
+                .unwrap_or(encoded);
             BASE64.decode(encoded).ok()
         })
         .collect();
@@ -160,7 +162,7 @@ fn parse(event_name: &str, body: &[u8]) -> Result<Event, WebhookError> {
     };
     match kind {
         "push" => parse_push(from_json(body)?),
-        "merge_request" => parse_merge_request(from_json(body)?),
+        "merge_request" => parse_merge_request(body),
         _ => {
             let any: AnyPayload = from_json(body)?;
             Ok(event(
@@ -206,40 +208,48 @@ fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
     Ok(event(Some(push.project), kind))
 }
 
-fn parse_merge_request(payload: MergeRequestPayload) -> Result<Event, WebhookError> {
-    let mr = payload.object_attributes;
+fn parse_merge_request(body: &[u8]) -> Result<Event, WebhookError> {
+    let header: MergeRequestHeader = from_json(body)?;
+    let action = header.object_attributes.action.as_deref();
     let not_acted_on = |reason: String| {
-        EventKind::NotActedOn {
-            event: "merge_request".into(),
-            reason,
-        }
+        Ok(event(
+            header.project,
+            EventKind::NotActedOn {
+                event: "merge_request".into(),
+                reason,
+            },
+        ))
     };
-    let action = match mr.action.as_deref() {
+    let action = match action {
         Some("open") => PullRequestAction::Opened,
         Some("reopen") => PullRequestAction::Reopened,
         // An update carries `oldrev` only when it brought new commits.
-        Some("update") if mr.oldrev.is_some() => PullRequestAction::Synchronized,
+        Some("update") if header.object_attributes.oldrev.is_some() => {
+            PullRequestAction::Synchronized
+        }
         Some("close") => PullRequestAction::Closed,
         Some("merge") => PullRequestAction::Merged,
-        Some("update") => {
-            return Ok(event(
-                Some(payload.project),
-                not_acted_on("merge request update without new commits".into()),
-            ));
-        }
+        Some("update") => return not_acted_on("merge request update without new commits".into()),
         Some(other) => {
-            return Ok(event(
-                Some(payload.project),
-                not_acted_on(format!("merge request action `{other}` is not acted on")),
-            ));
+            return not_acted_on(format!("merge request action `{other}` is not acted on"));
         }
-        None => {
-            return Ok(event(
-                Some(payload.project),
-                not_acted_on("merge request event without an action".into()),
-            ));
-        }
+        None => return not_acted_on("merge request event without an action".into()),
     };
+    let payload: MergeRequestPayload = match from_json(body) {
+        Ok(payload) => payload,
+        // A close or merge needs no run, so a payload too incomplete to describe it is still
+        // answered as a delivery Gantry does not act on.
+        Err(WebhookError::BadPayload(problem))
+            if matches!(
+                action,
+                PullRequestAction::Closed | PullRequestAction::Merged
+            ) =>
+        {
+            return not_acted_on(format!("merge request closed or merged ({problem})"));
+        }
+        Err(err) => return Err(err),
+    };
+    let mr = payload.object_attributes;
     let kind = EventKind::PullRequest(PullRequest {
         action,
         number: mr.iid,
@@ -254,6 +264,19 @@ fn parse_merge_request(payload: MergeRequestPayload) -> Result<Event, WebhookErr
         sender: payload.user.map(|user| user.username),
     });
     Ok(event(Some(payload.project), kind))
+}
+
+/// Just enough of a merge request event to decide whether it needs a run.
+#[derive(Deserialize)]
+struct MergeRequestHeader {
+    object_attributes: ActionJson,
+    project: Option<ProjectJson>,
+}
+
+#[derive(Deserialize)]
+struct ActionJson {
+    action: Option<String>,
+    oldrev: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -314,8 +337,6 @@ struct UserJson {
 struct MergeRequestJson {
     iid: u64,
     title: String,
-    action: Option<String>,
-    oldrev: Option<String>,
     source_branch: String,
     target_branch: String,
     source_project_id: u64,
@@ -357,7 +378,10 @@ mod tests {
         TestHeaders::default()
             .with(SIGNATURE_ID_HEADER, "msg_1")
             .with(SIGNATURE_TIMESTAMP_HEADER, &timestamp.to_string())
-            .with(SIGNATURE_HEADER, &format!("v1,{}", BASE64.encode(signature)))
+            .with(
+                SIGNATURE_HEADER,
+                &format!("v1,{}", BASE64.encode(signature)),
+            )
     }
 
     fn at(seconds: u64) -> SystemTime {

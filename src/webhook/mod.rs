@@ -2,8 +2,8 @@
 //! [`Event`]. Each forge's scheme lives in its own file; this module holds what they share.
 
 mod event;
-mod github;
 mod gitea;
+mod github;
 mod gitlab;
 mod payload;
 pub mod signature;
@@ -59,7 +59,10 @@ impl DeliveryId {
         if id.len() <= Self::MAX_LEN {
             Self(id)
         } else {
-            Self(format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes()))))
+            Self(format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(id.as_bytes()))
+            ))
         }
     }
 
@@ -146,7 +149,10 @@ mod tests {
 
     #[test]
     fn missing_delivery_id_falls_back_to_the_body_hash() {
-        assert_eq!(delivery_id(None, b"same"), delivery_id(Some(" ".into()), b"same"));
+        assert_eq!(
+            delivery_id(None, b"same"),
+            delivery_id(Some(" ".into()), b"same")
+        );
         assert_ne!(delivery_id(None, b"same"), delivery_id(None, b"other"));
     }
 }

@@ -9,6 +9,15 @@ use super::{CommitSha, GitRef, WebhookError};
 
 /// Deserialises a payload; a failure names the field that was missing or of the wrong type.
 pub(super) fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookError> {
+    // serde reads a struct from an array too, which would give baffling errors about `[0]`.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => WebhookError::BadPayload("payload: expected a JSON object".into()),
+                Err(err) => WebhookError::BadPayload(format!("body is not valid JSON: {err}")),
+            },
+        );
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -18,7 +27,10 @@ pub(super) fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookEr
         } else if path == "." {
             WebhookError::BadPayload(format!("payload: {}", strip_position(&inner)))
         } else {
-            WebhookError::BadPayload(format!("payload field `{path}`: {}", strip_position(&inner)))
+            WebhookError::BadPayload(format!(
+                "payload field `{path}`: {}",
+                strip_position(&inner)
+            ))
         }
     })?;
     deserializer
@@ -40,7 +52,9 @@ fn strip_position(err: &serde_json::Error) -> String {
 /// A commit id from the payload; `field` names it in the error.
 pub(super) fn commit_sha(field: &str, value: &str) -> Result<CommitSha, WebhookError> {
     CommitSha::parse(value).ok_or_else(|| {
-        WebhookError::BadPayload(format!("payload field `{field}`: `{value}` is not a commit id"))
+        WebhookError::BadPayload(format!(
+            "payload field `{field}`: `{value}` is not a commit id"
+        ))
     })
 }
 
@@ -127,7 +141,9 @@ mod tests {
             )
         );
         let err = from_json::<Shape>(b"not json").unwrap_err();
-        assert!(matches!(err, WebhookError::BadPayload(m) if m.starts_with("body is not valid JSON")));
+        assert!(
+            matches!(err, WebhookError::BadPayload(m) if m.starts_with("body is not valid JSON"))
+        );
     }
 
     #[test]

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs and starts what Gantry's tests talk to: a Docker engine, PostgreSQL, and the
+# tools the tests drive (git, Debian's docker-registry, static busybox for test images).
+# Idempotent: what is installed and running is left as it is. Needs root.
+# Prints the environment the tests need as `export` lines on stdout; everything else goes
+# to stderr.
+set -euo pipefail
+
+PACKAGES=(docker.io docker-registry busybox-static postgresql git apache2-utils)
+# How long to wait for a daemon to answer after starting it.
+START_TIMEOUT_SECONDS=60
+PG_USER=gantry
+PG_PASSWORD=gantry-test
+
+log() { echo "test-services: $*" >&2; }
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+wait_for() {
+  local what=$1; shift
+  for _ in $(seq "$START_TIMEOUT_SECONDS"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  log "$what did not come up within ${START_TIMEOUT_SECONDS}s"
+  return 1
+}
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  nohup dockerd >/var/log/gantry-test-dockerd.log 2>&1 &
+  wait_for "dockerd" docker info || { tail -20 /var/log/gantry-test-dockerd.log >&2; exit 1; }
+fi
+
+cluster=$(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')
+if [[ -z $cluster ]]; then
+  log "no PostgreSQL cluster found"
+  exit 1
+fi
+read -r pg_version pg_name <<<"$cluster"
+if ! pg_lsclusters --no-header | awk 'NR==1 {print $4}' | grep -q online; then
+  log "starting PostgreSQL $pg_version/$pg_name"
+  pg_ctlcluster "$pg_version" "$pg_name" start >&2
+fi
+pg_port=$(pg_lsclusters --no-header | awk 'NR==1 {print $3}')
+wait_for "PostgreSQL" su postgres -c "psql -p $pg_port -Atc 'SELECT 1'"
+su postgres -c "psql -p $pg_port -v ON_ERROR_STOP=1 -q" >&2 <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER') THEN
+    CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+  END IF;
+END \$\$;
+SQL
+
+echo "export GANTRY_TEST_POSTGRES_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$pg_port/postgres"

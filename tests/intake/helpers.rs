@@ -1,0 +1,279 @@
+//! Spawning a real Gantry on port 0 and building correctly (or wrongly) signed deliveries.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use gantry::config::Settings;
+use gantry::startup::Application;
+use gantry::webhook::signature::hmac_hex;
+use sqlx::Connection;
+
+pub const GITHUB_SECRET: &str = "github-secret";
+pub const GITLAB_TOKEN: &str = "gitlab-token";
+pub const GITLAB_SIGNING_KEY: &[u8] = b"gitlab signing key";
+pub const GITEA_SECRET: &str = "gitea-secret";
+
+/// Every repo named in the fixture payloads, so their pushes and pull requests queue runs.
+const FIXTURE_REPOS: &[(&str, &str)] = &[
+    ("github", "Codertocat/Hello-World"),
+    ("github", "bradrydzewski/drone-test-go"),
+    ("github", "baxterthehacker/public-repo"),
+    ("github", "binkkatal/sample_app"),
+    ("github", "wings-software/meet-git-sync-test"),
+    ("gitlab", "gitlab-org/hello-world"),
+    ("gitlab", "mike/diaspora"),
+    ("gitlab", "jsmith/example"),
+    ("gitlab", "gitlabhq/gitlab-test"),
+    ("gitlab", "test/woodpecker"),
+    ("gitlab", "group1/group2/group3/grp2repo"),
+    ("gitlab", "exm-namespace/example-project"),
+    ("gitlab", "rathod.meetsatish/meet"),
+    ("gitea", "gogits/hello-world"),
+    ("gitea", "jcitizen/my-repo"),
+    ("gitea", "example/example"),
+];
+
+/// The config every test app starts from: secrets for each forge and the fixture repos.
+pub fn config_toml(store_url: &str) -> String {
+    let mut toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = {MAX_BODY}\n\
+         [store]\nurl = \"{store_url}\"\n\
+         [runner]\ndocker_host = \"unix:///var/run/docker.sock\"\n\
+         [github]\nwebhook_secrets = [\"rotated-out\", \"{GITHUB_SECRET}\"]\n\
+         [gitlab]\nwebhook_tokens = [\"{GITLAB_TOKEN}\"]\nsigning_tokens = [\"whsec_{}\"]\n\
+         [gitea]\nwebhook_secrets = [\"{GITEA_SECRET}\"]\n",
+        BASE64.encode(GITLAB_SIGNING_KEY)
+    );
+    for (forge, name) in FIXTURE_REPOS {
+        toml.push_str(&format!(
+            "[[repos]]\nname = \"{name}\"\nforge = \"{forge}\"\n"
+        ));
+    }
+    toml
+}
+
+/// Small enough that a test can exceed it cheaply, large enough for every fixture.
+pub const MAX_BODY: usize = 256 * 1024;
+
+pub fn settings_for(dir: &Path, store_url: &str) -> Settings {
+    let path = dir.join("gantry.toml");
+    std::fs::write(&path, config_toml(store_url)).expect("writing test config");
+    Settings::load_with_env(Some(&path), []).expect("test config is valid")
+}
+
+pub fn fixture(relative: &str) -> Vec<u8> {
+    std::fs::read(fixture_dir().join(relative))
+        .unwrap_or_else(|err| panic!("reading fixture {relative}: {err}"))
+}
+
+pub fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webhooks")
+}
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty store location: a SQLite file in `dir`, or a new PostgreSQL database on
+/// the server named by `GANTRY_TEST_POSTGRES_URL` (which `.ci/run` starts).
+pub async fn fresh_store_url(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("gantry.db").display()),
+        Backend::Postgres => {
+            let admin = std::env::var("GANTRY_TEST_POSTGRES_URL").expect(
+                "GANTRY_TEST_POSTGRES_URL must name a PostgreSQL server for the store tests \
+                 (scripts/test.sh starts one)",
+            );
+            let name = format!("gantry_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connecting to the test PostgreSQL server");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("creating a test database");
+            let mut url = url::Url::parse(&admin).expect("GANTRY_TEST_POSTGRES_URL is a URL");
+            url.set_path(&name);
+            url.to_string()
+        }
+    }
+}
+
+/// A running Gantry, served from a background task for the length of one test.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// Holds the store file of an app this test spawned.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_on(Backend::Sqlite).await
+    }
+
+    pub async fn spawn_on(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = fresh_store_url(backend, dir.path()).await;
+        let settings = settings_for(dir.path(), &url);
+        let app = Application::build(settings).await.expect("app builds");
+        let address = format!("http://{}", app.address());
+        tokio::spawn(app.run());
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            _dir: Some(dir),
+        }
+    }
+
+    /// Talks to a Gantry running elsewhere (a child process).
+    pub fn attach(address: String) -> Self {
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            _dir: None,
+        }
+    }
+
+    pub async fn post_hook(&self, forge: &str, request: &SignedRequest) -> reqwest::Response {
+        let mut builder = self
+            .client
+            .post(format!("{}/hooks/{forge}", self.address))
+            .body(request.body.clone());
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        builder.send().await.expect("request reaches the server")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request reaches the server");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Number of runs in the store, read through the API.
+    pub async fn run_count(&self) -> usize {
+        let (status, body) = self.get_json("/api/runs?limit=500").await;
+        assert_eq!(status, 200, "{body}");
+        body["runs"].as_array().expect("runs array").len()
+    }
+
+    /// Asserts the server still answers after whatever a test threw at it.
+    pub async fn assert_healthy(&self) {
+        let (status, _) = self.get_json("/healthz").await;
+        assert_eq!(status, 200);
+    }
+}
+
+/// A delivery as a forge would send it: headers and raw body.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl SignedRequest {
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .retain(|(key, _)| !key.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.headers
+            .retain(|(key, _)| !key.eq_ignore_ascii_case(name));
+        self
+    }
+}
+
+fn fresh_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn github(event: &str, body: &[u8]) -> SignedRequest {
+    SignedRequest {
+        headers: vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("X-GitHub-Event".into(), event.into()),
+            ("X-GitHub-Delivery".into(), fresh_id()),
+            ("X-GitHub-Hook-ID".into(), "4242".into()),
+            (
+                "X-Hub-Signature-256".into(),
+                format!("sha256={}", hmac_hex(GITHUB_SECRET.as_bytes(), body)),
+            ),
+        ],
+        body: body.to_vec(),
+    }
+}
+
+pub fn gitlab(event: &str, body: &[u8]) -> SignedRequest {
+    SignedRequest {
+        headers: vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("X-Gitlab-Event".into(), event.into()),
+            ("X-Gitlab-Event-UUID".into(), fresh_id()),
+            ("X-Gitlab-Token".into(), GITLAB_TOKEN.into()),
+        ],
+        body: body.to_vec(),
+    }
+}
+
+/// A GitLab delivery signed with the HMAC scheme (no plain token), sent at `sent_at`.
+pub fn gitlab_signed(event: &str, body: &[u8], sent_at: SystemTime) -> SignedRequest {
+    let timestamp = sent_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+        .to_string();
+    let id = format!("msg_{}", fresh_id());
+    let message = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
+    let signature = hex::decode(hmac_hex(GITLAB_SIGNING_KEY, &message)).expect("hex");
+    gitlab(event, body)
+        .without_header("X-Gitlab-Token")
+        .with_header("webhook-id", &id)
+        .with_header("webhook-timestamp", &timestamp)
+        .with_header(
+            "webhook-signature",
+            &format!("v1,{}", BASE64.encode(signature)),
+        )
+}
+
+pub fn gitea(event: &str, body: &[u8]) -> SignedRequest {
+    SignedRequest {
+        headers: vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("X-Gitea-Event".into(), event.into()),
+            ("X-Gitea-Delivery".into(), fresh_id()),
+            (
+                "X-Gitea-Signature".into(),
+                hmac_hex(GITEA_SECRET.as_bytes(), body),
+            ),
+        ],
+        body: body.to_vec(),
+    }
+}
+
+/// A correctly signed delivery for `forge`.
+pub fn signed(forge: &str, event: &str, body: &[u8]) -> SignedRequest {
+    match forge {
+        "github" => github(event, body),
+        "gitlab" => gitlab(event, body),
+        "gitea" => gitea(event, body),
+        other => panic!("no forge {other}"),
+    }
+}
