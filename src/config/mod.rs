@@ -479,3 +479,52 @@ mod tests {
         assert!(settings.repo(Forge::Gitlab, "acme/web").is_none());
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// `config.example.toml` is what users copy: it must load, and its uncommented values
+    /// must be the defaults it claims they are.
+    #[test]
+    fn the_example_config_loads_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let example = Settings::load_with_env(Some(&path), []).expect("example loads");
+        let defaults = Settings::load_with_env(None, []).expect("defaults load");
+        assert_eq!(example.server.listen, defaults.server.listen);
+        assert_eq!(example.server.public_url, defaults.server.public_url);
+        assert_eq!(example.server.max_body_bytes, defaults.server.max_body_bytes);
+        assert_eq!(example.store.url, defaults.store.url);
+        assert_eq!(example.runner.docker_host, defaults.runner.docker_host);
+        assert_eq!(example.runner.max_parallel_runs, defaults.runner.max_parallel_runs);
+        assert_eq!(example.runner.stage_timeout, defaults.runner.stage_timeout);
+        assert_eq!(example.runner.pull, defaults.runner.pull);
+        assert_eq!(example.log.filter, defaults.log.filter);
+        assert_eq!(example.github.api_url, defaults.github.api_url);
+        assert_eq!(example.gitlab.api_url, defaults.gitlab.api_url);
+        assert_eq!(example.gitops.author, defaults.gitops.author);
+    }
+
+    /// The commented-out `[[repos]]` example, uncommented, is a valid repo entry.
+    #[test]
+    fn the_example_repo_entry_is_valid_when_uncommented() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"),
+        )
+        .unwrap();
+        let repo_block: String = text
+            .lines()
+            .skip_while(|line| !line.starts_with("# [[repos]]"))
+            .take_while(|line| line.starts_with('#'))
+            .filter(|line| !line.starts_with("# #"))
+            .map(|line| format!("{}\n", line.trim_start_matches("# ")))
+            .collect::<String>()
+            .replace("env:ACME_REGISTRY_TOKEN", "literal");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gantry.toml");
+        std::fs::write(&path, &repo_block).unwrap();
+        let settings = Settings::load_with_env(Some(&path), []).expect(&repo_block);
+        let repo = settings.repo(Forge::Github, "acme/web").expect("repo configured");
+        assert_eq!(repo.secrets["REGISTRY_TOKEN"].expose(), "literal");
+    }
+}
