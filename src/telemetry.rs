@@ -1,5 +1,7 @@
 //! Logging set-up: `tracing` with an env filter, human or JSON lines on stderr.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -11,7 +13,8 @@ pub fn init(settings: &LogSettings) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match settings.format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -493,10 +493,16 @@ mod example_tests {
         let defaults = Settings::load_with_env(None, []).expect("defaults load");
         assert_eq!(example.server.listen, defaults.server.listen);
         assert_eq!(example.server.public_url, defaults.server.public_url);
-        assert_eq!(example.server.max_body_bytes, defaults.server.max_body_bytes);
+        assert_eq!(
+            example.server.max_body_bytes,
+            defaults.server.max_body_bytes
+        );
         assert_eq!(example.store.url, defaults.store.url);
         assert_eq!(example.runner.docker_host, defaults.runner.docker_host);
-        assert_eq!(example.runner.max_parallel_runs, defaults.runner.max_parallel_runs);
+        assert_eq!(
+            example.runner.max_parallel_runs,
+            defaults.runner.max_parallel_runs
+        );
         assert_eq!(example.runner.stage_timeout, defaults.runner.stage_timeout);
         assert_eq!(example.runner.pull, defaults.runner.pull);
         assert_eq!(example.log.filter, defaults.log.filter);
@@ -524,7 +530,9 @@ mod example_tests {
         let path = dir.path().join("gantry.toml");
         std::fs::write(&path, &repo_block).unwrap();
         let settings = Settings::load_with_env(Some(&path), []).expect(&repo_block);
-        let repo = settings.repo(Forge::Github, "acme/web").expect("repo configured");
+        let repo = settings
+            .repo(Forge::Github, "acme/web")
+            .expect("repo configured");
         assert_eq!(repo.secrets["REGISTRY_TOKEN"].expose(), "literal");
     }
 }

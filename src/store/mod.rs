@@ -79,7 +79,7 @@ impl Store {
             .run(&pool)
             .await
             .context("running store migrations")?;
-        let intake = intake::IntakeWriter::start(pool.clone());
+        let intake = intake::IntakeWriter::start(pool.clone(), backend);
         Ok(Self {
             pool,
             backend,

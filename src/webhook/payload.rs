@@ -18,25 +18,34 @@ pub(super) fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookEr
             },
         );
     }
+    // The plain parse is the fast path; only a failure pays for tracking the field path.
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(value),
+        Err(err) if err.is_syntax() || err.is_eof() => Err(WebhookError::BadPayload(format!(
+            "body is not valid JSON: {err}"
+        ))),
+        Err(_) => Err(locate_error::<T>(body)),
+    }
+}
+
+/// Parses again with path tracking, to name the field a failed parse tripped on.
+fn locate_error<T: DeserializeOwned>(body: &[u8]) -> WebhookError {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            WebhookError::BadPayload(format!("body is not valid JSON: {inner}"))
-        } else if path == "." {
-            WebhookError::BadPayload(format!("payload: {}", strip_position(&inner)))
-        } else {
-            WebhookError::BadPayload(format!(
-                "payload field `{path}`: {}",
-                strip_position(&inner)
-            ))
+    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if path == "." {
+                WebhookError::BadPayload(format!("payload: {}", strip_position(&inner)))
+            } else {
+                WebhookError::BadPayload(format!(
+                    "payload field `{path}`: {}",
+                    strip_position(&inner)
+                ))
+            }
         }
-    })?;
-    deserializer
-        .end()
-        .map_err(|err| WebhookError::BadPayload(format!("body is not valid JSON: {err}")))?;
-    Ok(value)
+        Ok(_) => WebhookError::BadPayload("payload does not have the expected shape".into()),
+    }
 }
 
 /// serde_json ends messages with "at line 1 column 80", which means little in a one-line body
