@@ -6,6 +6,7 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod pipeline;
 pub mod runner;
 pub mod startup;
 pub mod store;

@@ -21,6 +21,14 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
+    /// Check pipeline files; each error as `file:line:col: message`.
+    Validate {
+        /// Files to check; default: `.gantry/*.yml` and `.gantry/*.yaml` here.
+        files: Vec<PathBuf>,
+        /// Print the JSON Schema of the pipeline format instead.
+        #[arg(long, conflicts_with = "files")]
+        schema: bool,
+    },
 }
 
 /// The config file read when `-c` is not given.
@@ -30,6 +38,68 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Validate { files, schema } => {
+            if schema {
+                println!("{:#}", gantry::pipeline::schema::json_schema());
+                ExitCode::SUCCESS
+            } else {
+                validate(files)
+            }
+        }
+    }
+}
+
+/// The folder `gantry validate` checks when given no files.
+const DEFAULT_PIPELINE_DIR: &str = ".gantry";
+
+fn validate(files: Vec<PathBuf>) -> ExitCode {
+    let loaded = if files.is_empty() {
+        match gantry::pipeline::load_dir(
+            std::path::Path::new(DEFAULT_PIPELINE_DIR),
+            DEFAULT_PIPELINE_DIR,
+        ) {
+            Ok(loaded) if loaded.is_empty() => {
+                eprintln!("gantry: no *.yml or *.yaml files in {DEFAULT_PIPELINE_DIR}/");
+                return ExitCode::FAILURE;
+            }
+            Ok(loaded) => loaded,
+            Err(err) => {
+                eprintln!("gantry: reading {DEFAULT_PIPELINE_DIR}/: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        files
+            .iter()
+            .map(|path| {
+                let file = path.display().to_string();
+                gantry::pipeline::Loaded {
+                    result: gantry::pipeline::load_file(path, &file),
+                    file,
+                }
+            })
+            .collect()
+    };
+    let mut errors = 0;
+    for entry in &loaded {
+        if let Err(diagnostics) = &entry.result {
+            for diagnostic in diagnostics {
+                println!("{diagnostic}");
+                errors += 1;
+            }
+        }
+    }
+    let files = loaded.len();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    eprintln!(
+        "{} checked, {}",
+        plural(files, "file"),
+        plural(errors, "error")
+    );
+    if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -228,12 +228,20 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    pub const ALL: [Trigger; 3] = [Trigger::Push, Trigger::Tag, Trigger::PullRequest];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Push => "push",
             Trigger::Tag => "tag",
             Trigger::PullRequest => "pull_request",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|trigger| trigger.as_str() == name)
     }
 }
 

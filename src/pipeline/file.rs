@@ -1,0 +1,296 @@
+//! The pipeline file as written: serde types that keep each value's location, the YAML
+//! reader's limits, and parse errors turned into messages a person can act on.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde_saphyr::{Budget, DuplicateKeyPolicy, Options, Spanned};
+
+use super::Diagnostic;
+
+/// Largest pipeline file read. Real files are a few KiB; a 500-stage file is about 50 KiB.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+/// Deepest nesting accepted. The format itself is at most six levels deep.
+const MAX_DEPTH: usize = 64;
+/// Aliases (`*ref`) accepted in one file: enough for reuse, too few for an alias bomb.
+const MAX_ALIASES: usize = 256;
+/// Parser events in one file: bounds the work an expanding file can cause.
+const MAX_EVENTS: usize = 500_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    pub name: Option<Spanned<String>>,
+    pub on: Option<Spanned<TriggersFile>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<Scalar>>,
+    pub stages: Spanned<Vec<Spanned<StageFile>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggersFile {
+    pub push: Option<Spanned<Option<PushTriggerFile>>>,
+    pub pull_request: Option<Spanned<Option<PullRequestTriggerFile>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushTriggerFile {
+    pub branches: Option<OneOrMany>,
+    pub tags: Option<OneOrMany>,
+    pub paths: Option<OneOrMany>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequestTriggerFile {
+    pub branches: Option<OneOrMany>,
+    pub paths: Option<OneOrMany>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageFile {
+    pub name: Spanned<String>,
+    pub image: Option<Spanned<String>>,
+    pub run: Option<Spanned<String>>,
+    pub build: Option<Spanned<BuildFile>>,
+    pub validate: Option<Spanned<ValidateFile>>,
+    pub bump: Option<Spanned<BumpFile>>,
+    pub needs: Option<Vec<Spanned<String>>>,
+    pub when: Option<Spanned<WhenFile>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<Scalar>>,
+    #[serde(default)]
+    pub secrets: Vec<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub retries: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildFile {
+    pub context: Option<Spanned<String>>,
+    pub dockerfile: Option<Spanned<String>>,
+    pub image: Spanned<String>,
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub args: BTreeMap<String, Spanned<Scalar>>,
+    pub target: Option<Spanned<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<Scalar>>,
+    pub push: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateFile {
+    pub paths: OneOrMany,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BumpFile {
+    pub repo: Spanned<String>,
+    pub branch: Option<Spanned<String>>,
+    pub file: Spanned<String>,
+    pub image: Option<Spanned<String>>,
+    /// For Helm values: the key path of the tag, e.g. `image.tag` or `web.image.tag`.
+    pub key: Option<Spanned<String>>,
+    pub mode: Option<Spanned<BumpModeFile>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BumpModeFile {
+    Commit,
+    PullRequest,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenFile {
+    pub event: Option<OneOrMany>,
+    pub branch: Option<OneOrMany>,
+    pub tag: Option<OneOrMany>,
+}
+
+/// A list that may be written as one value: `branches: main` or `branches: [main, dev]`.
+#[derive(Debug)]
+pub struct OneOrMany(pub Vec<Spanned<String>>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// One string, or a list whose items keep their own locations.
+        enum Written {
+            One(String),
+            Many(Vec<Spanned<String>>),
+        }
+
+        struct WrittenVisitor;
+
+        impl<'de> Visitor<'de> for WrittenVisitor {
+            type Value = Written;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Written, E> {
+                Ok(Written::One(value.to_owned()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Written, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    items.push(item);
+                }
+                Ok(Written::Many(items))
+            }
+        }
+
+        impl<'de> Deserialize<'de> for Written {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_any(WrittenVisitor)
+            }
+        }
+
+        let written = Spanned::<Written>::deserialize(deserializer)?;
+        Ok(match written.value {
+            Written::One(one) => {
+                OneOrMany(vec![Spanned::new(one, written.referenced, written.defined)])
+            }
+            Written::Many(many) => OneOrMany(many),
+        })
+    }
+}
+
+/// A scalar read as text, so `PORT: 8080` and `DEBUG: true` work as env values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = Scalar;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Scalar, E> {
+                Ok(Scalar(value.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<Scalar, E> {
+                Ok(Scalar(value.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Scalar, E> {
+                Ok(Scalar(value.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Scalar, E> {
+                Ok(Scalar(value.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Scalar, E> {
+                Ok(Scalar(value.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// The reader's options: duplicate keys refused, and budgets that stop deep nesting, alias
+/// bombs and huge documents early with an error instead of memory and time.
+pub fn yaml_options() -> Options {
+    let mut budget = Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_events = MAX_EVENTS;
+    serde_saphyr::options! {
+        duplicate_keys: DuplicateKeyPolicy::Error,
+        budget: Some(budget),
+    }
+}
+
+/// Reads one pipeline file. Only the first syntax or shape error is found: a YAML reader
+/// cannot go on meaningfully after one.
+pub fn read(file: &str, text: &str) -> Result<PipelineFile, Diagnostic> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(Diagnostic::new(
+            file,
+            1,
+            1,
+            format!(
+                "file is {} bytes; pipeline files are limited to {MAX_FILE_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    serde_saphyr::from_str_with_options(text, yaml_options())
+        .map_err(|err| diagnostic_from_yaml_error(file, &err))
+}
+
+/// Turns a reader error into `file:line:col: message`, rewording the reader's terse
+/// messages and suggesting the nearest key for an unknown one.
+pub fn diagnostic_from_yaml_error(file: &str, err: &serde_saphyr::Error) -> Diagnostic {
+    let (line, column) = err
+        .location()
+        .map(|at| (at.line(), at.column()))
+        .unwrap_or((1, 1));
+    let plain = err.without_snippet().to_string();
+    let message = match plain.rfind(" at line ") {
+        Some(at) => &plain[..at],
+        None => plain.as_str(),
+    };
+    Diagnostic::new(file, line, column, reword(message))
+}
+
+fn reword(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((key, expected)) = rest.split_once("`, expected one of ") {
+            let known: Vec<&str> = expected.split(", ").map(|k| k.trim_matches('`')).collect();
+            return match super::nearest(key, known.iter().copied()) {
+                Some(near) => format!("unknown key `{key}`; did you mean `{near}`?"),
+                None => format!("unknown key `{key}`; expected one of {}", known.join(", ")),
+            };
+        }
+        if let Some((key, _)) = rest.split_once("`, there are no fields") {
+            return format!("unknown key `{key}`: this mapping takes no keys");
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        if let Some((value, expected)) = rest.split_once("`, expected one of ") {
+            return format!("unknown value `{value}`; expected one of {expected}");
+        }
+        if let Some((value, expected)) = rest.split_once("`, expected ") {
+            return format!("unknown value `{value}`; expected {expected}");
+        }
+    }
+    if let Some(key) = message.strip_prefix("missing field ") {
+        return format!("missing key {key}");
+    }
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!("duplicate key `{key}`");
+    }
+    if let Some(breach) = message.strip_prefix("budget breached: ") {
+        let limit = match breach.split([' ', '{']).next().unwrap_or_default() {
+            "Aliases" => format!("more than {MAX_ALIASES} aliases (`*name`)"),
+            "Depth" => format!("nested more than {MAX_DEPTH} levels deep"),
+            "Events" => format!("more than {MAX_EVENTS} YAML nodes"),
+            _ => format!("over a size limit ({breach})"),
+        };
+        return format!("refused: {limit}; such files are refused to bound memory and time");
+    }
+    match message {
+        "invalid u32" => "expected a whole number of 0 or more".into(),
+        "expected string scalar" => "expected a string".into(),
+        other => other.to_owned(),
+    }
+}

@@ -1,0 +1,237 @@
+//! Fitting a valid pipeline to one run: which stages run and which are skipped, the
+//! variables each sees, the secrets each gets, and what pull requests from forks may not do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use super::matching::{ChangedPaths, EventFacts, Trigger};
+use super::vars::{self, IMAGE_VARS};
+use super::{BumpMode, Diagnostic, Pattern, Pipeline, StageKind};
+use crate::config::Secret;
+
+/// Everything about a run that a plan depends on.
+#[derive(Debug, Clone)]
+pub struct RunContext<'a> {
+    pub run_id: i64,
+    pub trigger: Trigger,
+    pub repo: &'a str,
+    pub commit_sha: &'a str,
+    pub branch: Option<&'a str>,
+    pub tag: Option<&'a str>,
+    pub base_branch: Option<&'a str>,
+    pub pr_number: Option<u64>,
+    pub from_fork: bool,
+    /// Where the checkout is mounted in stage containers.
+    pub workspace: &'a str,
+    pub changed_paths: ChangedPaths,
+    /// The repo's configured secrets (`[[repos]].secrets`).
+    pub secrets: &'a BTreeMap<String, Secret>,
+}
+
+impl RunContext<'_> {
+    fn facts(&self) -> EventFacts<'_> {
+        EventFacts {
+            trigger: self.trigger,
+            branch: self.branch,
+            tag: self.tag,
+            base_branch: self.base_branch,
+            changed_paths: &self.changed_paths,
+        }
+    }
+
+    /// The variables every stage sees, in a stable order.
+    fn builtin_env(&self) -> Vec<(String, String)> {
+        let pair = |name: &str, value: String| (name.to_owned(), value);
+        vec![
+            pair("CI", "true".into()),
+            pair("GANTRY_EVENT", self.trigger.as_str().into()),
+            pair("GANTRY_REPO", self.repo.into()),
+            pair("GANTRY_COMMIT_SHA", self.commit_sha.into()),
+            pair("GANTRY_BRANCH", self.branch.unwrap_or_default().into()),
+            pair("GANTRY_TAG", self.tag.unwrap_or_default().into()),
+            pair(
+                "GANTRY_PR_NUMBER",
+                self.pr_number.map(|n| n.to_string()).unwrap_or_default(),
+            ),
+            pair("GANTRY_RUN_ID", self.run_id.to_string()),
+            pair("GANTRY_WORKSPACE", self.workspace.into()),
+        ]
+    }
+}
+
+/// One pipeline fitted to one run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub pipeline: String,
+    pub file: String,
+    pub stages: Vec<PlannedStage>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedStage {
+    pub name: String,
+    /// Indexes of the stages this one waits for. A skipped stage counts as done.
+    pub needs: Vec<usize>,
+    /// Why the stage does not run in this run, if it does not.
+    pub skipped: Option<String>,
+    pub action: StageAction,
+    /// Built-in, pipeline and stage variables, expanded, in that order.
+    pub env: Vec<(String, String)>,
+    /// The secrets the stage asked for, with their values; empty for forks.
+    pub secrets: Vec<(String, Secret)>,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum StageAction {
+    Run {
+        image: String,
+        script: String,
+    },
+    Build {
+        context: String,
+        dockerfile: String,
+        image: String,
+        tags: Vec<String>,
+        args: Vec<(String, String)>,
+        target: Option<String>,
+        labels: Vec<(String, String)>,
+        push: bool,
+    },
+    Validate {
+        paths: Vec<Pattern>,
+    },
+    /// `${GANTRY_IMAGE…}` references stay in place: they are filled when the build before
+    /// the bump has run.
+    Bump {
+        repo: String,
+        branch: String,
+        file: String,
+        image: Option<String>,
+        key: Option<String>,
+        mode: BumpMode,
+    },
+}
+
+/// Why a valid pipeline cannot run for this event, at the stage that asks for too much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError(pub Diagnostic);
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Pipeline {
+    /// The plan for this run, or `Ok(None)` when the pipeline's `on` does not ask for it.
+    pub fn plan(&self, run: &RunContext<'_>) -> Result<Option<Plan>, PlanError> {
+        let facts = run.facts();
+        if !self.triggered_by(&facts) {
+            return Ok(None);
+        }
+        let builtins = run.builtin_env();
+        let mut pipeline_env = builtins.clone();
+        for (name, value) in &self.env {
+            let expanded = expand(value, &builtins)
+                .map_err(|message| PlanError(Diagnostic::new(&self.file, 1, 1, message)))?;
+            pipeline_env.push((name.clone(), expanded));
+        }
+        let is_pull_request = run.trigger == Trigger::PullRequest;
+        let mut stages = Vec::with_capacity(self.stages.len());
+        for stage in &self.stages {
+            let error = |message: String| {
+                PlanError(Diagnostic::new(
+                    &self.file,
+                    stage.line,
+                    stage.column,
+                    message,
+                ))
+            };
+            let mut env = pipeline_env.clone();
+            for (name, value) in &stage.env {
+                let expanded = expand(value, &pipeline_env).map_err(error)?;
+                env.push((name.clone(), expanded));
+            }
+            let mut skipped = stage.when.skip_reason(&facts);
+            let mut secrets = Vec::new();
+            for name in &stage.secrets {
+                let Some(value) = run.secrets.get(name) else {
+                    return Err(error(format!(
+                        "stage `{}` asks for secret `{name}`, which repo `{}` does not define \
+                         (add it under `secrets` of its `[[repos]]` entry)",
+                        stage.name, run.repo
+                    )));
+                };
+                if !run.from_fork {
+                    secrets.push((name.clone(), value.clone()));
+                }
+            }
+            let action = match &stage.action {
+                StageKind::Run { image, script } => StageAction::Run {
+                    image: image.clone(),
+                    script: script.clone(),
+                },
+                StageKind::Build(build) => StageAction::Build {
+                    context: build.context.clone(),
+                    dockerfile: build.dockerfile.clone(),
+                    image: build.image.clone(),
+                    tags: build
+                        .tags
+                        .iter()
+                        .map(|tag| expand(tag, &env))
+                        .collect::<Result<_, _>>()
+                        .map_err(error)?,
+                    args: build.args.clone(),
+                    target: build.target.clone(),
+                    labels: build.labels.clone(),
+                    push: !run.from_fork && build.push.unwrap_or(!is_pull_request),
+                },
+                StageKind::Validate { paths } => StageAction::Validate {
+                    paths: paths.clone(),
+                },
+                StageKind::Bump(bump) => {
+                    if run.from_fork && skipped.is_none() {
+                        skipped = Some("pull requests from forks get no bump".into());
+                    }
+                    let mut bump_env = env.clone();
+                    bump_env.extend(
+                        IMAGE_VARS
+                            .iter()
+                            .map(|name| (name.to_string(), format!("${{{name}}}"))),
+                    );
+                    let field = |value: &str| expand(value, &bump_env).map_err(error);
+                    StageAction::Bump {
+                        repo: field(&bump.repo)?,
+                        branch: field(&bump.branch)?,
+                        file: field(&bump.file)?,
+                        image: bump.image.as_deref().map(field).transpose()?,
+                        key: bump.key.as_deref().map(field).transpose()?,
+                        mode: bump.mode,
+                    }
+                }
+            };
+            stages.push(PlannedStage {
+                name: stage.name.clone(),
+                needs: stage.needs.clone(),
+                skipped,
+                action,
+                env,
+                secrets,
+                timeout: stage.timeout,
+                retries: stage.retries,
+            });
+        }
+        Ok(Some(Plan {
+            pipeline: self.name.clone(),
+            file: self.file.clone(),
+            stages,
+        }))
+    }
+}
+
+fn expand(text: &str, env: &[(String, String)]) -> Result<String, String> {
+    let lookup: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    vars::expand(text, |name| lookup.get(name).copied())
+}
