@@ -32,8 +32,18 @@ pub struct PipelineFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggersFile {
+    #[serde(default, deserialize_with = "present")]
     pub push: Option<Spanned<Option<PushTriggerFile>>>,
+    #[serde(default, deserialize_with = "present")]
     pub pull_request: Option<Spanned<Option<PullRequestTriggerFile>>>,
+}
+
+/// Keeps a key written with no value (`push:`) apart from an absent key: serde would read
+/// both as `None`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,6 +2,7 @@
 
 use super::{Pattern, Pipeline, When};
 pub use crate::webhook::Trigger;
+use crate::webhook::{Event, EventKind, GitRef};
 
 /// Files a push or pull request changed, where known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +25,41 @@ pub struct EventFacts<'a> {
     pub changed_paths: &'a ChangedPaths,
 }
 
-impl EventFacts<'_> {
+impl ChangedPaths {
+    /// What the payload says, if it says it (GitHub, GitLab and new Gitea list the files of
+    /// the pushed commits when the list is whole; pull request events never do).
+    pub fn from_event(event: &Event) -> Self {
+        match &event.kind {
+            EventKind::Push(push) => match &push.changed_paths {
+                Some(paths) => ChangedPaths::Known(paths.clone()),
+                None => ChangedPaths::Unknown,
+            },
+            _ => ChangedPaths::Unknown,
+        }
+    }
+}
+
+impl<'a> EventFacts<'a> {
+    /// The facts of an event that asks for a run; `None` for one that does not.
+    pub fn from_event(event: &'a Event, changed_paths: &'a ChangedPaths) -> Option<Self> {
+        let run = event.run_request().ok()?;
+        let (branch, tag, base_branch) = match (&event.kind, &run.git_ref) {
+            (EventKind::PullRequest(pr), _) => {
+                (Some(pr.head_ref.as_str()), None, Some(pr.base_ref.as_str()))
+            }
+            (EventKind::Push(push), GitRef::Branch(_)) => (Some(push.git_ref.name()), None, None),
+            (EventKind::Push(push), GitRef::Tag(_)) => (None, Some(push.git_ref.name()), None),
+            _ => return None,
+        };
+        Some(Self {
+            trigger: run.trigger,
+            branch,
+            tag,
+            base_branch,
+            changed_paths,
+        })
+    }
+
     /// The branch `branches` filters look at: the target for pull requests, as in
     /// GitHub Actions' `pull_request.branches`.
     fn filtered_branch(&self) -> Option<&str> {

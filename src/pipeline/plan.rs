@@ -8,6 +8,7 @@ use super::matching::{ChangedPaths, EventFacts, Trigger};
 use super::vars::{self, IMAGE_VARS};
 use super::{BumpMode, Diagnostic, Pattern, Pipeline, StageKind};
 use crate::config::Secret;
+use crate::webhook::{Event, EventKind, GitRef};
 
 /// Everything about a run that a plan depends on.
 #[derive(Debug, Clone)]
@@ -28,7 +29,51 @@ pub struct RunContext<'a> {
     pub secrets: &'a BTreeMap<String, Secret>,
 }
 
-impl RunContext<'_> {
+impl<'a> RunContext<'a> {
+    /// The context of a run for `event`; `None` when the event asks for no run.
+    pub fn for_event(
+        run_id: i64,
+        event: &'a Event,
+        workspace: &'a str,
+        changed_paths: ChangedPaths,
+        secrets: &'a BTreeMap<String, Secret>,
+    ) -> Option<Self> {
+        let run = event.run_request().ok()?;
+        let repo = event.repo.as_ref()?.full_name.as_str();
+        let (branch, tag, base_branch, from_fork) = match &event.kind {
+            EventKind::PullRequest(pr) => (
+                Some(pr.head_ref.as_str()),
+                None,
+                Some(pr.base_ref.as_str()),
+                pr.from_fork,
+            ),
+            EventKind::Push(push) => match &push.git_ref {
+                GitRef::Branch(name) => (Some(name.as_str()), None, None, false),
+                GitRef::Tag(name) => (None, Some(name.as_str()), None, false),
+            },
+            _ => return None,
+        };
+        let commit_sha = match &event.kind {
+            EventKind::PullRequest(pr) => pr.head_sha.as_str(),
+            EventKind::Push(push) => push.after.as_str(),
+            _ => return None,
+        };
+        Some(Self {
+            run_id,
+            trigger: run.trigger,
+            repo,
+            commit_sha,
+            branch,
+            tag,
+            base_branch,
+            pr_number: run.pr_number,
+            from_fork,
+            workspace,
+            changed_paths,
+            secrets,
+        })
+    }
+
     fn facts(&self) -> EventFacts<'_> {
         EventFacts {
             trigger: self.trigger,
