@@ -4,6 +4,8 @@
 //! one noun of the design: see `DESIGN.md`-level names below.
 
 pub mod config;
+pub mod git;
+pub mod gitops;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;

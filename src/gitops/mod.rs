@@ -1,0 +1,4 @@
+//! The config-repo side of Gantry: checking a GitOps repo's manifests (the `validate`
+//! stage) and handing new images over to it.
+
+pub mod validate;
