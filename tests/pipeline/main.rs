@@ -9,6 +9,7 @@ use gantry::config::{Secret, Settings};
 use gantry::pipeline::{self, ChangedPaths, EventFacts, Pipeline, RunContext, StageAction};
 use gantry::webhook::{self, Event, Forge, Headers, signature::hmac_hex};
 
+mod robustness;
 mod validate_stage;
 
 const SECRET: &str = "s";
