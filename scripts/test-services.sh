@@ -41,6 +41,17 @@ if ! docker info >/dev/null 2>&1; then
   wait_for "dockerd" docker info || { tail -20 /var/log/gantry-test-dockerd.log >&2; exit 1; }
 fi
 
+# The image stage tests run in: a static busybox, built locally (nothing can be pulled).
+TEST_IMAGE=gantry-test/busybox:latest
+if ! docker image inspect "$TEST_IMAGE" >/dev/null 2>&1; then
+  log "building $TEST_IMAGE"
+  context=$(mktemp -d)
+  cp /bin/busybox "$context/busybox"
+  printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n' >"$context/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q -t "$TEST_IMAGE" "$context" >&2
+  rm -rf "$context"
+fi
+
 cluster=$(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')
 if [[ -z $cluster ]]; then
   log "no PostgreSQL cluster found"
@@ -61,4 +72,5 @@ DO \$\$ BEGIN
 END \$\$;
 SQL
 
+echo "export GANTRY_TEST_IMAGE=$TEST_IMAGE"
 echo "export GANTRY_TEST_POSTGRES_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$pg_port/postgres"

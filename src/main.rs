@@ -21,6 +21,24 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
+    /// Run a local checkout's pipelines now, in Docker.
+    Run {
+        /// The checkout; its pipelines are in `.gantry/`.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Run only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// The event to run for.
+        #[arg(long, value_enum, default_value = "push")]
+        event: EventArg,
+        /// Branch (or tag, with `--event tag`); default: the checkout's branch.
+        #[arg(long)]
+        branch: Option<String>,
+        /// Commit id; default: the checkout's HEAD.
+        #[arg(long)]
+        sha: Option<String>,
+    },
     /// Check pipeline files; each error as `file:line:col: message`.
     Validate {
         /// Files to check; default: `.gantry/*.yml` and `.gantry/*.yaml` here.
@@ -31,6 +49,13 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EventArg {
+    Push,
+    PullRequest,
+    Tag,
+}
+
 /// The config file read when `-c` is not given.
 const DEFAULT_CONFIG_FILE: &str = "gantry.toml";
 
@@ -38,6 +63,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Run {
+            dir,
+            pipeline,
+            event,
+            branch,
+            sha,
+        } => run_local(gantry::runner::local::LocalRun {
+            dir,
+            pipeline,
+            trigger: match event {
+                EventArg::Push => gantry::pipeline::Trigger::Push,
+                EventArg::PullRequest => gantry::pipeline::Trigger::PullRequest,
+                EventArg::Tag => gantry::pipeline::Trigger::Tag,
+            },
+            branch,
+            sha,
+        }),
         Command::Validate { files, schema } => {
             if schema {
                 println!("{:#}", gantry::pipeline::schema::json_schema());
@@ -103,18 +145,48 @@ fn validate(files: Vec<PathBuf>) -> ExitCode {
     }
 }
 
-fn serve(config: Option<PathBuf>) -> ExitCode {
-    // An explicit `-c` must exist; the default file is optional.
+/// Loads the config: an explicit `-c` must exist; the default file is optional.
+fn load_settings(config: Option<PathBuf>) -> Result<Settings, ExitCode> {
     let path = config.or_else(|| {
         let default = PathBuf::from(DEFAULT_CONFIG_FILE);
         default.exists().then_some(default)
     });
-    let settings = match Settings::load(path.as_deref()) {
+    Settings::load(path.as_deref()).map_err(|err| {
+        eprintln!("gantry: {err}");
+        ExitCode::from(2)
+    })
+}
+
+fn run_local(request: gantry::runner::local::LocalRun) -> ExitCode {
+    let settings = match load_settings(None) {
         Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    gantry::telemetry::init(&gantry::config::LogSettings {
+        filter: "warn".into(),
+        ..settings.log.clone()
+    });
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("gantry: {err}");
-            return ExitCode::from(2);
+            eprintln!("gantry: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
         }
+    };
+    match runtime.block_on(gantry::runner::local::run(request, settings.runner)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("gantry: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(config: Option<PathBuf>) -> ExitCode {
+    let settings = match load_settings(config) {
+        Ok(settings) => settings,
+        Err(code) => return code,
     };
     gantry::telemetry::init(&settings.log);
     let runtime = match tokio::runtime::Runtime::new() {

@@ -119,6 +119,21 @@ pub struct RunnerSettings {
     #[serde(deserialize_with = "duration")]
     pub stage_timeout: Duration,
     pub pull: PullPolicy,
+    /// Memory limit of each stage container, like `2g` or `512m`; none when unset.
+    #[serde(deserialize_with = "byte_size")]
+    pub stage_memory: Option<u64>,
+    /// CPU limit of each stage container, in CPUs (`1.5`); none when unset.
+    pub stage_cpus: Option<f64>,
+}
+
+impl RunnerSettings {
+    pub fn stage_memory_bytes(&self) -> Option<i64> {
+        self.stage_memory.map(|bytes| bytes.min(i64::MAX as u64) as i64)
+    }
+
+    pub fn stage_nano_cpus(&self) -> Option<i64> {
+        self.stage_cpus.map(|cpus| (cpus * 1e9) as i64)
+    }
 }
 
 impl Default for RunnerSettings {
@@ -128,6 +143,8 @@ impl Default for RunnerSettings {
             max_parallel_runs: 4,
             stage_timeout: Duration::from_secs(30 * 60),
             pull: PullPolicy::IfNotPresent,
+            stage_memory: None,
+            stage_cpus: None,
         }
     }
 }
@@ -226,6 +243,10 @@ pub struct RepoSettings {
     pub clone_url: Option<String>,
     #[serde(default)]
     pub secrets: BTreeMap<String, Secret>,
+    /// Stages may run privileged with the Docker socket (never for pull requests from
+    /// forks). Off by default: a stage could otherwise take over the host.
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 fn default_pipelines_dir() -> String {
@@ -352,6 +373,28 @@ fn strip_key_suffix(message: &str) -> String {
     }
 }
 
+/// Parses sizes like `512m`, `2g` or a plain number of bytes.
+fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let Some(written) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let text = written.trim().to_ascii_lowercase();
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let multiplier: u64 = match unit.trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => 0,
+    };
+    match digits.parse::<u64>() {
+        Ok(value) if multiplier > 0 && value > 0 => Ok(Some(value * multiplier)),
+        _ => Err(serde::de::Error::custom(format!(
+            "`{written}` is not a size like `512m` or `2g`"
+        ))),
+    }
+}
+
 /// Parses durations written the way people write them: `30m`, `1h 30m`, `90s`.
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let written = String::deserialize(deserializer)?;
@@ -449,6 +492,15 @@ mod tests {
             "config key `github.webhook_secrets[0]`: environment variable \
              `GANTRY_TEST_NOT_SET_ANYWHERE` is not set"
         );
+    }
+
+    #[test]
+    fn sizes_are_read_with_units() {
+        let settings = load("[runner]\nstage_memory = \"512m\"\nstage_cpus = 1.5\n", &[]).unwrap();
+        assert_eq!(settings.runner.stage_memory, Some(512 << 20));
+        assert_eq!(settings.runner.stage_nano_cpus(), Some(1_500_000_000));
+        let err = load("[runner]\nstage_memory = \"lots\"\n", &[]).unwrap_err();
+        assert!(err.to_string().starts_with("config key `runner.stage_memory`"), "{err}");
     }
 
     #[test]

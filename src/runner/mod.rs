@@ -2,5 +2,9 @@
 //! execution.
 
 mod engine;
+pub mod execute;
+pub mod local;
+pub mod logs;
 
-pub use engine::{Engine, EngineError};
+pub use engine::{DockerError, Engine, EngineError, RUN_LABEL, WORKSPACE_DIR};
+pub use execute::{Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome, StageState};

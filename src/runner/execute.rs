@@ -1,0 +1,427 @@
+//! Running one planned pipeline: its stages as a DAG, independent ones side by side, each
+//! `run` stage in its own container on the run's shared workspace volume.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{ContainerExit, ContainerSpec, Engine, OutputStream, RUN_LABEL, with_default_tag};
+use super::logs::{LineSplitter, Masker};
+use crate::config::RunnerSettings;
+use crate::pipeline::{Plan, PlannedStage, StageAction};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageState {
+    Pending,
+    Running,
+    Success,
+    Failure,
+    /// Not run: excluded by `when`, or a stage it needs did not succeed.
+    Skipped,
+    Canceled,
+    /// Gantry could not run it (the engine failed, an image could not be pulled).
+    Error,
+}
+
+impl StageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageState::Pending => "pending",
+            StageState::Running => "running",
+            StageState::Success => "success",
+            StageState::Failure => "failure",
+            StageState::Skipped => "skipped",
+            StageState::Canceled => "canceled",
+            StageState::Error => "error",
+        }
+    }
+
+    fn is_done_ok(self) -> bool {
+        matches!(self, StageState::Success | StageState::Skipped)
+    }
+}
+
+/// How one stage ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageOutcome {
+    pub state: StageState,
+    pub exit_code: Option<i64>,
+    /// What happened, for people: "exit code 2", "timed out after 20m", the skip reason.
+    pub message: Option<String>,
+    pub duration: Duration,
+    pub attempts: u32,
+}
+
+/// How a pipeline ended: the worst of its stages.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineOutcome {
+    pub state: StageState,
+    pub stages: Vec<(String, StageOutcome)>,
+}
+
+/// Receives what happens during a run: the server stores and broadcasts it, `gantry run`
+/// prints it. Calls come from several tasks at once.
+pub trait Observer: Send + Sync {
+    fn stage_started(&self, pipeline: &str, stage: &str);
+    fn stage_finished(&self, pipeline: &str, stage: &str, outcome: &StageOutcome);
+    /// One line of output, secrets already masked.
+    fn log_line(&self, pipeline: &str, stage: &str, line: &str);
+}
+
+/// One pipeline of one run, ready to execute.
+pub struct PipelineJob {
+    pub plan: Plan,
+    /// The run id as it appears in labels and names.
+    pub run_label: String,
+    /// The checkout on this machine; the `validate` stage reads it directly.
+    pub checkout: PathBuf,
+    pub cancel: CancellationToken,
+    /// The repo may run privileged stages with the engine's socket (`trusted` in its
+    /// `[[repos]]` entry); never for pull requests from forks.
+    pub trusted: bool,
+}
+
+/// Stops the whole run when any stage's setup fails in a way no retry fixes.
+#[derive(Clone)]
+pub struct Executor {
+    engine: Engine,
+    settings: Arc<RunnerSettings>,
+}
+
+impl Executor {
+    pub fn new(engine: Engine, settings: Arc<RunnerSettings>) -> Self {
+        Self { engine, settings }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Runs the pipeline to its end and removes its volume.
+    pub async fn run(&self, job: PipelineJob, observer: Arc<dyn Observer>) -> PipelineOutcome {
+        let volume = volume_name(&job.run_label, &job.plan.pipeline);
+        let labels = vec![(RUN_LABEL.to_owned(), job.run_label.clone())];
+        let needs_volume = job
+            .plan
+            .stages
+            .iter()
+            .any(|stage| stage.skipped.is_none() && matches!(stage.action, StageAction::Run { .. }));
+        let prepared = if needs_volume {
+            self.prepare_workspace(&job, &volume, &labels).await
+        } else {
+            Ok(())
+        };
+        let outcome = match prepared {
+            Ok(()) => self.run_stages(&job, &volume, &labels, observer).await,
+            Err(message) => {
+                let first = job.plan.stages.first().map(|s| s.name.clone()).unwrap_or_default();
+                let outcome = StageOutcome {
+                    state: StageState::Error,
+                    exit_code: None,
+                    message: Some(message),
+                    duration: Duration::ZERO,
+                    attempts: 0,
+                };
+                observer.stage_finished(&job.plan.pipeline, &first, &outcome);
+                PipelineOutcome {
+                    state: StageState::Error,
+                    stages: vec![(first, outcome)],
+                }
+            }
+        };
+        if needs_volume {
+            self.engine.remove_volume(&volume).await;
+        }
+        outcome
+    }
+
+    /// Pulls the images the run needs and puts the checkout into its volume.
+    async fn prepare_workspace(&self, job: &PipelineJob, volume: &str, labels: &[(String, String)]) -> Result<(), String> {
+        let mut images: Vec<&str> = Vec::new();
+        for stage in &job.plan.stages {
+            if let (None, StageAction::Run { image, .. }) = (&stage.skipped, &stage.action)
+                && !images.contains(&image.as_str())
+            {
+                images.push(image);
+            }
+        }
+        for image in &images {
+            self.engine
+                .ensure_image(image, self.settings.pull)
+                .await
+                .map_err(|err| err.to_string())?;
+        }
+        self.engine
+            .create_volume(volume, labels)
+            .await
+            .map_err(|err| err.to_string())?;
+        self.engine
+            .upload_dir(&job.checkout, volume, images[0], labels)
+            .await
+            .map_err(|err| err.to_string())
+    }
+
+    async fn run_stages(
+        &self,
+        job: &PipelineJob,
+        volume: &str,
+        labels: &[(String, String)],
+        observer: Arc<dyn Observer>,
+    ) -> PipelineOutcome {
+        let stages = &job.plan.stages;
+        let mut states: Vec<Option<StageOutcome>> = vec![None; stages.len()];
+        let mut started = vec![false; stages.len()];
+        let mut running: JoinSet<(usize, StageOutcome)> = JoinSet::new();
+        loop {
+            // Start every stage whose needs are settled.
+            for index in 0..stages.len() {
+                if started[index] {
+                    continue;
+                }
+                let needs = &stages[index].needs;
+                if needs.iter().any(|&need| states[need].is_none()) {
+                    continue;
+                }
+                started[index] = true;
+                let stage = &stages[index];
+                let blocked = needs
+                    .iter()
+                    .find(|&&need| !states[need].as_ref().is_some_and(|o| o.state.is_done_ok()));
+                let early = if job.cancel.is_cancelled() {
+                    Some((StageState::Canceled, "the run was canceled".to_owned()))
+                } else if let Some(&need) = blocked {
+                    Some((StageState::Skipped, format!("`{}` did not succeed", stages[need].name)))
+                } else {
+                    stage.skipped.clone().map(|reason| (StageState::Skipped, reason))
+                };
+                if let Some((state, message)) = early {
+                    let outcome = StageOutcome {
+                        state,
+                        exit_code: None,
+                        message: Some(message),
+                        duration: Duration::ZERO,
+                        attempts: 0,
+                    };
+                    observer.stage_finished(&job.plan.pipeline, &stage.name, &outcome);
+                    states[index] = Some(outcome);
+                    continue;
+                }
+                observer.stage_started(&job.plan.pipeline, &stage.name);
+                let context = StageContext {
+                    engine: self.engine.clone(),
+                    settings: self.settings.clone(),
+                    pipeline: job.plan.pipeline.clone(),
+                    run_label: job.run_label.clone(),
+                    volume: volume.to_owned(),
+                    labels: labels.to_vec(),
+                    checkout: job.checkout.clone(),
+                    cancel: job.cancel.clone(),
+                    trusted: job.trusted,
+                    observer: observer.clone(),
+                };
+                let stage = stage.clone();
+                running.spawn(async move {
+                    let outcome = context.run(&stage).await;
+                    context.observer.stage_finished(&context.pipeline, &stage.name, &outcome);
+                    (index, outcome)
+                });
+            }
+            // A stage settled without running may unblock others at once.
+            if states.iter().zip(&started).any(|(s, &st)| s.is_none() && !st) && running.is_empty() {
+                continue;
+            }
+            match running.join_next().await {
+                Some(Ok((index, outcome))) => states[index] = Some(outcome),
+                Some(Err(err)) => {
+                    tracing::error!(error = %err, "a stage task failed");
+                }
+                None => break,
+            }
+        }
+        let stages: Vec<(String, StageOutcome)> = stages
+            .iter()
+            .zip(states)
+            .map(|(stage, outcome)| {
+                (
+                    stage.name.clone(),
+                    outcome.unwrap_or(StageOutcome {
+                        state: StageState::Error,
+                        exit_code: None,
+                        message: Some("the stage's task ended without a result".into()),
+                        duration: Duration::ZERO,
+                        attempts: 0,
+                    }),
+                )
+            })
+            .collect();
+        PipelineOutcome {
+            state: overall(stages.iter().map(|(_, o)| o.state)),
+            stages,
+        }
+    }
+}
+
+/// The worst state among a pipeline's stages decides the pipeline's.
+pub fn overall(states: impl IntoIterator<Item = StageState>) -> StageState {
+    let mut result = StageState::Success;
+    for state in states {
+        let rank = |s: StageState| match s {
+            StageState::Success | StageState::Skipped | StageState::Pending | StageState::Running => 0,
+            StageState::Failure => 2,
+            StageState::Canceled => 3,
+            StageState::Error => 1,
+        };
+        if rank(state) > rank(result) {
+            result = state;
+        }
+    }
+    result
+}
+
+pub fn volume_name(run_label: &str, pipeline: &str) -> String {
+    format!("gantry-{run_label}-{pipeline}")
+}
+
+/// What one stage task needs.
+struct StageContext {
+    engine: Engine,
+    settings: Arc<RunnerSettings>,
+    pipeline: String,
+    run_label: String,
+    volume: String,
+    labels: Vec<(String, String)>,
+    checkout: PathBuf,
+    cancel: CancellationToken,
+    trusted: bool,
+    observer: Arc<dyn Observer>,
+}
+
+impl StageContext {
+    async fn run(&self, stage: &PlannedStage) -> StageOutcome {
+        let started = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (state, exit_code, message) = match &stage.action {
+                StageAction::Run { image, script } => self.run_container(stage, image, script, attempts).await,
+                StageAction::Validate { paths } => self.validate(&stage.name, paths).await,
+                StageAction::Build { .. } | StageAction::Bump { .. } => (
+                    StageState::Error,
+                    None,
+                    Some(format!("`{}` stages are not run by this version of Gantry", stage_kind(&stage.action))),
+                ),
+            };
+            let retry = matches!(state, StageState::Failure) && attempts <= stage.retries && !self.cancel.is_cancelled();
+            if retry {
+                self.observer.log_line(
+                    &self.pipeline,
+                    &stage.name,
+                    &format!("gantry: attempt {attempts} failed ({}); retrying", message.as_deref().unwrap_or("failed")),
+                );
+                continue;
+            }
+            return StageOutcome {
+                state,
+                exit_code,
+                message,
+                duration: started.elapsed(),
+                attempts,
+            };
+        }
+    }
+
+    async fn run_container(
+        &self,
+        stage: &PlannedStage,
+        image: &str,
+        script: &str,
+        attempt: u32,
+    ) -> (StageState, Option<i64>, Option<String>) {
+        let masker = Masker::new(stage.secrets.iter().map(|(_, secret)| secret));
+        let mut env: Vec<String> = stage.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.extend(stage.secrets.iter().map(|(k, v)| format!("{k}={}", v.expose())));
+        let timeout = stage.timeout.unwrap_or(self.settings.stage_timeout);
+        let mut labels = self.labels.clone();
+        labels.push(("gantry.stage".into(), stage.name.clone()));
+        let spec = ContainerSpec {
+            name: format!("gantry-{}-{}-{}-{attempt}", self.run_label, self.pipeline, stage.name),
+            image: with_default_tag(image),
+            script: script.to_owned(),
+            env,
+            labels,
+            volume: self.volume.clone(),
+            timeout,
+            memory_bytes: self.settings.stage_memory_bytes(),
+            nano_cpus: self.settings.stage_nano_cpus(),
+            trusted: self.trusted,
+        };
+        let mut splitters: HashMap<bool, LineSplitter> = HashMap::new();
+        let emit = |line: &str| {
+            self.observer.log_line(&self.pipeline, &stage.name, &masker.mask(line));
+        };
+        let result = self
+            .engine
+            .run_container(&spec, &self.cancel, |stream, chunk| {
+                splitters
+                    .entry(stream == OutputStream::Stderr)
+                    .or_default()
+                    .push(chunk, emit);
+            })
+            .await;
+        for splitter in splitters.values_mut() {
+            splitter.finish(emit);
+        }
+        match result {
+            Ok(ContainerExit::Exited(0)) => (StageState::Success, Some(0), None),
+            Ok(ContainerExit::Exited(code)) => (StageState::Failure, Some(code), Some(format!("exit code {code}"))),
+            Ok(ContainerExit::TimedOut) => (
+                StageState::Failure,
+                None,
+                Some(format!("timed out after {}", humantime::format_duration(timeout))),
+            ),
+            Ok(ContainerExit::Canceled) => (StageState::Canceled, None, Some("canceled".into())),
+            Err(err) => (StageState::Error, None, Some(err.to_string())),
+        }
+    }
+
+    async fn validate(&self, stage: &str, paths: &[crate::pipeline::Pattern]) -> (StageState, Option<i64>, Option<String>) {
+        let root = self.checkout.clone();
+        let patterns = paths.to_vec();
+        let report = tokio::task::spawn_blocking(move || crate::gitops::validate::check_tree(&root, &patterns)).await;
+        let report = match report {
+            Ok(Ok(report)) => report,
+            Ok(Err(err)) => return (StageState::Error, None, Some(format!("reading the checkout: {err}"))),
+            Err(err) => return (StageState::Error, None, Some(format!("the check stopped: {err}"))),
+        };
+        for finding in &report.findings {
+            self.observer.log_line(&self.pipeline, stage, &finding.to_string());
+        }
+        if report.files_checked == 0 {
+            let patterns: Vec<&str> = paths.iter().map(|p| p.text.as_str()).collect();
+            return (StageState::Failure, None, Some(format!("no file matches {}", patterns.join(", "))));
+        }
+        match report.findings.first() {
+            None => (StageState::Success, None, None),
+            Some(first) => (
+                StageState::Failure,
+                None,
+                Some(format!("{} finding(s), first at {first}", report.findings.len())),
+            ),
+        }
+    }
+}
+
+fn stage_kind(action: &StageAction) -> &'static str {
+    match action {
+        StageAction::Run { .. } => "run",
+        StageAction::Build { .. } => "build",
+        StageAction::Validate { .. } => "validate",
+        StageAction::Bump { .. } => "bump",
+    }
+}

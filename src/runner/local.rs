@@ -1,0 +1,303 @@
+//! `gantry run`: a local checkout's pipelines, run now on the local Docker engine, with each
+//! stage's output prefixed by its name, a progress line per stage and a summary at the end.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio_util::sync::CancellationToken;
+
+use super::execute::{Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome, StageState};
+use crate::config::{RunnerSettings, Secret};
+use crate::git::Git;
+use crate::pipeline::{self, ChangedPaths, RunContext, Trigger};
+use crate::runner::Engine;
+
+/// What `gantry run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct LocalRun {
+    pub dir: PathBuf,
+    pub pipeline: Option<String>,
+    pub trigger: Trigger,
+    pub branch: Option<String>,
+    pub sha: Option<String>,
+}
+
+/// Runs the pipelines and returns whether all succeeded. Ctrl-C cancels: running stages are
+/// stopped and everything the run created is removed.
+pub async fn run(request: LocalRun, settings: RunnerSettings) -> anyhow::Result<bool> {
+    let dir = request
+        .dir
+        .canonicalize()
+        .with_context(|| format!("reading {}", request.dir.display()))?;
+    let pipelines_dir = dir.join(".gantry");
+    let loaded = pipeline::load_dir(&pipelines_dir, ".gantry")
+        .with_context(|| format!("reading {}", pipelines_dir.display()))?;
+    if loaded.is_empty() {
+        bail!("no pipeline files in {}", pipelines_dir.display());
+    }
+    let git = Git::new(&dir);
+    let branch = match request.branch.clone() {
+        Some(branch) => branch,
+        None => git
+            .run(&["rev-parse", "--abbrev-ref", "HEAD"])
+            .await
+            .map(|out| out.trim().to_owned())
+            .unwrap_or_else(|_| "main".into()),
+    };
+    let sha = match request.sha.clone() {
+        Some(sha) => sha,
+        None => git
+            .run(&["rev-parse", "HEAD"])
+            .await
+            .map(|out| out.trim().to_owned())
+            .unwrap_or_else(|_| "0".repeat(40)),
+    };
+    let run_id = i64::from(std::process::id());
+    let run_label = format!("local-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let workspace = super::WORKSPACE_DIR;
+    // Secrets come from the environment: a stage asking for TOKEN gets $TOKEN.
+    let secrets = secrets_from_env(&loaded);
+    let (tag, base_branch, trigger_branch) = match request.trigger {
+        Trigger::Tag => (Some(branch.as_str()), None, None),
+        Trigger::PullRequest => (None, Some(branch.as_str()), Some(branch.as_str())),
+        Trigger::Push => (None, None, Some(branch.as_str())),
+    };
+    let context = RunContext {
+        run_id,
+        trigger: request.trigger,
+        repo: dir.file_name().and_then(|n| n.to_str()).unwrap_or("local"),
+        commit_sha: &sha,
+        branch: trigger_branch,
+        tag,
+        base_branch,
+        pr_number: None,
+        from_fork: false,
+        workspace,
+        changed_paths: ChangedPaths::Unknown,
+        secrets: &secrets,
+    };
+
+    let printer = Arc::new(Printer::new());
+    let mut plans = Vec::new();
+    let mut all_ok = true;
+    for entry in &loaded {
+        let pipeline = match &entry.result {
+            Ok(pipeline) => pipeline,
+            Err(diagnostics) => {
+                if request.pipeline.is_none() {
+                    for diagnostic in diagnostics {
+                        printer.note(&format!("✘ {diagnostic}"));
+                    }
+                    all_ok = false;
+                }
+                continue;
+            }
+        };
+        if request.pipeline.as_ref().is_some_and(|wanted| *wanted != pipeline.name) {
+            continue;
+        }
+        match pipeline.plan(&context) {
+            Ok(Some(plan)) => plans.push(plan),
+            Ok(None) => printer.note(&format!("– {}: not triggered by this {}", pipeline.name, request.trigger.as_str())),
+            Err(err) => {
+                printer.note(&format!("✘ {err}"));
+                all_ok = false;
+            }
+        }
+    }
+    if let Some(wanted) = &request.pipeline
+        && plans.is_empty()
+        && all_ok
+    {
+        bail!("no pipeline named `{wanted}` runs for this {}", request.trigger.as_str());
+    }
+
+    let engine = Engine::connect(&settings.docker_host)?;
+    engine.ping().await?;
+    let executor = Executor::new(engine.clone(), Arc::new(settings));
+    let cancel = CancellationToken::new();
+    let interrupted = {
+        let cancel = cancel.clone();
+        let printer = printer.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                printer.note("interrupted: stopping stages and cleaning up");
+                cancel.cancel();
+            }
+        })
+    };
+    let ticker = printer.clone().start_ticker();
+    let mut tasks = tokio::task::JoinSet::new();
+    for plan in plans {
+        let job = PipelineJob {
+            plan,
+            run_label: run_label.clone(),
+            checkout: dir.clone(),
+            cancel: cancel.clone(),
+            trusted: false,
+        };
+        let executor = executor.clone();
+        let observer: Arc<dyn Observer> = printer.clone();
+        tasks.spawn(async move {
+            let name = job.plan.pipeline.clone();
+            (name, executor.run(job, observer).await)
+        });
+    }
+    let mut outcomes: Vec<(String, PipelineOutcome)> = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        outcomes.push(result.context("a pipeline task failed")?);
+    }
+    ticker.abort();
+    interrupted.abort();
+    if cancel.is_cancelled() {
+        let removed = engine.reap(Some(&run_label)).await;
+        if removed > 0 {
+            printer.note(&format!("removed {removed} leftover container(s) and volume(s)"));
+        }
+    }
+    outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+    printer.summary(&outcomes);
+    Ok(all_ok && !cancel.is_cancelled() && outcomes.iter().all(|(_, o)| o.state == StageState::Success))
+}
+
+fn secrets_from_env(loaded: &[pipeline::Loaded]) -> std::collections::BTreeMap<String, Secret> {
+    loaded
+        .iter()
+        .filter_map(|entry| entry.result.as_ref().ok())
+        .flat_map(|pipeline| pipeline.stages.iter().flat_map(|stage| stage.secrets.iter()))
+        .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), Secret::new(value))))
+        .collect()
+}
+
+/// How often the progress line of running stages is redrawn on a terminal.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Prints stage output to stdout (`[pipeline/stage] line`) and progress to stderr.
+struct Printer {
+    out: Mutex<std::io::BufWriter<std::io::Stdout>>,
+    out_is_terminal: bool,
+    err_is_terminal: bool,
+    running: Mutex<Vec<(String, Instant)>>,
+}
+
+impl Printer {
+    fn new() -> Self {
+        Self {
+            out: Mutex::new(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout())),
+            out_is_terminal: std::io::stdout().is_terminal(),
+            err_is_terminal: std::io::stderr().is_terminal(),
+            running: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn note(&self, line: &str) {
+        self.flush_out();
+        let mut err = std::io::stderr().lock();
+        if self.err_is_terminal {
+            let _ = write!(err, "\r\x1b[2K");
+        }
+        let _ = writeln!(err, "{line}");
+    }
+
+    fn flush_out(&self) {
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.flush();
+        }
+    }
+
+    /// On a terminal, redraws one line listing the running stages and their elapsed time.
+    fn start_ticker(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            if !self.err_is_terminal {
+                return;
+            }
+            loop {
+                tokio::time::sleep(TICK).await;
+                let line = {
+                    let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                    running
+                        .iter()
+                        .map(|(name, since)| format!("{name} {}s", since.elapsed().as_secs()))
+                        .collect::<Vec<_>>()
+                        .join(" · ")
+                };
+                if !line.is_empty() {
+                    self.flush_out();
+                    let mut err = std::io::stderr().lock();
+                    let _ = write!(err, "\r\x1b[2K⏵ running: {line}");
+                    let _ = err.flush();
+                }
+            }
+        })
+    }
+
+    fn summary(&self, outcomes: &[(String, PipelineOutcome)]) {
+        self.flush_out();
+        let mut rows = vec![("STAGE".to_owned(), "STATE".to_owned(), "TIME".to_owned(), "NOTE".to_owned())];
+        for (pipeline, outcome) in outcomes {
+            for (stage, result) in &outcome.stages {
+                rows.push((
+                    format!("{pipeline}/{stage}"),
+                    result.state.as_str().to_owned(),
+                    format_duration(result.duration),
+                    result.message.clone().unwrap_or_default(),
+                ));
+            }
+        }
+        let width = |pick: fn(&(String, String, String, String)) -> &String| {
+            rows.iter().map(|row| pick(row).chars().count()).max().unwrap_or(0)
+        };
+        let (w0, w1, w2) = (width(|r| &r.0), width(|r| &r.1), width(|r| &r.2));
+        let mut err = std::io::stderr().lock();
+        if self.err_is_terminal {
+            let _ = write!(err, "\r\x1b[2K");
+        }
+        for (stage, state, time, note) in &rows {
+            let _ = writeln!(err, "{stage:<w0$}  {state:<w1$}  {time:>w2$}  {note}");
+        }
+    }
+}
+
+fn format_duration(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+impl Observer for Printer {
+    fn stage_started(&self, pipeline: &str, stage: &str) {
+        let name = format!("{pipeline}/{stage}");
+        self.note(&format!("▶ {name} started"));
+        if let Ok(mut running) = self.running.lock() {
+            running.push((name, Instant::now()));
+        }
+    }
+
+    fn stage_finished(&self, pipeline: &str, stage: &str, outcome: &StageOutcome) {
+        let name = format!("{pipeline}/{stage}");
+        if let Ok(mut running) = self.running.lock() {
+            running.retain(|(running, _)| *running != name);
+        }
+        let mark = match outcome.state {
+            StageState::Success => "✔",
+            StageState::Skipped => "–",
+            _ => "✘",
+        };
+        let note = outcome.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
+        self.note(&format!(
+            "{mark} {name} {} in {}{note}",
+            outcome.state.as_str(),
+            format_duration(outcome.duration)
+        ));
+    }
+
+    fn log_line(&self, pipeline: &str, stage: &str, line: &str) {
+        let Ok(mut out) = self.out.lock() else { return };
+        let _ = writeln!(out, "[{pipeline}/{stage}] {line}");
+        if self.out_is_terminal {
+            let _ = out.flush();
+        }
+    }
+}
+
