@@ -128,7 +128,8 @@ pub struct RunnerSettings {
 
 impl RunnerSettings {
     pub fn stage_memory_bytes(&self) -> Option<i64> {
-        self.stage_memory.map(|bytes| bytes.min(i64::MAX as u64) as i64)
+        self.stage_memory
+            .map(|bytes| bytes.min(i64::MAX as u64) as i64)
     }
 
     pub fn stage_nano_cpus(&self) -> Option<i64> {
@@ -379,7 +380,10 @@ fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, 
         return Ok(None);
     };
     let text = written.trim().to_ascii_lowercase();
-    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
     let multiplier: u64 = match unit.trim_end_matches('b') {
         "" => 1,
         "k" => 1 << 10,
@@ -500,7 +504,11 @@ mod tests {
         assert_eq!(settings.runner.stage_memory, Some(512 << 20));
         assert_eq!(settings.runner.stage_nano_cpus(), Some(1_500_000_000));
         let err = load("[runner]\nstage_memory = \"lots\"\n", &[]).unwrap_err();
-        assert!(err.to_string().starts_with("config key `runner.stage_memory`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("config key `runner.stage_memory`"),
+            "{err}"
+        );
     }
 
     #[test]

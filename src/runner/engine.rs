@@ -185,7 +185,11 @@ impl Engine {
     }
 
     /// Creates the named volume a run's stages share.
-    pub async fn create_volume(&self, name: &str, labels: &[(String, String)]) -> Result<(), DockerError> {
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        labels: &[(String, String)],
+    ) -> Result<(), DockerError> {
         let request = VolumeCreateRequest {
             name: Some(name.to_owned()),
             labels: Some(labels.iter().cloned().collect()),
@@ -200,7 +204,13 @@ impl Engine {
 
     /// Copies `dir` into the volume through the Engine API (an archive upload into a
     /// created, never started container), so a remote engine works like the local one.
-    pub async fn upload_dir(&self, dir: &Path, volume: &str, image: &str, labels: &[(String, String)]) -> Result<(), DockerError> {
+    pub async fn upload_dir(
+        &self,
+        dir: &Path,
+        volume: &str,
+        image: &str,
+        labels: &[(String, String)],
+    ) -> Result<(), DockerError> {
         let name = format!("{volume}-upload");
         let body = ContainerCreateBody {
             image: Some(with_default_tag(image)),
@@ -219,11 +229,16 @@ impl Engine {
         self.docker
             .create_container(Some(options), body)
             .await
-            .map_err(call_error(format!("creating upload container for {volume}")))?;
+            .map_err(call_error(format!(
+                "creating upload container for {volume}"
+            )))?;
         let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
         let dir = dir.to_owned();
         let archiver = tokio::task::spawn_blocking(move || {
-            let writer = ChunkWriter { sender, buffer: Vec::with_capacity(UPLOAD_CHUNK_BYTES) };
+            let writer = ChunkWriter {
+                sender,
+                buffer: Vec::with_capacity(UPLOAD_CHUNK_BYTES),
+            };
             let mut builder = tar::Builder::new(writer);
             builder.follow_symlinks(false);
             builder.append_dir_all(".", &dir)?;
@@ -281,6 +296,9 @@ impl Engine {
                     vec![volume_mount(&spec.volume)]
                 }),
                 privileged: Some(spec.trusted),
+                // A tiny init as PID 1 passes SIGTERM on to the script, so a stopped stage
+                // ends at once instead of after the grace period.
+                init: Some(true),
                 memory: spec.memory_bytes,
                 nano_cpus: spec.nano_cpus,
                 ..Default::default()
@@ -295,7 +313,9 @@ impl Engine {
             .create_container(Some(options), body)
             .await
             .map_err(call_error(format!("creating container {}", spec.name)))?;
-        let result = self.attach_start_and_wait(spec, cancel, &mut on_output).await;
+        let result = self
+            .attach_start_and_wait(spec, cancel, &mut on_output)
+            .await;
         self.remove_container(&spec.name).await;
         result
     }
@@ -352,7 +372,9 @@ impl Engine {
     }
 
     async fn exit_code(&self, name: &str) -> Result<i64, DockerError> {
-        let mut wait = self.docker.wait_container(name, None::<WaitContainerOptions>);
+        let mut wait = self
+            .docker
+            .wait_container(name, None::<WaitContainerOptions>);
         match wait.next().await {
             Some(Ok(response)) => Ok(response.status_code),
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
@@ -371,7 +393,10 @@ impl Engine {
         };
         if let Err(err) = self.docker.stop_container(name, Some(options)).await {
             tracing::warn!(container = %name, error = %err, "stopping a container failed; killing it");
-            let _ = self.docker.kill_container(name, None::<KillContainerOptions>).await;
+            let _ = self
+                .docker
+                .kill_container(name, None::<KillContainerOptions>)
+                .await;
         }
     }
 
@@ -387,7 +412,11 @@ impl Engine {
     }
 
     pub async fn remove_volume(&self, name: &str) {
-        if let Err(err) = self.docker.remove_volume(name, None::<RemoveVolumeOptions>).await {
+        if let Err(err) = self
+            .docker
+            .remove_volume(name, None::<RemoveVolumeOptions>)
+            .await
+        {
             self.cleanup_failed(&format!("removing volume {name}"), &err.to_string());
         }
     }
@@ -399,7 +428,8 @@ impl Engine {
             Some(run) => format!("{RUN_LABEL}={run}"),
             None => RUN_LABEL.to_owned(),
         };
-        let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_owned(), vec![label])]);
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_owned(), vec![label])]);
         let mut removed = 0;
         let containers = self
             .docker
@@ -420,7 +450,13 @@ impl Engine {
             }
             Err(err) => self.cleanup_failed("listing leftover containers", &err.to_string()),
         }
-        match self.docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters) })).await {
+        match self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+        {
             Ok(list) => {
                 for volume in list.volumes.unwrap_or_default() {
                     self.remove_volume(&volume.name).await;
@@ -470,7 +506,10 @@ struct ChunkWriter {
 
 impl ChunkWriter {
     fn send(&mut self) -> std::io::Result<()> {
-        let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(UPLOAD_CHUNK_BYTES)));
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(UPLOAD_CHUNK_BYTES),
+        ));
         self.sender
             .blocking_send(chunk)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
@@ -498,6 +537,8 @@ impl std::io::Write for ChunkWriter {
     }
 }
 
-fn tokio_stream_from(mut receiver: tokio::sync::mpsc::Receiver<Bytes>) -> impl futures_util::Stream<Item = Bytes> + Send + 'static {
+fn tokio_stream_from(
+    mut receiver: tokio::sync::mpsc::Receiver<Bytes>,
+) -> impl futures_util::Stream<Item = Bytes> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }

@@ -10,7 +10,9 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{ContainerExit, ContainerSpec, Engine, OutputStream, RUN_LABEL, with_default_tag};
+use super::engine::{
+    ContainerExit, ContainerSpec, Engine, OutputStream, RUN_LABEL, with_default_tag,
+};
 use super::logs::{LineSplitter, Masker};
 use crate::config::RunnerSettings;
 use crate::pipeline::{Plan, PlannedStage, StageAction};
@@ -107,11 +109,9 @@ impl Executor {
     pub async fn run(&self, job: PipelineJob, observer: Arc<dyn Observer>) -> PipelineOutcome {
         let volume = volume_name(&job.run_label, &job.plan.pipeline);
         let labels = vec![(RUN_LABEL.to_owned(), job.run_label.clone())];
-        let needs_volume = job
-            .plan
-            .stages
-            .iter()
-            .any(|stage| stage.skipped.is_none() && matches!(stage.action, StageAction::Run { .. }));
+        let needs_volume = job.plan.stages.iter().any(|stage| {
+            stage.skipped.is_none() && matches!(stage.action, StageAction::Run { .. })
+        });
         let prepared = if needs_volume {
             self.prepare_workspace(&job, &volume, &labels).await
         } else {
@@ -120,7 +120,12 @@ impl Executor {
         let outcome = match prepared {
             Ok(()) => self.run_stages(&job, &volume, &labels, observer).await,
             Err(message) => {
-                let first = job.plan.stages.first().map(|s| s.name.clone()).unwrap_or_default();
+                let first = job
+                    .plan
+                    .stages
+                    .first()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
                 let outcome = StageOutcome {
                     state: StageState::Error,
                     exit_code: None,
@@ -142,7 +147,12 @@ impl Executor {
     }
 
     /// Pulls the images the run needs and puts the checkout into its volume.
-    async fn prepare_workspace(&self, job: &PipelineJob, volume: &str, labels: &[(String, String)]) -> Result<(), String> {
+    async fn prepare_workspace(
+        &self,
+        job: &PipelineJob,
+        volume: &str,
+        labels: &[(String, String)],
+    ) -> Result<(), String> {
         let mut images: Vec<&str> = Vec::new();
         for stage in &job.plan.stages {
             if let (None, StageAction::Run { image, .. }) = (&stage.skipped, &stage.action)
@@ -196,9 +206,15 @@ impl Executor {
                 let early = if job.cancel.is_cancelled() {
                     Some((StageState::Canceled, "the run was canceled".to_owned()))
                 } else if let Some(&need) = blocked {
-                    Some((StageState::Skipped, format!("`{}` did not succeed", stages[need].name)))
+                    Some((
+                        StageState::Skipped,
+                        format!("`{}` did not succeed", stages[need].name),
+                    ))
                 } else {
-                    stage.skipped.clone().map(|reason| (StageState::Skipped, reason))
+                    stage
+                        .skipped
+                        .clone()
+                        .map(|reason| (StageState::Skipped, reason))
                 };
                 if let Some((state, message)) = early {
                     let outcome = StageOutcome {
@@ -228,12 +244,19 @@ impl Executor {
                 let stage = stage.clone();
                 running.spawn(async move {
                     let outcome = context.run(&stage).await;
-                    context.observer.stage_finished(&context.pipeline, &stage.name, &outcome);
+                    context
+                        .observer
+                        .stage_finished(&context.pipeline, &stage.name, &outcome);
                     (index, outcome)
                 });
             }
             // A stage settled without running may unblock others at once.
-            if states.iter().zip(&started).any(|(s, &st)| s.is_none() && !st) && running.is_empty() {
+            if states
+                .iter()
+                .zip(&started)
+                .any(|(s, &st)| s.is_none() && !st)
+                && running.is_empty()
+            {
                 continue;
             }
             match running.join_next().await {
@@ -272,7 +295,10 @@ pub fn overall(states: impl IntoIterator<Item = StageState>) -> StageState {
     let mut result = StageState::Success;
     for state in states {
         let rank = |s: StageState| match s {
-            StageState::Success | StageState::Skipped | StageState::Pending | StageState::Running => 0,
+            StageState::Success
+            | StageState::Skipped
+            | StageState::Pending
+            | StageState::Running => 0,
             StageState::Failure => 2,
             StageState::Canceled => 3,
             StageState::Error => 1,
@@ -309,20 +335,30 @@ impl StageContext {
         loop {
             attempts += 1;
             let (state, exit_code, message) = match &stage.action {
-                StageAction::Run { image, script } => self.run_container(stage, image, script, attempts).await,
+                StageAction::Run { image, script } => {
+                    self.run_container(stage, image, script, attempts).await
+                }
                 StageAction::Validate { paths } => self.validate(&stage.name, paths).await,
                 StageAction::Build { .. } | StageAction::Bump { .. } => (
                     StageState::Error,
                     None,
-                    Some(format!("`{}` stages are not run by this version of Gantry", stage_kind(&stage.action))),
+                    Some(format!(
+                        "`{}` stages are not run by this version of Gantry",
+                        stage_kind(&stage.action)
+                    )),
                 ),
             };
-            let retry = matches!(state, StageState::Failure) && attempts <= stage.retries && !self.cancel.is_cancelled();
+            let retry = matches!(state, StageState::Failure)
+                && attempts <= stage.retries
+                && !self.cancel.is_cancelled();
             if retry {
                 self.observer.log_line(
                     &self.pipeline,
                     &stage.name,
-                    &format!("gantry: attempt {attempts} failed ({}); retrying", message.as_deref().unwrap_or("failed")),
+                    &format!(
+                        "gantry: attempt {attempts} failed ({}); retrying",
+                        message.as_deref().unwrap_or("failed")
+                    ),
                 );
                 continue;
             }
@@ -345,12 +381,20 @@ impl StageContext {
     ) -> (StageState, Option<i64>, Option<String>) {
         let masker = Masker::new(stage.secrets.iter().map(|(_, secret)| secret));
         let mut env: Vec<String> = stage.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        env.extend(stage.secrets.iter().map(|(k, v)| format!("{k}={}", v.expose())));
+        env.extend(
+            stage
+                .secrets
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.expose())),
+        );
         let timeout = stage.timeout.unwrap_or(self.settings.stage_timeout);
         let mut labels = self.labels.clone();
         labels.push(("gantry.stage".into(), stage.name.clone()));
         let spec = ContainerSpec {
-            name: format!("gantry-{}-{}-{}-{attempt}", self.run_label, self.pipeline, stage.name),
+            name: format!(
+                "gantry-{}-{}-{}-{attempt}",
+                self.run_label, self.pipeline, stage.name
+            ),
             image: with_default_tag(image),
             script: script.to_owned(),
             env,
@@ -363,7 +407,8 @@ impl StageContext {
         };
         let mut splitters: HashMap<bool, LineSplitter> = HashMap::new();
         let emit = |line: &str| {
-            self.observer.log_line(&self.pipeline, &stage.name, &masker.mask(line));
+            self.observer
+                .log_line(&self.pipeline, &stage.name, &masker.mask(line));
         };
         let result = self
             .engine
@@ -379,39 +424,73 @@ impl StageContext {
         }
         match result {
             Ok(ContainerExit::Exited(0)) => (StageState::Success, Some(0), None),
-            Ok(ContainerExit::Exited(code)) => (StageState::Failure, Some(code), Some(format!("exit code {code}"))),
+            Ok(ContainerExit::Exited(code)) => (
+                StageState::Failure,
+                Some(code),
+                Some(format!("exit code {code}")),
+            ),
             Ok(ContainerExit::TimedOut) => (
                 StageState::Failure,
                 None,
-                Some(format!("timed out after {}", humantime::format_duration(timeout))),
+                Some(format!(
+                    "timed out after {}",
+                    humantime::format_duration(timeout)
+                )),
             ),
             Ok(ContainerExit::Canceled) => (StageState::Canceled, None, Some("canceled".into())),
             Err(err) => (StageState::Error, None, Some(err.to_string())),
         }
     }
 
-    async fn validate(&self, stage: &str, paths: &[crate::pipeline::Pattern]) -> (StageState, Option<i64>, Option<String>) {
+    async fn validate(
+        &self,
+        stage: &str,
+        paths: &[crate::pipeline::Pattern],
+    ) -> (StageState, Option<i64>, Option<String>) {
         let root = self.checkout.clone();
         let patterns = paths.to_vec();
-        let report = tokio::task::spawn_blocking(move || crate::gitops::validate::check_tree(&root, &patterns)).await;
+        let report = tokio::task::spawn_blocking(move || {
+            crate::gitops::validate::check_tree(&root, &patterns)
+        })
+        .await;
         let report = match report {
             Ok(Ok(report)) => report,
-            Ok(Err(err)) => return (StageState::Error, None, Some(format!("reading the checkout: {err}"))),
-            Err(err) => return (StageState::Error, None, Some(format!("the check stopped: {err}"))),
+            Ok(Err(err)) => {
+                return (
+                    StageState::Error,
+                    None,
+                    Some(format!("reading the checkout: {err}")),
+                );
+            }
+            Err(err) => {
+                return (
+                    StageState::Error,
+                    None,
+                    Some(format!("the check stopped: {err}")),
+                );
+            }
         };
         for finding in &report.findings {
-            self.observer.log_line(&self.pipeline, stage, &finding.to_string());
+            self.observer
+                .log_line(&self.pipeline, stage, &finding.to_string());
         }
         if report.files_checked == 0 {
             let patterns: Vec<&str> = paths.iter().map(|p| p.text.as_str()).collect();
-            return (StageState::Failure, None, Some(format!("no file matches {}", patterns.join(", "))));
+            return (
+                StageState::Failure,
+                None,
+                Some(format!("no file matches {}", patterns.join(", "))),
+            );
         }
         match report.findings.first() {
             None => (StageState::Success, None, None),
             Some(first) => (
                 StageState::Failure,
                 None,
-                Some(format!("{} finding(s), first at {first}", report.findings.len())),
+                Some(format!(
+                    "{} finding(s), first at {first}",
+                    report.findings.len()
+                )),
             ),
         }
     }

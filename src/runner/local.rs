@@ -56,7 +56,11 @@ pub async fn run(request: LocalRun, settings: RunnerSettings) -> anyhow::Result<
             .unwrap_or_else(|_| "0".repeat(40)),
     };
     let run_id = i64::from(std::process::id());
-    let run_label = format!("local-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let run_label = format!(
+        "local-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
     let workspace = super::WORKSPACE_DIR;
     // Secrets come from the environment: a stage asking for TOKEN gets $TOKEN.
     let secrets = secrets_from_env(&loaded);
@@ -96,12 +100,20 @@ pub async fn run(request: LocalRun, settings: RunnerSettings) -> anyhow::Result<
                 continue;
             }
         };
-        if request.pipeline.as_ref().is_some_and(|wanted| *wanted != pipeline.name) {
+        if request
+            .pipeline
+            .as_ref()
+            .is_some_and(|wanted| *wanted != pipeline.name)
+        {
             continue;
         }
         match pipeline.plan(&context) {
             Ok(Some(plan)) => plans.push(plan),
-            Ok(None) => printer.note(&format!("– {}: not triggered by this {}", pipeline.name, request.trigger.as_str())),
+            Ok(None) => printer.note(&format!(
+                "– {}: not triggered by this {}",
+                pipeline.name,
+                request.trigger.as_str()
+            )),
             Err(err) => {
                 printer.note(&format!("✘ {err}"));
                 all_ok = false;
@@ -112,7 +124,10 @@ pub async fn run(request: LocalRun, settings: RunnerSettings) -> anyhow::Result<
         && plans.is_empty()
         && all_ok
     {
-        bail!("no pipeline named `{wanted}` runs for this {}", request.trigger.as_str());
+        bail!(
+            "no pipeline named `{wanted}` runs for this {}",
+            request.trigger.as_str()
+        );
     }
 
     let engine = Engine::connect(&settings.docker_host)?;
@@ -155,20 +170,33 @@ pub async fn run(request: LocalRun, settings: RunnerSettings) -> anyhow::Result<
     if cancel.is_cancelled() {
         let removed = engine.reap(Some(&run_label)).await;
         if removed > 0 {
-            printer.note(&format!("removed {removed} leftover container(s) and volume(s)"));
+            printer.note(&format!(
+                "removed {removed} leftover container(s) and volume(s)"
+            ));
         }
     }
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
     printer.summary(&outcomes);
-    Ok(all_ok && !cancel.is_cancelled() && outcomes.iter().all(|(_, o)| o.state == StageState::Success))
+    Ok(all_ok
+        && !cancel.is_cancelled()
+        && outcomes.iter().all(|(_, o)| o.state == StageState::Success))
 }
 
 fn secrets_from_env(loaded: &[pipeline::Loaded]) -> std::collections::BTreeMap<String, Secret> {
     loaded
         .iter()
         .filter_map(|entry| entry.result.as_ref().ok())
-        .flat_map(|pipeline| pipeline.stages.iter().flat_map(|stage| stage.secrets.iter()))
-        .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), Secret::new(value))))
+        .flat_map(|pipeline| {
+            pipeline
+                .stages
+                .iter()
+                .flat_map(|stage| stage.secrets.iter())
+        })
+        .filter_map(|name| {
+            std::env::var(name)
+                .ok()
+                .map(|value| (name.clone(), Secret::new(value)))
+        })
         .collect()
 }
 
@@ -186,7 +214,10 @@ struct Printer {
 impl Printer {
     fn new() -> Self {
         Self {
-            out: Mutex::new(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout())),
+            out: Mutex::new(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stdout(),
+            )),
             out_is_terminal: std::io::stdout().is_terminal(),
             err_is_terminal: std::io::stderr().is_terminal(),
             running: Mutex::new(Vec::new()),
@@ -236,7 +267,12 @@ impl Printer {
 
     fn summary(&self, outcomes: &[(String, PipelineOutcome)]) {
         self.flush_out();
-        let mut rows = vec![("STAGE".to_owned(), "STATE".to_owned(), "TIME".to_owned(), "NOTE".to_owned())];
+        let mut rows = vec![(
+            "STAGE".to_owned(),
+            "STATE".to_owned(),
+            "TIME".to_owned(),
+            "NOTE".to_owned(),
+        )];
         for (pipeline, outcome) in outcomes {
             for (stage, result) in &outcome.stages {
                 rows.push((
@@ -248,7 +284,10 @@ impl Printer {
             }
         }
         let width = |pick: fn(&(String, String, String, String)) -> &String| {
-            rows.iter().map(|row| pick(row).chars().count()).max().unwrap_or(0)
+            rows.iter()
+                .map(|row| pick(row).chars().count())
+                .max()
+                .unwrap_or(0)
         };
         let (w0, w1, w2) = (width(|r| &r.0), width(|r| &r.1), width(|r| &r.2));
         let mut err = std::io::stderr().lock();
@@ -284,7 +323,11 @@ impl Observer for Printer {
             StageState::Skipped => "–",
             _ => "✘",
         };
-        let note = outcome.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
+        let note = outcome
+            .message
+            .as_deref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default();
         self.note(&format!(
             "{mark} {name} {} in {}{note}",
             outcome.state.as_str(),
@@ -300,4 +343,3 @@ impl Observer for Printer {
         }
     }
 }
-

@@ -24,7 +24,14 @@ impl Masker {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
         let mut needles: Vec<String> = secrets
             .into_iter()
-            .flat_map(|secret| secret.expose().lines().map(str::trim_end).map(str::to_owned).collect::<Vec<_>>())
+            .flat_map(|secret| {
+                secret
+                    .expose()
+                    .lines()
+                    .map(str::trim_end)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
             .filter(|line| !line.is_empty())
             .collect();
         needles.sort_by_key(|needle| std::cmp::Reverse(needle.len()));
@@ -113,21 +120,33 @@ mod tests {
 
     #[test]
     fn lines_are_cut_across_chunks() {
-        assert_eq!(lines(&[b"a\nb", b"c\r\n", b"\nlast"]), ["a", "bc", "", "last"]);
+        assert_eq!(
+            lines(&[b"a\nb", b"c\r\n", b"\nlast"]),
+            ["a", "bc", "", "last"]
+        );
     }
 
     #[test]
     fn runaway_lines_are_cut_into_bounded_pieces() {
         let long = vec![b'x'; MAX_LINE_BYTES * 2 + 10];
         let out = lines(&[&long]);
-        assert_eq!(out.iter().map(String::len).collect::<Vec<_>>(), [MAX_LINE_BYTES, MAX_LINE_BYTES, 10]);
+        assert_eq!(
+            out.iter().map(String::len).collect::<Vec<_>>(),
+            [MAX_LINE_BYTES, MAX_LINE_BYTES, 10]
+        );
     }
 
     #[test]
     fn secrets_are_masked_wherever_they_appear() {
-        let secrets = [Secret::new("hunter2"), Secret::new("-----BEGIN KEY-----\nabc123\n")];
+        let secrets = [
+            Secret::new("hunter2"),
+            Secret::new("-----BEGIN KEY-----\nabc123\n"),
+        ];
         let masker = Masker::new(&secrets);
-        assert_eq!(masker.mask("token=hunter2;again:hunter2"), "token=****;again:****");
+        assert_eq!(
+            masker.mask("token=hunter2;again:hunter2"),
+            "token=****;again:****"
+        );
         assert_eq!(masker.mask("abc123"), "****");
         assert_eq!(masker.mask("nothing here"), "nothing here");
         assert_eq!(Masker::new(&[Secret::new("")]).mask("a"), "a");
