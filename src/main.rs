@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gantry::config::Settings;
-use gantry::startup::Application;
+use gantry::startup::{Application, Role};
 
 /// Forge webhooks in, pipeline runs in Docker, image tags handed to GitOps.
 #[derive(Parser)]
@@ -20,6 +20,9 @@ enum Command {
         /// Config file; when it does not exist and was not named, embedded defaults apply.
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
+        /// `intake`: webhooks and API, runs nothing; `runner`: works the queue only.
+        #[arg(long, value_enum, default_value = "all")]
+        role: RoleArg,
     },
     /// Run a local checkout's pipelines now, in Docker.
     Run {
@@ -50,6 +53,13 @@ enum Command {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    All,
+    Intake,
+    Runner,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum EventArg {
     Push,
     PullRequest,
@@ -62,7 +72,14 @@ const DEFAULT_CONFIG_FILE: &str = "gantry.toml";
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, role } => serve(
+            config,
+            match role {
+                RoleArg::All => Role::All,
+                RoleArg::Intake => Role::Intake,
+                RoleArg::Runner => Role::Runner,
+            },
+        ),
         Command::Run {
             dir,
             pipeline,
@@ -183,7 +200,7 @@ fn run_local(request: gantry::runner::local::LocalRun) -> ExitCode {
     }
 }
 
-fn serve(config: Option<PathBuf>) -> ExitCode {
+fn serve(config: Option<PathBuf>, role: Role) -> ExitCode {
     let settings = match load_settings(config) {
         Ok(settings) => settings,
         Err(code) => return code,
@@ -197,7 +214,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let app = Application::build(settings).await?;
+        let app = Application::build(settings, role).await?;
         app.run().await
     });
     match result {

@@ -12,36 +12,84 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::runner::Engine;
+use crate::runner::{Engine, Executor, Scheduler};
 use crate::store::Store;
+use tokio_util::sync::CancellationToken;
+
+/// Which parts of Gantry this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Intake, API and runner in one process: the single-node default.
+    #[default]
+    All,
+    /// Webhooks and the API; runs nothing (for replicas in front of separate runners).
+    Intake,
+    /// Works the queue only; serves nothing but health and metrics.
+    Runner,
+}
+
+impl Role {
+    fn takes_webhooks(self) -> bool {
+        matches!(self, Role::All | Role::Intake)
+    }
+
+    fn runs_stages(self) -> bool {
+        matches!(self, Role::All | Role::Runner)
+    }
+}
 
 /// A bound, not yet running, Gantry server.
 pub struct Application {
     address: SocketAddr,
     server: Server,
     store: Store,
+    scheduler: Option<Arc<Scheduler>>,
 }
 
 impl Application {
     /// Opens the store (running migrations), binds the listener and prepares the server.
     /// Errors here stop start-up before anything is served.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(settings: Settings, role: Role) -> anyhow::Result<Self> {
         let store = Store::connect(&settings.store.url).await?;
-        let engine = Engine::connect(&settings.runner.docker_host)?;
+        let settings = Arc::new(settings);
+        let engine = if role.runs_stages() {
+            Some(Engine::connect(&settings.runner.docker_host)?)
+        } else {
+            None
+        };
+        let scheduler = match &engine {
+            Some(engine) => {
+                let executor = Executor::new(engine.clone(), Arc::new(settings.runner.clone()));
+                let scheduler = Scheduler::new(store.clone(), executor, settings.clone());
+                // A previous process's leftovers are taken back before anything new runs; an
+                // engine that is down now only delays that to the next start.
+                if let Err(err) = scheduler.recover().await {
+                    tracing::error!(error = %format!("{err:#}"), "recovering interrupted runs failed");
+                }
+                Some(Arc::new(scheduler))
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(settings.server.listen)
             .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
         let state = web::Data::new(AppState {
-            settings: Arc::new(settings),
+            settings,
             store: store.clone(),
             metrics: Metrics::new(),
-            engine: Some(engine),
+            engine,
         });
+        let takes_webhooks = role.takes_webhooks();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
-                .configure(http::routes)
+                .configure(|config| {
+                    http::health_routes(config);
+                    if takes_webhooks {
+                        http::routes(config);
+                    }
+                })
         })
         .listen(listener)
         .context("starting the HTTP server")?
@@ -50,6 +98,7 @@ impl Application {
             address,
             server,
             store,
+            scheduler,
         })
     }
 
@@ -62,9 +111,15 @@ impl Application {
         &self.store
     }
 
-    /// Serves until the process is told to stop.
+    /// Serves (and works the queue) until the process is told to stop.
     pub async fn run(self) -> anyhow::Result<()> {
         tracing::info!(address = %self.address, "gantry listening");
-        self.server.await.context("HTTP server failed")
+        let shutdown = CancellationToken::new();
+        if let Some(scheduler) = self.scheduler {
+            tokio::spawn(scheduler.run(shutdown.clone()));
+        }
+        let result = self.server.await.context("HTTP server failed");
+        shutdown.cancel();
+        result
     }
 }

@@ -88,8 +88,43 @@ pub async fn get_run(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    match state.store.run(id).await.map_err(ApiError::Store)? {
-        Some(run) => Ok(HttpResponse::Ok().json(run)),
-        None => Err(ApiError::NotFound(id)),
+    let run = state
+        .store
+        .run(id)
+        .await
+        .map_err(ApiError::Store)?
+        .ok_or(ApiError::NotFound(id))?;
+    let pipelines = state
+        .store
+        .pipeline_results(id)
+        .await
+        .map_err(ApiError::Store)?;
+    let mut body = serde_json::to_value(run).map_err(|err| ApiError::Store(err.into()))?;
+    body["pipelines"] =
+        serde_json::to_value(pipelines).map_err(|err| ApiError::Store(err.into()))?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The run's output as text, each line prefixed with `[pipeline/stage]`.
+pub async fn get_log(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    state
+        .store
+        .run(id)
+        .await
+        .map_err(ApiError::Store)?
+        .ok_or(ApiError::NotFound(id))?;
+    let chunks = state.store.run_log(id).await.map_err(ApiError::Store)?;
+    let mut text = String::new();
+    for chunk in &chunks {
+        for line in chunk.text.lines() {
+            text.push_str(&format!("[{}/{}] {line}\n", chunk.pipeline, chunk.stage));
+        }
     }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(text))
 }

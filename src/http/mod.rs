@@ -24,14 +24,21 @@ pub struct AppState {
     pub engine: Option<Engine>,
 }
 
+/// Webhook intake and the API: served by the `all` and `intake` roles.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/hooks/{forge}", web::post().to(hooks::receive))
+        .route("/api/runs", web::get().to(api::list_runs))
+        .route("/api/runs/{id}", web::get().to(api::get_run))
+        .route("/api/runs/{id}/log", web::get().to(api::get_log));
+}
+
+/// Health and metrics: served by every role.
+pub fn health_routes(config: &mut web::ServiceConfig) {
+    config
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics))
-        .route("/api/runs", web::get().to(api::list_runs))
-        .route("/api/runs/{id}", web::get().to(api::get_run));
+        .route("/metrics", web::get().to(health::metrics));
 }
 
 /// The JSON body of every error answer: `{"error": "…"}`.

@@ -468,6 +468,56 @@ impl Engine {
         removed
     }
 
+    /// Removes the containers and volumes of this installation's runs (labels starting with
+    /// `prefix`) other than `keep`, the runs some runner is executing. Other installations'
+    /// runs and `gantry run`'s are left alone.
+    pub async fn reap_except(&self, prefix: &str, keep: &[String]) -> usize {
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_owned(), vec![RUN_LABEL.to_owned()])]);
+        let mut runs: Vec<String> = Vec::new();
+        match self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+        {
+            Ok(containers) => runs.extend(
+                containers
+                    .into_iter()
+                    .filter_map(|c| c.labels?.get(RUN_LABEL).cloned()),
+            ),
+            Err(err) => self.cleanup_failed("listing leftover containers", &err.to_string()),
+        }
+        match self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+        {
+            Ok(list) => runs.extend(
+                list.volumes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|v| v.labels.get(RUN_LABEL).cloned()),
+            ),
+            Err(err) => self.cleanup_failed("listing leftover volumes", &err.to_string()),
+        }
+        runs.sort();
+        runs.dedup();
+        let mut removed = 0;
+        for run in runs {
+            if !run.starts_with(prefix) || keep.contains(&run) {
+                continue;
+            }
+            removed += self.reap(Some(&run)).await;
+        }
+        removed
+    }
+
     fn cleanup_failed(&self, what: &str, message: &str) {
         self.cleanup_failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(error = %message, "cleanup failed: {what}");

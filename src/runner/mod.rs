@@ -1,10 +1,15 @@
-//! Running pipelines: the Docker engine connection, and (as it grows) scheduling and stage
-//! execution.
+//! Running pipelines: the Docker engine (`engine`), one pipeline's stages as a DAG
+//! (`execute`), the server's queue worker (`scheduler`, with `checkout` and `record`), and
+//! `gantry run` (`local`).
 
+pub mod checkout;
 mod engine;
 pub mod execute;
 pub mod local;
 pub mod logs;
+mod record;
+pub mod scheduler;
 
 pub use engine::{DockerError, Engine, EngineError, RUN_LABEL, WORKSPACE_DIR};
 pub use execute::{Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome, StageState};
+pub use scheduler::Scheduler;

@@ -7,10 +7,11 @@
 //! delay; under heavy load one fsync serves many requests.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::{Any, AnyPool, Row, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{Backend, now_millis};
 use crate::webhook::{Delivery, RunRequest};
@@ -43,15 +44,24 @@ pub enum Recorded {
 
 type Reply = oneshot::Sender<Result<Recorded, String>>;
 
+/// Wakes the runner once the batch's replies are sent, i.e. after the commit.
+struct WakeOnDrop<'a>(&'a Notify);
+
+impl Drop for WakeOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
 #[derive(Clone)]
 pub(super) struct IntakeWriter {
     queue: mpsc::Sender<(NewDelivery, Reply)>,
 }
 
 impl IntakeWriter {
-    pub(super) fn start(pool: AnyPool, backend: Backend) -> Self {
+    pub(super) fn start(pool: AnyPool, backend: Backend, queued: Arc<Notify>) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(write_batches(pool, backend, receiver));
+        tokio::spawn(write_batches(pool, backend, receiver, queued));
         Self { queue }
     }
 }
@@ -78,9 +88,12 @@ async fn write_batches(
     pool: AnyPool,
     backend: Backend,
     mut receiver: mpsc::Receiver<(NewDelivery, Reply)>,
+    queued: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Whatever this batch queues, a runner may look now (a spurious wake-up is cheap).
+        let _wake = WakeOnDrop(&queued);
         match commit_batch(&pool, backend, &batch).await {
             Ok(results) => {
                 for ((_, reply), result) in batch.drain(..).zip(results) {

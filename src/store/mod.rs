@@ -6,16 +6,22 @@
 //! has its own migrations, run at start.
 
 mod intake;
+mod queue;
+mod results;
 mod runs;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
+use tokio::sync::Notify;
 
 pub use intake::{NewDelivery, Recorded};
+pub use queue::{ClaimedRun, MAX_ATTEMPTS};
+pub use results::{LogChunk, PipelineResult, StageResult, StageUpdate};
 pub use runs::{Run, RunFilter, RunState};
 
 /// How long a connection waits for SQLite's write lock before giving up. Writes are short
@@ -40,6 +46,10 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     intake: intake::IntakeWriter,
+    /// Woken when this process queues a run, so a runner in the same process starts it at
+    /// once instead of at its next poll.
+    queued: Arc<Notify>,
+    installation: String,
 }
 
 impl Store {
@@ -79,12 +89,26 @@ impl Store {
             .run(&pool)
             .await
             .context("running store migrations")?;
-        let intake = intake::IntakeWriter::start(pool.clone(), backend);
+        let installation = installation_id(&pool).await?;
+        let queued = Arc::new(Notify::new());
+        let intake = intake::IntakeWriter::start(pool.clone(), backend, queued.clone());
         Ok(Self {
             pool,
             backend,
             intake,
+            queued,
+            installation,
         })
+    }
+
+    /// This installation's id: the prefix of the run labels its runners put on containers.
+    pub fn installation(&self) -> &str {
+        &self.installation
+    }
+
+    /// Notified whenever this process queues a run.
+    pub fn queued(&self) -> &Notify {
+        &self.queued
     }
 
     pub fn backend(&self) -> Backend {
@@ -99,6 +123,24 @@ impl Store {
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// Reads the installation id, creating it on first start. Replicas starting together all
+/// insert; the first insert wins and all read the same id.
+async fn installation_id(pool: &AnyPool) -> anyhow::Result<String> {
+    let fresh = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    sqlx::query(
+        "INSERT INTO installation (id) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM installation)",
+    )
+    .bind(&fresh)
+    .execute(pool)
+    .await
+    .context("creating the installation id")?;
+    let row = sqlx::query("SELECT id FROM installation ORDER BY id LIMIT 1")
+        .fetch_one(pool)
+        .await
+        .context("reading the installation id")?;
+    Ok(sqlx::Row::try_get(&row, 0)?)
 }
 
 /// Picks the backend from the URL, and makes a SQLite URL create its file when missing (the
@@ -132,7 +174,7 @@ fn redact_url(url: &str) -> String {
 }
 
 /// Milliseconds since the Unix epoch: how every time is stored, the same in both backends.
-pub(crate) fn now_millis() -> i64 {
+pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 

@@ -59,6 +59,10 @@ pub struct Run {
     pub commit_message: Option<String>,
     pub pr_number: Option<i64>,
     pub state: String,
+    /// Why the run ended as it did, when that needs saying (interrupted, superseded).
+    pub description: Option<String>,
+    /// How many times a runner took the run (more than one: it was interrupted).
+    pub attempts: i64,
     pub delivery_id: String,
     pub created_at: String,
     pub started_at: Option<String>,
@@ -80,7 +84,7 @@ pub struct RunFilter {
 
 const RUN_COLUMNS: &str = "runs.id, runs.forge, runs.repo, runs.trigger_kind, runs.git_ref, \
     runs.commit_sha, runs.commit_message, runs.pr_number, runs.state, deliveries.delivery_id, \
-    runs.created_at, runs.started_at, runs.finished_at";
+    runs.created_at, runs.started_at, runs.finished_at, runs.description, runs.attempts";
 
 impl super::Store {
     pub async fn list_runs(&self, filter: &RunFilter) -> anyhow::Result<Vec<Run>> {
@@ -146,11 +150,13 @@ fn run_from_row(row: &AnyRow, with_event: bool) -> anyhow::Result<Run> {
         created_at: timestamp(row.try_get(10)?),
         started_at: row.try_get::<Option<i64>, _>(11)?.map(timestamp),
         finished_at: row.try_get::<Option<i64>, _>(12)?.map(timestamp),
+        description: row.try_get(13)?,
+        attempts: row.try_get(14)?,
         event,
     })
 }
 
-fn timestamp(millis: i64) -> String {
+pub(super) fn timestamp(millis: i64) -> String {
     chrono::DateTime::from_timestamp_millis(millis)
         .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()

@@ -76,7 +76,7 @@ async fn bad_api_queries_get_clear_errors() {
 
 #[tokio::test]
 async fn health_and_readiness_report_their_parts() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_as(crate::helpers::Role::All).await;
     let (status, body) = app.get_json("/healthz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
     // `.ci/run` starts a Docker engine, so both parts are up.
@@ -84,6 +84,10 @@ async fn health_and_readiness_report_their_parts() {
     assert_eq!(body["store"], "ok");
     assert_eq!(body["docker"], "ok", "{body}");
     assert_eq!(status, 200);
+    // An intake-only process does not need the engine.
+    let intake = TestApp::spawn().await;
+    let (status, body) = intake.get_json("/readyz").await;
+    assert_eq!((status, body["docker"].as_str()), (200, Some("not used")));
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use crate::helpers::{TestApp, config_toml, fixture, github};
 /// (read from its JSON start-up log line).
 fn start_gantry(config: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["serve", "-c"])
+        .args(["serve", "--role", "intake", "-c"])
         .arg(config)
         .env("GANTRY__LOG__FORMAT", "json")
         .env("RUST_LOG", "info")

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use gantry::config::Settings;
-use gantry::startup::Application;
+pub use gantry::startup::{Application, Role};
 use gantry::webhook::signature::hmac_hex;
 use sqlx::Connection;
 
@@ -113,15 +113,18 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// An intake-only app: deliveries stay queued, so tests can look at them.
     pub async fn spawn() -> Self {
-        Self::spawn_on(Backend::Sqlite).await
+        Self::spawn_as(Role::Intake).await
     }
 
-    pub async fn spawn_on(backend: Backend) -> Self {
+    pub async fn spawn_as(role: Role) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = fresh_store_url(backend, dir.path()).await;
+        let url = fresh_store_url(Backend::Sqlite, dir.path()).await;
         let settings = settings_for(dir.path(), &url);
-        let app = Application::build(settings).await.expect("app builds");
+        let app = Application::build(settings, role)
+            .await
+            .expect("app builds");
         let address = format!("http://{}", app.address());
         tokio::spawn(app.run());
         Self {

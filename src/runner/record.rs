@@ -1,0 +1,170 @@
+//! Recording a server run as it happens: stage states and output go to the store (output in
+//! chunks of many lines), written by one task so stages never wait on the database.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::execute::{Observer, StageOutcome, StageState};
+use crate::store::{LogChunk, StageUpdate, Store};
+
+/// Output is stored when a stage's buffer reaches this size…
+const CHUNK_BYTES: usize = 64 * 1024;
+/// …or after this long, so a quiet stage's lines still show up promptly.
+const CHUNK_INTERVAL: Duration = Duration::from_millis(250);
+
+enum Message {
+    Stage {
+        pipeline: String,
+        stage: String,
+        state: StageState,
+        outcome: Option<StageOutcome>,
+    },
+    Line {
+        pipeline: String,
+        stage: String,
+        line: String,
+    },
+}
+
+/// The observer the scheduler gives to a run's pipelines.
+pub struct Recorder {
+    sender: mpsc::UnboundedSender<Message>,
+}
+
+impl Recorder {
+    /// Starts the writer task. `positions` gives each (pipeline, stage) its place in its
+    /// pipeline. The task ends, having written everything, once the recorder is dropped.
+    pub fn start(
+        store: Store,
+        run_id: i64,
+        positions: HashMap<(String, String), i64>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(write(store, run_id, positions, receiver));
+        (Self { sender }, task)
+    }
+}
+
+impl Observer for Recorder {
+    fn stage_started(&self, pipeline: &str, stage: &str) {
+        let _ = self.sender.send(Message::Stage {
+            pipeline: pipeline.into(),
+            stage: stage.into(),
+            state: StageState::Running,
+            outcome: None,
+        });
+    }
+
+    fn stage_finished(&self, pipeline: &str, stage: &str, outcome: &StageOutcome) {
+        let _ = self.sender.send(Message::Stage {
+            pipeline: pipeline.into(),
+            stage: stage.into(),
+            state: outcome.state,
+            outcome: Some(outcome.clone()),
+        });
+    }
+
+    fn log_line(&self, pipeline: &str, stage: &str, line: &str) {
+        let _ = self.sender.send(Message::Line {
+            pipeline: pipeline.into(),
+            stage: stage.into(),
+            line: line.into(),
+        });
+    }
+}
+
+#[derive(Default)]
+struct Buffer {
+    text: String,
+    lines: i64,
+    /// Lines of this stage stored so far.
+    stored: i64,
+}
+
+async fn write(
+    store: Store,
+    run_id: i64,
+    positions: HashMap<(String, String), i64>,
+    mut receiver: mpsc::UnboundedReceiver<Message>,
+) {
+    let mut buffers: HashMap<(String, String), Buffer> = HashMap::new();
+    let mut ticker = tokio::time::interval(CHUNK_INTERVAL);
+    loop {
+        let message = tokio::select! {
+            message = receiver.recv() => message,
+            _ = ticker.tick() => {
+                for (key, buffer) in buffers.iter_mut() {
+                    flush(&store, run_id, key, buffer).await;
+                }
+                continue;
+            }
+        };
+        let Some(message) = message else { break };
+        match message {
+            Message::Line {
+                pipeline,
+                stage,
+                line,
+            } => {
+                let key = (pipeline, stage);
+                let buffer = buffers.entry(key.clone()).or_default();
+                buffer.text.push_str(&line);
+                buffer.text.push('\n');
+                buffer.lines += 1;
+                if buffer.text.len() >= CHUNK_BYTES {
+                    flush(&store, run_id, &key, buffer).await;
+                }
+            }
+            Message::Stage {
+                pipeline,
+                stage,
+                state,
+                outcome,
+            } => {
+                let key = (pipeline, stage);
+                if let Some(buffer) = buffers.get_mut(&key) {
+                    flush(&store, run_id, &key, buffer).await;
+                }
+                let update = StageUpdate {
+                    run_id,
+                    pipeline: &key.0,
+                    stage: &key.1,
+                    position: positions.get(&key).copied().unwrap_or(0),
+                    state: state.as_str(),
+                    exit_code: outcome.as_ref().and_then(|o| o.exit_code),
+                    message: outcome.as_ref().and_then(|o| o.message.as_deref()),
+                    attempts: outcome.as_ref().map_or(0, |o| i64::from(o.attempts)),
+                    started: state == StageState::Running,
+                    finished: outcome.is_some(),
+                };
+                if let Err(err) = store.set_stage(&update).await {
+                    tracing::error!(run_id, error = %format!("{err:#}"), "recording a stage failed");
+                }
+            }
+        }
+    }
+    for (key, buffer) in buffers.iter_mut() {
+        flush(&store, run_id, key, buffer).await;
+    }
+}
+
+async fn flush(store: &Store, run_id: i64, key: &(String, String), buffer: &mut Buffer) {
+    if buffer.lines == 0 {
+        return;
+    }
+    let chunk = LogChunk {
+        run_id,
+        pipeline: key.0.clone(),
+        stage: key.1.clone(),
+        first_line: buffer.stored + 1,
+        line_count: buffer.lines,
+        text: std::mem::take(&mut buffer.text),
+    };
+    buffer.stored += buffer.lines;
+    buffer.lines = 0;
+    if let Err(err) = store.append_log(&chunk).await {
+        tracing::error!(run_id, error = %format!("{err:#}"), "storing output failed");
+    }
+}

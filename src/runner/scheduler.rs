@@ -1,0 +1,383 @@
+//! The server's runner: takes queued runs from the store, at most `runner.max_parallel_runs`
+//! at a time, and carries each from checkout to result. Several replicas can share one
+//! PostgreSQL store; each run is claimed by one of them, which heartbeats while it works.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::checkout::{Checkout, forge_token};
+use super::execute::{Executor, Observer, PipelineJob, StageState, overall};
+use super::record::Recorder;
+use crate::config::Settings;
+use crate::pipeline::{self, ChangedPaths, RunContext, skip_ci_requested};
+use crate::store::{Backend, ClaimedRun, RunState, Store};
+use crate::webhook::{EventKind, GitRef};
+
+/// How often a busy runner says it still owns its runs (and looks for cancel requests).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// A run whose runner has not heartbeated for this long is taken back and queued again.
+pub const LEASE: Duration = Duration::from_secs(60);
+/// How often the queue is looked at when no in-process notification arrives (runs queued
+/// by another replica).
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct Scheduler {
+    store: Store,
+    executor: Executor,
+    settings: Arc<Settings>,
+    runner_id: String,
+}
+
+impl Scheduler {
+    pub fn new(store: Store, executor: Executor, settings: Arc<Settings>) -> Self {
+        let runner_id = format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Self {
+            store,
+            executor,
+            settings,
+            runner_id,
+        }
+    }
+
+    /// Takes back what a previous process left: runs it was running are queued again once,
+    /// and containers and volumes of runs nobody runs are removed.
+    pub async fn recover(&self) -> anyhow::Result<()> {
+        let stale_before = crate::store::now_millis() - LEASE.as_millis() as i64;
+        // With SQLite there is one process; whatever is `running` at start was interrupted.
+        let all_running = self.store.backend() == Backend::Sqlite;
+        let recovered = self
+            .store
+            .recover_interrupted(stale_before, all_running)
+            .await?;
+        if !recovered.is_empty() {
+            tracing::warn!(runs = ?recovered, "took back runs interrupted by a stopped runner");
+        }
+        let running: Vec<String> = self
+            .store
+            .running_run_ids()
+            .await?
+            .into_iter()
+            .map(|id| self.run_label(id))
+            .collect();
+        let prefix = format!("{}-", self.store.installation());
+        let removed = self.executor.engine().reap_except(&prefix, &running).await;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed containers and volumes left by earlier runs"
+            );
+        }
+        Ok(())
+    }
+
+    /// Works the queue until `shutdown` is canceled.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.settings.runner.max_parallel_runs));
+        loop {
+            if let Err(err) = self.store.supersede_older_runs().await {
+                tracing::error!(error = %format!("{err:#}"), "superseding older runs failed");
+            }
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                match self.store.claim_run(&self.runner_id).await {
+                    Ok(Some(claimed)) => {
+                        let scheduler = self.clone();
+                        tokio::spawn(async move {
+                            scheduler.execute(claimed).await;
+                            drop(permit);
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::error!(error = %format!("{err:#}"), "claiming a run failed");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.store.queued().notified() => {}
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// The label value (and name part) of everything a run creates on the engine.
+    pub fn run_label(&self, run_id: i64) -> String {
+        format!("{}-{run_id}", self.store.installation())
+    }
+
+    async fn execute(&self, claimed: ClaimedRun) {
+        let run_id = claimed.id;
+        tracing::info!(run_id, repo = %claimed.repo, attempt = claimed.attempts, "run started");
+        let cancel = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat(
+            self.store.clone(),
+            run_id,
+            self.runner_id.clone(),
+            cancel.clone(),
+        ));
+        let (state, description) = match self.execute_pipelines(&claimed, &cancel).await {
+            Ok(result) => result,
+            Err(err) => (RunState::Error, Some(format!("{err:#}"))),
+        };
+        heartbeat.abort();
+        let state = if cancel.is_cancelled() && state != RunState::Success {
+            RunState::Canceled
+        } else {
+            state
+        };
+        if let Err(err) = self
+            .store
+            .finish_run(run_id, state, description.as_deref())
+            .await
+        {
+            tracing::error!(run_id, error = %format!("{err:#}"), "recording a run's end failed");
+        }
+        tracing::info!(run_id, state = state.as_str(), "run finished");
+    }
+
+    async fn execute_pipelines(
+        &self,
+        claimed: &ClaimedRun,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<(RunState, Option<String>)> {
+        let event = &claimed.event;
+        let repo = self
+            .settings
+            .repo(event.forge, &claimed.repo)
+            .with_context(|| format!("repo `{}` is no longer configured", claimed.repo))?;
+        let request = event
+            .run_request()
+            .map_err(|reason| anyhow::anyhow!("the event asks for no run: {reason}"))?;
+        if skip_ci_requested(request.commit_message.as_deref()) {
+            return Ok((
+                RunState::Skipped,
+                Some("[skip ci] in the commit message".into()),
+            ));
+        }
+        let (url, fallback_ref, before, from_fork) = match &event.kind {
+            EventKind::Push(push) => (
+                repo.clone_url
+                    .clone()
+                    .or_else(|| event.repo.as_ref().map(|r| r.clone_url.clone())),
+                Some(push.git_ref.full()),
+                push.before.clone(),
+                false,
+            ),
+            EventKind::PullRequest(pr) => (
+                // A fork's commits are fetched from the fork.
+                if pr.from_fork {
+                    pr.head_clone_url.clone()
+                } else {
+                    None
+                }
+                .or_else(|| repo.clone_url.clone())
+                .or_else(|| event.repo.as_ref().map(|r| r.clone_url.clone())),
+                Some(GitRef::Branch(pr.head_ref.clone()).full()),
+                pr.base_sha.clone(),
+                pr.from_fork,
+            ),
+            _ => (None, None, None, false),
+        };
+        let url = url.context("the event names no clone URL and the repo config sets none")?;
+        let token = forge_token(&self.settings, event.forge).map(|token| (event.forge, token));
+        let checkout = Checkout::fetch(&url, &request.commit_sha, fallback_ref.as_deref(), token)
+            .await
+            .with_context(|| format!("checking out {}", request.commit_sha))?;
+        let changed = match ChangedPaths::from_event(event) {
+            ChangedPaths::Unknown => {
+                checkout
+                    .changed_since(&url, before.as_ref(), &request.commit_sha)
+                    .await
+            }
+            known => known,
+        };
+
+        let pipelines_dir = checkout.dir.path().join(&repo.pipelines);
+        if !pipelines_dir.is_dir() {
+            return Ok((
+                RunState::Skipped,
+                Some(format!("no `{}` folder at this commit", repo.pipelines)),
+            ));
+        }
+        let loaded = pipeline::load_dir(&pipelines_dir, &repo.pipelines)
+            .context("reading pipeline files")?;
+        let workspace = super::WORKSPACE_DIR;
+        let context = RunContext::for_event(claimed.id, event, workspace, changed, &repo.secrets)
+            .context("the event has no commit to run")?;
+
+        let mut plans = Vec::new();
+        let mut states = Vec::new();
+        for entry in &loaded {
+            let pipeline = match &entry.result {
+                Ok(pipeline) => pipeline,
+                Err(diagnostics) => {
+                    let name = entry.file.rsplit('/').next().unwrap_or(&entry.file);
+                    let name = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+                    let description = diagnostics.first().map(ToString::to_string);
+                    self.store
+                        .set_pipeline(
+                            claimed.id,
+                            name,
+                            &entry.file,
+                            StageState::Error.as_str(),
+                            description.as_deref(),
+                        )
+                        .await?;
+                    states.push(StageState::Error);
+                    continue;
+                }
+            };
+            match pipeline.plan(&context) {
+                Ok(Some(plan)) => plans.push(plan),
+                Ok(None) => {
+                    self.store
+                        .set_pipeline(
+                            claimed.id,
+                            &pipeline.name,
+                            &pipeline.file,
+                            "skipped",
+                            Some("not triggered by this event"),
+                        )
+                        .await?;
+                }
+                Err(err) => {
+                    self.store
+                        .set_pipeline(
+                            claimed.id,
+                            &pipeline.name,
+                            &pipeline.file,
+                            StageState::Error.as_str(),
+                            Some(&err.to_string()),
+                        )
+                        .await?;
+                    states.push(StageState::Error);
+                }
+            }
+        }
+        if plans.is_empty() && states.is_empty() {
+            return Ok((
+                RunState::Skipped,
+                Some("no pipeline is triggered by this event".into()),
+            ));
+        }
+
+        let mut positions = HashMap::new();
+        for plan in &plans {
+            self.store
+                .set_pipeline(
+                    claimed.id,
+                    &plan.pipeline,
+                    &plan.file,
+                    StageState::Running.as_str(),
+                    None,
+                )
+                .await?;
+            for (position, stage) in plan.stages.iter().enumerate() {
+                positions.insert((plan.pipeline.clone(), stage.name.clone()), position as i64);
+                self.store
+                    .set_stage(&crate::store::StageUpdate {
+                        run_id: claimed.id,
+                        pipeline: &plan.pipeline,
+                        stage: &stage.name,
+                        position: position as i64,
+                        state: StageState::Pending.as_str(),
+                        exit_code: None,
+                        message: None,
+                        attempts: 0,
+                        started: false,
+                        finished: false,
+                    })
+                    .await?;
+            }
+        }
+        let (recorder, writer) = Recorder::start(self.store.clone(), claimed.id, positions);
+        let observer: Arc<dyn Observer> = Arc::new(recorder);
+        let mut tasks = tokio::task::JoinSet::new();
+        for plan in plans {
+            let job = PipelineJob {
+                plan,
+                run_label: self.run_label(claimed.id),
+                checkout: checkout.dir.path().to_owned(),
+                cancel: cancel.clone(),
+                trusted: repo.trusted && !from_fork,
+            };
+            let executor = self.executor.clone();
+            let observer = observer.clone();
+            tasks.spawn(async move {
+                let name = job.plan.pipeline.clone();
+                let file = job.plan.file.clone();
+                (name, file, executor.run(job, observer).await)
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            let (name, file, outcome) = result.context("a pipeline task failed")?;
+            let failed = outcome
+                .stages
+                .iter()
+                .find(|(_, o)| !matches!(o.state, StageState::Success | StageState::Skipped));
+            let description = failed.map(|(stage, o)| {
+                format!(
+                    "{stage}: {}",
+                    o.message.clone().unwrap_or_else(|| o.state.as_str().into())
+                )
+            });
+            self.store
+                .set_pipeline(
+                    claimed.id,
+                    &name,
+                    &file,
+                    outcome.state.as_str(),
+                    description.as_deref(),
+                )
+                .await?;
+            states.push(outcome.state);
+        }
+        drop(observer);
+        let _ = writer.await;
+        Ok((run_state(overall(states)), None))
+    }
+}
+
+fn run_state(state: StageState) -> RunState {
+    match state {
+        StageState::Success | StageState::Pending | StageState::Running => RunState::Success,
+        StageState::Skipped => RunState::Skipped,
+        StageState::Failure => RunState::Failure,
+        StageState::Canceled => RunState::Canceled,
+        StageState::Error => RunState::Error,
+    }
+}
+
+async fn heartbeat(store: Store, run_id: i64, runner: String, cancel: CancellationToken) {
+    let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        ticker.tick().await;
+        match store.heartbeat(run_id, &runner).await {
+            Ok(true) => {
+                tracing::info!(run_id, "cancel requested");
+                cancel.cancel();
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!(run_id, error = %format!("{err:#}"), "heartbeat failed"),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "gantry".into())
+}

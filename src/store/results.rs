@@ -1,0 +1,198 @@
+//! What a run produced: each pipeline's result, each stage's state, and the output.
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::now_millis;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineResult {
+    pub pipeline: String,
+    pub file: String,
+    pub state: String,
+    pub description: Option<String>,
+    pub stages: Vec<StageResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageResult {
+    pub stage: String,
+    pub state: String,
+    pub exit_code: Option<i64>,
+    pub message: Option<String>,
+    pub attempts: i64,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// A stage's state change, as the runner reports it.
+#[derive(Debug, Clone)]
+pub struct StageUpdate<'a> {
+    pub run_id: i64,
+    pub pipeline: &'a str,
+    pub stage: &'a str,
+    pub position: i64,
+    pub state: &'a str,
+    pub exit_code: Option<i64>,
+    pub message: Option<&'a str>,
+    pub attempts: i64,
+    pub started: bool,
+    pub finished: bool,
+}
+
+/// Some consecutive lines of one stage.
+#[derive(Debug, Clone)]
+pub struct LogChunk {
+    pub run_id: i64,
+    pub pipeline: String,
+    pub stage: String,
+    pub first_line: i64,
+    pub line_count: i64,
+    pub text: String,
+}
+
+impl super::Store {
+    pub async fn set_pipeline(
+        &self,
+        run_id: i64,
+        pipeline: &str,
+        file: &str,
+        state: &str,
+        description: Option<&str>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO run_pipelines (run_id, pipeline, file, state, description) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, pipeline) \
+             DO UPDATE SET state = excluded.state, description = excluded.description",
+        )
+        .bind(run_id)
+        .bind(pipeline)
+        .bind(file)
+        .bind(state)
+        .bind(description)
+        .execute(self.pool())
+        .await
+        .with_context(|| format!("recording pipeline {pipeline} of run {run_id}"))?;
+        Ok(())
+    }
+
+    pub async fn set_stage(&self, update: &StageUpdate<'_>) -> anyhow::Result<()> {
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO stages (run_id, pipeline, stage, position, state, exit_code, message, \
+             attempts, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (run_id, pipeline, stage) DO UPDATE SET state = excluded.state, \
+             exit_code = excluded.exit_code, message = excluded.message, \
+             attempts = excluded.attempts, \
+             started_at = COALESCE(stages.started_at, excluded.started_at), \
+             finished_at = excluded.finished_at",
+        )
+        .bind(update.run_id)
+        .bind(update.pipeline)
+        .bind(update.stage)
+        .bind(update.position)
+        .bind(update.state)
+        .bind(update.exit_code)
+        .bind(update.message)
+        .bind(update.attempts)
+        .bind(update.started.then_some(now))
+        .bind(update.finished.then_some(now))
+        .execute(self.pool())
+        .await
+        .with_context(|| format!("recording stage {} of run {}", update.stage, update.run_id))?;
+        Ok(())
+    }
+
+    pub async fn append_log(&self, chunk: &LogChunk) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO log_chunks (run_id, pipeline, stage, first_line, line_count, text) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(chunk.run_id)
+        .bind(&chunk.pipeline)
+        .bind(&chunk.stage)
+        .bind(chunk.first_line)
+        .bind(chunk.line_count)
+        .bind(&chunk.text)
+        .execute(self.pool())
+        .await
+        .with_context(|| format!("storing output of run {}", chunk.run_id))?;
+        Ok(())
+    }
+
+    /// The run's output in the order it was stored.
+    pub async fn run_log(&self, run_id: i64) -> anyhow::Result<Vec<LogChunk>> {
+        let rows = sqlx::query(
+            "SELECT pipeline, stage, first_line, line_count, text FROM log_chunks \
+             WHERE run_id = $1 ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(self.pool())
+        .await
+        .with_context(|| format!("reading output of run {run_id}"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(LogChunk {
+                    run_id,
+                    pipeline: row.try_get(0)?,
+                    stage: row.try_get(1)?,
+                    first_line: row.try_get(2)?,
+                    line_count: row.try_get(3)?,
+                    text: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn pipeline_results(&self, run_id: i64) -> anyhow::Result<Vec<PipelineResult>> {
+        let pipelines = sqlx::query(
+            "SELECT pipeline, file, state, description FROM run_pipelines WHERE run_id = $1 \
+             ORDER BY pipeline",
+        )
+        .bind(run_id)
+        .fetch_all(self.pool())
+        .await
+        .context("reading pipeline results")?;
+        let stages = sqlx::query(
+            "SELECT pipeline, stage, state, exit_code, message, attempts, started_at, finished_at \
+             FROM stages WHERE run_id = $1 ORDER BY pipeline, position",
+        )
+        .bind(run_id)
+        .fetch_all(self.pool())
+        .await
+        .context("reading stage results")?;
+        let mut results: Vec<PipelineResult> = pipelines
+            .iter()
+            .map(|row| {
+                Ok(PipelineResult {
+                    pipeline: row.try_get(0)?,
+                    file: row.try_get(1)?,
+                    state: row.try_get(2)?,
+                    description: row.try_get(3)?,
+                    stages: Vec::new(),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        for row in &stages {
+            let pipeline: String = row.try_get(0)?;
+            let Some(result) = results.iter_mut().find(|r| r.pipeline == pipeline) else {
+                continue;
+            };
+            result.stages.push(StageResult {
+                stage: row.try_get(1)?,
+                state: row.try_get(2)?,
+                exit_code: row.try_get(3)?,
+                message: row.try_get(4)?,
+                attempts: row.try_get(5)?,
+                started_at: row
+                    .try_get::<Option<i64>, _>(6)?
+                    .map(super::runs::timestamp),
+                finished_at: row
+                    .try_get::<Option<i64>, _>(7)?
+                    .map(super::runs::timestamp),
+            });
+        }
+        Ok(results)
+    }
+}

@@ -1,0 +1,429 @@
+//! The whole loop through HTTP: a signed push webhook for a repo served from a local bare
+//! git repo runs its pipeline on the real Docker engine, visible in the API; and a server
+//! killed mid-run cleans up and takes its run back when it starts again.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gantry::webhook::signature::hmac_hex;
+use serde_json::{Value, json};
+
+const SECRET: &str = "loop-secret";
+const REPO: &str = "acme/app";
+
+fn image() -> String {
+    std::env::var("GANTRY_TEST_IMAGE").expect("GANTRY_TEST_IMAGE names the local busybox image")
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// A bare repo (the "forge") and a work tree that pushes to it.
+struct Forge {
+    dir: tempfile::TempDir,
+}
+
+impl Forge {
+    fn new(pipeline: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path(), &["init", "-q", "--bare", "origin.git"]);
+        git(dir.path(), &["clone", "-q", "origin.git", "work"]);
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(work.join(".gantry")).unwrap();
+        std::fs::write(
+            work.join(".gantry/ci.yml"),
+            pipeline.replace("IMAGE", &image()),
+        )
+        .unwrap();
+        std::fs::write(work.join("README"), "the app\n").unwrap();
+        git(&work, &["add", "."]);
+        git(&work, &["commit", "-qm", "first"]);
+        git(&work, &["push", "-q", "origin", "HEAD:main"]);
+        Self { dir }
+    }
+
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.dir.path().join("origin.git").display())
+    }
+
+    /// Pushes HEAD to `branch` and returns the commit.
+    fn push(&self, branch: &str) -> String {
+        git(
+            &self.work(),
+            &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")],
+        );
+        git(&self.work(), &["rev-parse", "HEAD"])
+    }
+}
+
+fn config(store: &Path, forge: &Forge) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n\
+         [runner]\npull = \"never\"\n[github]\nwebhook_secrets = [\"{SECRET}\"]\n\
+         [[repos]]\nname = \"{REPO}\"\nforge = \"github\"\nclone_url = \"{}\"\n\
+         secrets = {{ TOKEN = \"t0ps3cret\" }}\n",
+        store.display(),
+        forge.url()
+    )
+}
+
+/// A GitHub push delivery for `branch` at `sha`.
+fn push_payload(branch: &str, sha: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "ref": format!("refs/heads/{branch}"),
+        "before": "0000000000000000000000000000000000000000",
+        "after": sha,
+        "created": true,
+        "deleted": false,
+        "forced": false,
+        "commits": [],
+        "head_commit": { "id": sha, "message": message },
+        "repository": {
+            "full_name": REPO,
+            "clone_url": "https://github.invalid/acme/app.git",
+            "html_url": "https://github.invalid/acme/app"
+        },
+        "sender": { "login": "dev" }
+    }))
+    .unwrap()
+}
+
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["serve", "-c"])
+            .arg(config)
+            .env("GANTRY__LOG__FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let address = loop {
+            let line = lines.next().expect("gantry logged its address").unwrap();
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if entry["fields"]["message"] == "gantry listening" {
+                break entry["fields"]["address"].as_str().unwrap().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            address: format!("http://{address}"),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn push(&self, body: Vec<u8>) -> i64 {
+        let response = reqwest::Client::new()
+            .post(format!("{}/hooks/github", self.address))
+            .header("X-GitHub-Event", "push")
+            .header("X-GitHub-Delivery", uuid::Uuid::new_v4().to_string())
+            .header(
+                "X-Hub-Signature-256",
+                format!("sha256={}", hmac_hex(SECRET.as_bytes(), &body)),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+        response.json::<Value>().await.unwrap()["run_id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    async fn run(&self, id: i64) -> Value {
+        reqwest::get(format!("{}/api/runs/{id}", self.address))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn log(&self, id: i64) -> String {
+        reqwest::get(format!("{}/api/runs/{id}/log", self.address))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the run reaches `done` (a predicate on the run's JSON).
+    async fn wait_for(&self, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let run = self.run(id).await;
+            if done(&run) {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} never got {what}: {run:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn finished(run: &Value) -> bool {
+    !matches!(run["state"].as_str(), Some("queued" | "running"))
+}
+
+const PIPELINE: &str = "stages:
+  - name: check
+    image: IMAGE
+    secrets: [TOKEN]
+    run: |
+      cat README
+      echo \"branch=$GANTRY_BRANCH\"
+      echo \"token=$TOKEN\"
+  - name: manifests
+    validate: { paths: ['.gantry/*.yml'] }
+";
+
+#[tokio::test]
+async fn a_signed_push_runs_its_pipeline_to_success() {
+    let forge = Forge::new(PIPELINE);
+    let sha = forge.push("main");
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gantry.toml");
+    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let server = Server::start(&config_path);
+
+    let id = server.push(push_payload("main", &sha, "add the app")).await;
+    let run = server.wait_for(id, "an end", finished).await;
+    assert_eq!(run["state"], "success", "{run:#}");
+    assert_eq!(run["commit_sha"], sha.as_str());
+    let pipeline = &run["pipelines"][0];
+    assert_eq!(
+        (pipeline["pipeline"].as_str(), pipeline["state"].as_str()),
+        (Some("ci"), Some("success"))
+    );
+    let stages: Vec<(&str, &str)> = pipeline["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(stages, [("check", "success"), ("manifests", "success")]);
+    let log = server.log(id).await;
+    assert!(log.contains("[ci/check] the app\n"), "{log}");
+    assert!(log.contains("[ci/check] branch=main\n"), "{log}");
+    assert!(
+        log.contains("[ci/check] token=****\n"),
+        "the secret must be masked: {log}"
+    );
+    assert!(!log.contains("t0ps3cret"));
+}
+
+#[tokio::test]
+async fn a_branch_named_with_shell_characters_is_checked_out_and_runs_nothing_else() {
+    let branch = "weird/$(touch${IFS}pwned);echo'&|\"<>`id`";
+    let forge = Forge::new(
+        "stages:\n  - name: show\n    image: IMAGE\n    run: |\n      printf '%s\\n' \"$GANTRY_BRANCH\"\n      ls\n",
+    );
+    let sha = forge.push(branch);
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gantry.toml");
+    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let server = Server::start(&config_path);
+
+    let id = server.push(push_payload(branch, &sha, "weird")).await;
+    let run = server.wait_for(id, "an end", finished).await;
+    assert_eq!(run["state"], "success", "{run:#}");
+    let log = server.log(id).await;
+    assert_eq!(
+        log,
+        format!("[ci/show] {branch}\n[ci/show] README\n"),
+        "nothing from the branch name ran"
+    );
+    assert!(!Path::new("pwned").exists() && !dir.path().join("pwned").exists());
+}
+
+#[tokio::test]
+async fn skip_ci_in_the_commit_message_skips_the_run() {
+    let forge = Forge::new(PIPELINE);
+    let sha = forge.push("main");
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gantry.toml");
+    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let server = Server::start(&config_path);
+    let id = server
+        .push(push_payload("main", &sha, "docs only [skip ci]"))
+        .await;
+    let run = server.wait_for(id, "an end", finished).await;
+    assert_eq!(run["state"], "skipped");
+    assert_eq!(run["description"], "[skip ci] in the commit message");
+}
+
+#[tokio::test]
+async fn a_broken_pipeline_file_fails_only_its_pipeline_with_its_location() {
+    let forge = Forge::new(PIPELINE);
+    std::fs::write(
+        forge.work().join(".gantry/broken.yml"),
+        "stages:\n  - name: x\n    imgae: y\n",
+    )
+    .unwrap();
+    git(&forge.work(), &["add", "."]);
+    git(&forge.work(), &["commit", "-qm", "broken"]);
+    let sha = forge.push("main");
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gantry.toml");
+    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let server = Server::start(&config_path);
+    let id = server.push(push_payload("main", &sha, "broken")).await;
+    let run = server.wait_for(id, "an end", finished).await;
+    assert_eq!(run["state"], "error", "{run:#}");
+    let pipelines = run["pipelines"].as_array().unwrap();
+    let broken = pipelines
+        .iter()
+        .find(|p| p["pipeline"] == "broken")
+        .unwrap();
+    assert_eq!(broken["state"], "error");
+    assert_eq!(
+        broken["description"],
+        ".gantry/broken.yml:3:5: unknown key `imgae`; did you mean `image`?"
+    );
+    let ci = pipelines
+        .iter()
+        .find(|p| p["pipeline"] == "ci")
+        .unwrap_or_else(|| panic!("{run:#}"));
+    assert_eq!(
+        ci["state"], "success",
+        "the other pipeline still ran: {run:#}"
+    );
+}
+
+/// The installation id the server stored, which prefixes its run labels.
+async fn installation(db: &Path) -> String {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("SELECT id FROM installation")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Containers labelled with a run, as `docker ps` sees them.
+fn containers_of(label: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=gantry.run={label}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_killed_server_cleans_up_and_takes_its_run_back_once() {
+    let forge = Forge::new("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
+    let sha = forge.push("main");
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gantry.toml");
+    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+
+    let mut server = Server::start(&config_path);
+    let id = server.push(push_payload("main", &sha, "slow")).await;
+    let label = format!("{}-{id}", installation(&dir.path().join("gantry.db")).await);
+    let label = label.as_str();
+    let wait_for_container = |previous: Vec<String>| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = containers_of(label);
+            if !now.is_empty() && now != previous {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "no new container for run {id}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let first = wait_for_container(Vec::new()).await;
+    server.kill();
+    assert_eq!(
+        containers_of(label),
+        first,
+        "SIGKILL leaves the container behind"
+    );
+
+    // Start again: the leftover is removed and the run is queued again, once.
+    let mut server = Server::start(&config_path);
+    let second = wait_for_container(first.clone()).await;
+    assert!(
+        !second.iter().any(|c| first.contains(c)),
+        "the first container was removed"
+    );
+    let run = server.run(id).await;
+    assert_eq!(
+        (run["state"].as_str(), run["attempts"].as_i64()),
+        (Some("running"), Some(2)),
+        "{run:#}"
+    );
+    server.kill();
+
+    // Interrupted a second time: given up, and nothing left running.
+    let server = Server::start(&config_path);
+    let run = server.wait_for(id, "an end", finished).await;
+    assert_eq!(run["state"], "error");
+    assert_eq!(
+        run["description"],
+        "interrupted twice (the runner stopped); not retried"
+    );
+    assert!(containers_of(label).is_empty());
+}
