@@ -16,6 +16,7 @@ use bollard::query_parameters::{
 use bollard::{API_DEFAULT_VERSION, Docker};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PullPolicy;
@@ -40,6 +41,24 @@ pub struct Engine {
     docker: Docker,
     host: String,
     cleanup_failures: Arc<AtomicU64>,
+    cleanup: Arc<Cleanup>,
+}
+
+/// Container removals running in the background, so a finished stage's removal is not on
+/// the path of the next stage's start.
+#[derive(Default)]
+struct Cleanup {
+    pending: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Cleanup {
+    fn defer(&self, engine: Engine, container: String) {
+        let removal = tokio::spawn(async move { engine.remove_container(&container).await });
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(removal);
+    }
 }
 
 impl Engine {
@@ -65,6 +84,7 @@ impl Engine {
             docker,
             host: host.to_owned(),
             cleanup_failures: Arc::default(),
+            cleanup: Arc::default(),
         })
     }
 
@@ -116,6 +136,16 @@ pub struct ContainerSpec {
 
 /// Where a trusted stage finds the Docker socket.
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// The gate a stage's script waits behind: one line on stdin, then the script runs under
+/// `sh -e` as `$1`. Without the line (stdin closed) the script never runs.
+const GATE: &str = "read -r _gate && exec /bin/sh -e -c \"$1\"";
+
+/// A started stage container whose script waits for [`Engine::release`].
+pub struct GatedContainer {
+    name: String,
+    attached: bollard::container::AttachContainerResults,
+}
 
 /// How a container ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,7 +285,7 @@ impl Engine {
             .await
             .map_err(call_error(format!("uploading the workspace into {volume}")));
         let archived = archiver.await;
-        self.remove_container(&name).await;
+        self.cleanup.defer(self.clone(), name);
         uploaded?;
         match archived {
             Ok(Ok(())) => Ok(()),
@@ -272,22 +302,41 @@ impl Engine {
 
     /// Runs one container to its end, feeding its output to `on_output` as it comes.
     /// A timeout or a cancel stops it (SIGTERM, then SIGKILL after [`STOP_GRACE`]). The
-    /// container is removed afterwards in every case.
+    /// container is removed afterwards in every case, in the background: call
+    /// [`Engine::finish_cleanup`] before removing the volume it used.
     pub async fn run_container(
         &self,
         spec: &ContainerSpec,
         cancel: &CancellationToken,
-        mut on_output: impl FnMut(OutputStream, &[u8]),
+        on_output: impl FnMut(OutputStream, &[u8]),
     ) -> Result<ContainerExit, DockerError> {
+        let started = self.start_gated(spec).await?;
+        self.release(started, spec.timeout, cancel, on_output).await
+    }
+
+    /// Creates and starts a stage's container with its script held at a gate: the shell
+    /// waits for one line on stdin before it runs the script. Starting a container (its
+    /// namespaces, its network) is most of a short stage's cost, so the executor starts the
+    /// next stage's container while the stage before it still runs, and releases it when
+    /// its turn comes.
+    pub async fn start_gated(&self, spec: &ContainerSpec) -> Result<GatedContainer, DockerError> {
         let body = ContainerCreateBody {
             image: Some(with_default_tag(&spec.image)),
-            entrypoint: Some(vec!["/bin/sh".into(), "-e".into(), "-c".into()]),
+            entrypoint: Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                GATE.into(),
+                "gantry-stage".into(),
+            ]),
             cmd: Some(vec![spec.script.clone()]),
             env: Some(spec.env.clone()),
             working_dir: Some(WORKSPACE_DIR.into()),
             labels: Some(spec.labels.iter().cloned().collect()),
+            attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
+            open_stdin: Some(true),
+            stdin_once: Some(true),
             tty: Some(false),
             host_config: Some(HostConfig {
                 mounts: Some(if spec.trusted {
@@ -313,35 +362,63 @@ impl Engine {
             .create_container(Some(options), body)
             .await
             .map_err(call_error(format!("creating container {}", spec.name)))?;
-        let result = self
-            .attach_start_and_wait(spec, cancel, &mut on_output)
-            .await;
-        self.remove_container(&spec.name).await;
-        result
-    }
-
-    async fn attach_start_and_wait(
-        &self,
-        spec: &ContainerSpec,
-        cancel: &CancellationToken,
-        on_output: &mut impl FnMut(OutputStream, &[u8]),
-    ) -> Result<ContainerExit, DockerError> {
         let attach = AttachContainerOptions {
             stream: true,
+            stdin: true,
             stdout: true,
             stderr: true,
             ..Default::default()
         };
-        let mut attached = self
-            .docker
-            .attach_container(&spec.name, Some(attach))
-            .await
-            .map_err(call_error(format!("attaching to {}", spec.name)))?;
-        self.docker
-            .start_container(&spec.name, None::<StartContainerOptions>)
-            .await
-            .map_err(call_error(format!("starting {}", spec.name)))?;
-        let deadline = tokio::time::sleep(spec.timeout);
+        let started = async {
+            let attached = self
+                .docker
+                .attach_container(&spec.name, Some(attach))
+                .await
+                .map_err(call_error(format!("attaching to {}", spec.name)))?;
+            self.docker
+                .start_container(&spec.name, None::<StartContainerOptions>)
+                .await
+                .map_err(call_error(format!("starting {}", spec.name)))?;
+            Ok(attached)
+        }
+        .await;
+        match started {
+            Ok(attached) => Ok(GatedContainer {
+                name: spec.name.clone(),
+                attached,
+            }),
+            Err(err) => {
+                self.cleanup.defer(self.clone(), spec.name.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// Lets a gated container's script run, then follows it to its end like
+    /// [`Engine::run_container`]; `timeout` counts from the release.
+    pub async fn release(
+        &self,
+        container: GatedContainer,
+        timeout: Duration,
+        cancel: &CancellationToken,
+        mut on_output: impl FnMut(OutputStream, &[u8]),
+    ) -> Result<ContainerExit, DockerError> {
+        let GatedContainer { name, mut attached } = container;
+        // One line opens the gate; closing stdin leaves the script an empty one, as
+        // `docker run` without `-i` would.
+        let opened = async {
+            attached.input.write_all(b"go\n").await?;
+            attached.input.shutdown().await
+        }
+        .await;
+        if let Err(err) = opened {
+            self.cleanup.defer(self.clone(), name.clone());
+            return Err(DockerError::Call {
+                operation: format!("releasing {name}"),
+                message: err.to_string(),
+            });
+        }
+        let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut stopped = None;
         loop {
@@ -352,23 +429,29 @@ impl Engine {
                     Some(Ok(LogOutput::Console { message })) => on_output(OutputStream::Stdout, &message),
                     Some(Ok(LogOutput::StdIn { .. })) => {}
                     Some(Err(err)) => {
-                        tracing::warn!(container = %spec.name, error = %err, "output stream broke off");
+                        tracing::warn!(container = %name, error = %err, "output stream broke off");
                         break;
                     }
                     None => break,
                 },
                 () = &mut deadline, if stopped.is_none() => {
                     stopped = Some(ContainerExit::TimedOut);
-                    self.stop(&spec.name).await;
+                    self.stop(&name).await;
                 }
                 () = cancel.cancelled(), if stopped.is_none() => {
                     stopped = Some(ContainerExit::Canceled);
-                    self.stop(&spec.name).await;
+                    self.stop(&name).await;
                 }
             }
         }
-        let code = self.exit_code(&spec.name).await?;
-        Ok(stopped.unwrap_or(ContainerExit::Exited(code)))
+        let code = self.exit_code(&name).await;
+        self.cleanup.defer(self.clone(), name);
+        Ok(stopped.unwrap_or(ContainerExit::Exited(code?)))
+    }
+
+    /// Removes a gated container that will not run after all (its stage was skipped).
+    pub fn discard(&self, container: GatedContainer) {
+        self.cleanup.defer(self.clone(), container.name);
     }
 
     async fn exit_code(&self, name: &str) -> Result<i64, DockerError> {
@@ -397,6 +480,43 @@ impl Engine {
                 .docker
                 .kill_container(name, None::<KillContainerOptions>)
                 .await;
+        }
+    }
+
+    /// Counts a background removal among those [`Engine::finish_cleanup`] waits for.
+    pub fn track(&self, removal: tokio::task::JoinHandle<()>) {
+        self.cleanup
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(removal);
+    }
+
+    /// Waits for the background removals started so far, including those they start.
+    pub async fn finish_cleanup(&self) {
+        loop {
+            let pending: Vec<_> = std::mem::take(
+                &mut *self
+                    .cleanup
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+            if pending.is_empty() {
+                return;
+            }
+            for removal in pending {
+                let _ = removal.await;
+            }
+        }
+    }
+
+    /// The same engine with its own list of background removals: one pipeline waits for
+    /// its own containers' removal, not for other runs'.
+    pub fn scoped(&self) -> Engine {
+        Engine {
+            cleanup: Arc::default(),
+            ..self.clone()
         }
     }
 

@@ -11,7 +11,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{
-    ContainerExit, ContainerSpec, Engine, OutputStream, RUN_LABEL, with_default_tag,
+    ContainerExit, ContainerSpec, DockerError, Engine, GatedContainer, OutputStream, RUN_LABEL,
+    with_default_tag,
 };
 use super::logs::{LineSplitter, Masker};
 use crate::config::RunnerSettings;
@@ -107,6 +108,14 @@ impl Executor {
 
     /// Runs the pipeline to its end and removes its volume.
     pub async fn run(&self, job: PipelineJob, observer: Arc<dyn Observer>) -> PipelineOutcome {
+        let scoped = Executor {
+            engine: self.engine.scoped(),
+            settings: self.settings.clone(),
+        };
+        scoped.run_scoped(job, observer).await
+    }
+
+    async fn run_scoped(&self, job: PipelineJob, observer: Arc<dyn Observer>) -> PipelineOutcome {
         let volume = volume_name(&job.run_label, &job.plan.pipeline);
         let labels = vec![(RUN_LABEL.to_owned(), job.run_label.clone())];
         let needs_volume = job.plan.stages.iter().any(|stage| {
@@ -140,6 +149,7 @@ impl Executor {
                 }
             }
         };
+        self.engine.finish_cleanup().await;
         if needs_volume {
             self.engine.remove_volume(&volume).await;
         }
@@ -161,16 +171,14 @@ impl Executor {
                 images.push(image);
             }
         }
-        for image in &images {
-            self.engine
-                .ensure_image(image, self.settings.pull)
-                .await
-                .map_err(|err| err.to_string())?;
-        }
-        self.engine
-            .create_volume(volume, labels)
-            .await
-            .map_err(|err| err.to_string())?;
+        let pulls = futures_util::future::try_join_all(
+            images
+                .iter()
+                .map(|image| self.engine.ensure_image(image, self.settings.pull)),
+        );
+        let (pulled, created) = tokio::join!(pulls, self.engine.create_volume(volume, labels));
+        pulled.map_err(|err| err.to_string())?;
+        created.map_err(|err| err.to_string())?;
         self.engine
             .upload_dir(&job.checkout, volume, images[0], labels)
             .await
@@ -188,6 +196,19 @@ impl Executor {
         let mut states: Vec<Option<StageOutcome>> = vec![None; stages.len()];
         let mut started = vec![false; stages.len()];
         let mut running: JoinSet<(usize, StageOutcome)> = JoinSet::new();
+        let mut warm: HashMap<usize, Warming> = HashMap::new();
+        let context = |job: &PipelineJob| StageContext {
+            engine: self.engine.clone(),
+            settings: self.settings.clone(),
+            pipeline: job.plan.pipeline.clone(),
+            run_label: job.run_label.clone(),
+            volume: volume.to_owned(),
+            labels: labels.to_vec(),
+            checkout: job.checkout.clone(),
+            cancel: job.cancel.clone(),
+            trusted: job.trusted,
+            observer: observer.clone(),
+        };
         loop {
             // Start every stage whose needs are settled.
             for index in 0..stages.len() {
@@ -226,29 +247,44 @@ impl Executor {
                     };
                     observer.stage_finished(&job.plan.pipeline, &stage.name, &outcome);
                     states[index] = Some(outcome);
+                    if let Some(unused) = warm.remove(&index) {
+                        self.discard(unused);
+                    }
                     continue;
                 }
                 observer.stage_started(&job.plan.pipeline, &stage.name);
-                let context = StageContext {
-                    engine: self.engine.clone(),
-                    settings: self.settings.clone(),
-                    pipeline: job.plan.pipeline.clone(),
-                    run_label: job.run_label.clone(),
-                    volume: volume.to_owned(),
-                    labels: labels.to_vec(),
-                    checkout: job.checkout.clone(),
-                    cancel: job.cancel.clone(),
-                    trusted: job.trusted,
-                    observer: observer.clone(),
-                };
+                let context = context(job);
                 let stage = stage.clone();
+                let warmed = warm.remove(&index);
                 running.spawn(async move {
-                    let outcome = context.run(&stage).await;
+                    let outcome = context.run(&stage, warmed).await;
                     context
                         .observer
                         .stage_finished(&context.pipeline, &stage.name, &outcome);
                     (index, outcome)
                 });
+            }
+            // Start the containers of stages that will run next, while their needs run.
+            if !job.cancel.is_cancelled() {
+                for index in 0..stages.len() {
+                    let stage = &stages[index];
+                    let next_up = !started[index]
+                        && !warm.contains_key(&index)
+                        && stage.skipped.is_none()
+                        && matches!(stage.action, StageAction::Run { .. })
+                        && stage.needs.iter().all(|&need| {
+                            (started[need] || warm.contains_key(&need))
+                                && states[need].as_ref().is_none_or(|o| o.state.is_done_ok())
+                        });
+                    if next_up && warm.len() < MAX_WARM {
+                        let context = context(job);
+                        let stage = stage.clone();
+                        warm.insert(
+                            index,
+                            tokio::spawn(async move { context.warm(&stage).await }),
+                        );
+                    }
+                }
             }
             // A stage settled without running may unblock others at once.
             if states
@@ -266,6 +302,9 @@ impl Executor {
                 }
                 None => break,
             }
+        }
+        for (_, unused) in warm.drain() {
+            self.discard(unused);
         }
         let stages: Vec<(String, StageOutcome)> = stages
             .iter()
@@ -287,6 +326,27 @@ impl Executor {
             state: overall(stages.iter().map(|(_, o)| o.state)),
             stages,
         }
+    }
+}
+
+/// Containers started ahead of their stage at once, at most: enough for a wide DAG's next
+/// wave, few enough not to crowd the engine.
+const MAX_WARM: usize = 4;
+
+/// A stage container being started ahead of its turn.
+type Warming = tokio::task::JoinHandle<Result<GatedContainer, DockerError>>;
+
+impl Executor {
+    /// Removes a container started for a stage that will not run.
+    fn discard(&self, warming: Warming) {
+        let engine = self.engine.clone();
+        let removal = tokio::spawn(async move {
+            if let Ok(Ok(container)) = warming.await {
+                engine.discard(container);
+            }
+        });
+        // Tracked like every removal, so the volume outlives the container.
+        self.engine.track(removal);
     }
 }
 
@@ -329,14 +389,31 @@ struct StageContext {
 }
 
 impl StageContext {
-    async fn run(&self, stage: &PlannedStage) -> StageOutcome {
+    /// Starts the stage's container ahead of its turn (see [`Engine::start_gated`]).
+    async fn warm(&self, stage: &PlannedStage) -> Result<GatedContainer, DockerError> {
+        let StageAction::Run { image, script } = &stage.action else {
+            return Err(DockerError::Call {
+                operation: format!("starting {}", stage.name),
+                message: "only `run` stages have containers".into(),
+            });
+        };
+        let (spec, _) = self.spec(stage, image, script, 1);
+        self.engine.start_gated(&spec).await
+    }
+
+    async fn run(&self, stage: &PlannedStage, mut warmed: Option<Warming>) -> StageOutcome {
         let started = Instant::now();
         let mut attempts = 0;
         loop {
             attempts += 1;
             let (state, exit_code, message) = match &stage.action {
                 StageAction::Run { image, script } => {
-                    self.run_container(stage, image, script, attempts).await
+                    let ready = match warmed.take() {
+                        Some(warming) => warming.await.ok().and_then(Result::ok),
+                        None => None,
+                    };
+                    self.run_container(stage, image, script, attempts, ready)
+                        .await
                 }
                 StageAction::Validate { paths } => self.validate(&stage.name, paths).await,
                 StageAction::Build { .. } | StageAction::Bump { .. } => (
@@ -372,13 +449,14 @@ impl StageContext {
         }
     }
 
-    async fn run_container(
+    /// The container a stage attempt runs in, and the masker for its output.
+    fn spec(
         &self,
         stage: &PlannedStage,
         image: &str,
         script: &str,
         attempt: u32,
-    ) -> (StageState, Option<i64>, Option<String>) {
+    ) -> (ContainerSpec, Masker) {
         let masker = Masker::new(stage.secrets.iter().map(|(_, secret)| secret));
         let mut env: Vec<String> = stage.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.extend(
@@ -387,7 +465,6 @@ impl StageContext {
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.expose())),
         );
-        let timeout = stage.timeout.unwrap_or(self.settings.stage_timeout);
         let mut labels = self.labels.clone();
         labels.push(("gantry.stage".into(), stage.name.clone()));
         let spec = ContainerSpec {
@@ -400,25 +477,46 @@ impl StageContext {
             env,
             labels,
             volume: self.volume.clone(),
-            timeout,
+            timeout: stage.timeout.unwrap_or(self.settings.stage_timeout),
             memory_bytes: self.settings.stage_memory_bytes(),
             nano_cpus: self.settings.stage_nano_cpus(),
             trusted: self.trusted,
         };
+        (spec, masker)
+    }
+
+    async fn run_container(
+        &self,
+        stage: &PlannedStage,
+        image: &str,
+        script: &str,
+        attempt: u32,
+        warmed: Option<GatedContainer>,
+    ) -> (StageState, Option<i64>, Option<String>) {
+        let (spec, masker) = self.spec(stage, image, script, attempt);
         let mut splitters: HashMap<bool, LineSplitter> = HashMap::new();
         let emit = |line: &str| {
             self.observer
                 .log_line(&self.pipeline, &stage.name, &masker.mask(line));
         };
-        let result = self
-            .engine
-            .run_container(&spec, &self.cancel, |stream, chunk| {
-                splitters
-                    .entry(stream == OutputStream::Stderr)
-                    .or_default()
-                    .push(chunk, emit);
-            })
-            .await;
+        let on_output = |stream: OutputStream, chunk: &[u8]| {
+            splitters
+                .entry(stream == OutputStream::Stderr)
+                .or_default()
+                .push(chunk, emit);
+        };
+        let result = match warmed {
+            Some(container) => {
+                self.engine
+                    .release(container, spec.timeout, &self.cancel, on_output)
+                    .await
+            }
+            None => {
+                self.engine
+                    .run_container(&spec, &self.cancel, on_output)
+                    .await
+            }
+        };
         for splitter in splitters.values_mut() {
             splitter.finish(emit);
         }
@@ -434,7 +532,7 @@ impl StageContext {
                 None,
                 Some(format!(
                     "timed out after {}",
-                    humantime::format_duration(timeout)
+                    humantime::format_duration(spec.timeout)
                 )),
             ),
             Ok(ContainerExit::Canceled) => (StageState::Canceled, None, Some("canceled".into())),

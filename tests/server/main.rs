@@ -427,3 +427,69 @@ async fn a_killed_server_cleans_up_and_takes_its_run_back_once() {
     );
     assert!(containers_of(label).is_empty());
 }
+
+#[tokio::test]
+async fn a_newer_push_to_a_branch_cancels_the_older_run() {
+    let forge = Forge::new("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
+    let first_sha = forge.push("main");
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gantry.toml");
+    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let server = Server::start(&config_path);
+
+    let older = server.push(push_payload("main", &first_sha, "one")).await;
+    server
+        .wait_for(older, "to start", |run| run["state"] == "running")
+        .await;
+    std::fs::write(
+        forge.work().join(".gantry/ci.yml"),
+        format!(
+            "stages:\n  - name: quick\n    image: {}\n    run: echo newer\n",
+            image()
+        ),
+    )
+    .unwrap();
+    git(&forge.work(), &["commit", "-qam", "two"]);
+    let second_sha = forge.push("main");
+    let newer = server.push(push_payload("main", &second_sha, "two")).await;
+
+    let older_run = server.wait_for(older, "an end", finished).await;
+    assert_eq!(older_run["state"], "canceled", "{older_run:#}");
+    let stage = &older_run["pipelines"][0]["stages"][0];
+    assert_eq!(
+        (stage["stage"].as_str(), stage["state"].as_str()),
+        (Some("wait"), Some("canceled"))
+    );
+    let newer_run = server.wait_for(newer, "an end", finished).await;
+    assert_eq!(newer_run["state"], "success", "{newer_run:#}");
+}
+
+#[tokio::test]
+async fn queued_runs_wait_for_a_free_slot() {
+    // One slot: the second run (another branch, so nothing is superseded) waits.
+    let forge = Forge::new("stages:\n  - name: nap\n    image: IMAGE\n    run: sleep 2\n");
+    let sha = forge.push("main");
+    forge.push("other");
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gantry.toml");
+    let text = config(&dir.path().join("gantry.db"), &forge)
+        .replace("[runner]\n", "[runner]\nmax_parallel_runs = 1\n");
+    std::fs::write(&config_path, text).unwrap();
+    let server = Server::start(&config_path);
+    let first = server.push(push_payload("main", &sha, "a")).await;
+    let second = server.push(push_payload("other", &sha, "b")).await;
+    server
+        .wait_for(first, "to start", |run| run["state"] == "running")
+        .await;
+    assert_eq!(server.run(second).await["state"], "queued");
+    let first_run = server.wait_for(first, "an end", finished).await;
+    let second_run = server.wait_for(second, "an end", finished).await;
+    assert_eq!(
+        (first_run["state"].as_str(), second_run["state"].as_str()),
+        (Some("success"), Some("success"))
+    );
+    assert!(
+        second_run["started_at"].as_str() >= first_run["finished_at"].as_str(),
+        "{first_run:#} {second_run:#}"
+    );
+}
