@@ -10,6 +10,8 @@ use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
+use crate::forge::Forges;
+use crate::forge::reporter::Reporter;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::runner::{Engine, Executor, Scheduler};
@@ -44,6 +46,7 @@ pub struct Application {
     server: Server,
     store: Store,
     scheduler: Option<Arc<Scheduler>>,
+    reporter: Option<Reporter>,
 }
 
 impl Application {
@@ -57,10 +60,19 @@ impl Application {
         } else {
             None
         };
+        let mut reporter = None;
         let scheduler = match &engine {
             Some(engine) => {
                 let executor = Executor::new(engine.clone(), Arc::new(settings.runner.clone()));
-                let scheduler = Scheduler::new(store.clone(), executor, settings.clone());
+                let forges =
+                    Forges::from_settings(&settings).context("building forge API clients")?;
+                let scheduler = Scheduler::new(
+                    store.clone(),
+                    executor,
+                    settings.clone(),
+                    Some(forges.clone()),
+                );
+                reporter = Some(Reporter::new(store.clone(), forges));
                 // A previous process's leftovers are taken back before anything new runs; an
                 // engine that is down now only delays that to the next start.
                 if let Err(err) = scheduler.recover().await {
@@ -99,6 +111,7 @@ impl Application {
             server,
             store,
             scheduler,
+            reporter,
         })
     }
 
@@ -117,6 +130,9 @@ impl Application {
         let shutdown = CancellationToken::new();
         if let Some(scheduler) = self.scheduler {
             tokio::spawn(scheduler.run(shutdown.clone()));
+        }
+        if let Some(reporter) = self.reporter {
+            tokio::spawn(reporter.run(shutdown.clone()));
         }
         let result = self.server.await.context("HTTP server failed");
         shutdown.cancel();

@@ -2,10 +2,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{AppState, error_body};
-use crate::store::{RunFilter, RunState};
+use crate::store::{PipelineResult, Run, RunFilter, RunState, StatusReport};
 
 /// Runs per page when the caller does not say.
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -99,10 +99,26 @@ pub async fn get_run(
         .pipeline_results(id)
         .await
         .map_err(ApiError::Store)?;
-    let mut body = serde_json::to_value(run).map_err(|err| ApiError::Store(err.into()))?;
-    body["pipelines"] =
-        serde_json::to_value(pipelines).map_err(|err| ApiError::Store(err.into()))?;
-    Ok(HttpResponse::Ok().json(body))
+    let statuses = state
+        .store
+        .run_statuses(id)
+        .await
+        .map_err(ApiError::Store)?;
+    Ok(HttpResponse::Ok().json(RunDetail {
+        run,
+        pipelines,
+        statuses,
+    }))
+}
+
+/// One run with what it produced: each pipeline's and stage's result, and the commit
+/// statuses reported for it with their delivery state.
+#[derive(Serialize)]
+struct RunDetail {
+    #[serde(flatten)]
+    run: Run,
+    pipelines: Vec<PipelineResult>,
+    statuses: Vec<StatusReport>,
 }
 
 /// The run's output as text, each line prefixed with `[pipeline/stage]`.

@@ -66,6 +66,8 @@ pub struct StageOutcome {
 pub struct PipelineOutcome {
     pub state: StageState,
     pub stages: Vec<(String, StageOutcome)>,
+    /// Wall time from the pipeline's start to its end.
+    pub duration: Duration,
 }
 
 /// Receives what happens during a run: the server stores and broadcasts it, `gantry run`
@@ -116,6 +118,7 @@ impl Executor {
     }
 
     async fn run_scoped(&self, job: PipelineJob, observer: Arc<dyn Observer>) -> PipelineOutcome {
+        let started = Instant::now();
         let volume = volume_name(&job.run_label, &job.plan.pipeline);
         let labels = vec![(RUN_LABEL.to_owned(), job.run_label.clone())];
         let needs_volume = job.plan.stages.iter().any(|stage| {
@@ -146,6 +149,7 @@ impl Executor {
                 PipelineOutcome {
                     state: StageState::Error,
                     stages: vec![(first, outcome)],
+                    duration: Duration::ZERO,
                 }
             }
         };
@@ -153,7 +157,10 @@ impl Executor {
         if needs_volume {
             self.engine.remove_volume(&volume).await;
         }
-        outcome
+        PipelineOutcome {
+            duration: started.elapsed(),
+            ..outcome
+        }
     }
 
     /// Pulls the images the run needs and puts the checkout into its volume.
@@ -325,6 +332,7 @@ impl Executor {
         PipelineOutcome {
             state: overall(stages.iter().map(|(_, o)| o.state)),
             stages,
+            duration: Duration::ZERO,
         }
     }
 }

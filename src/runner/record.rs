@@ -1,12 +1,13 @@
 //! Recording a server run as it happens: stage states and output go to the store (output in
 //! chunks of many lines), written by one task so stages never wait on the database.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::execute::{Observer, StageOutcome, StageState};
+use crate::forge::{CommitStatus, StatusState, clamp_description};
 use crate::store::{LogChunk, StageUpdate, Store};
 
 /// Output is stored when a stage's buffer reaches this size…
@@ -28,6 +29,29 @@ enum Message {
     },
 }
 
+/// What every commit status of one run shares; the recorder reports a pipeline as running
+/// when its first stage starts.
+#[derive(Debug, Clone)]
+pub struct StatusTemplate {
+    pub status: CommitStatus,
+}
+
+impl StatusTemplate {
+    pub fn for_pipeline(
+        &self,
+        pipeline: &str,
+        state: StatusState,
+        description: &str,
+    ) -> CommitStatus {
+        CommitStatus {
+            context: format!("gantry/{pipeline}"),
+            state,
+            description: clamp_description(description),
+            ..self.status.clone()
+        }
+    }
+}
+
 /// The observer the scheduler gives to a run's pipelines.
 pub struct Recorder {
     sender: mpsc::UnboundedSender<Message>,
@@ -40,9 +64,10 @@ impl Recorder {
         store: Store,
         run_id: i64,
         positions: HashMap<(String, String), i64>,
+        statuses: Option<StatusTemplate>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write(store, run_id, positions, receiver));
+        let task = tokio::spawn(write(store, run_id, positions, statuses, receiver));
         (Self { sender }, task)
     }
 }
@@ -87,9 +112,11 @@ async fn write(
     store: Store,
     run_id: i64,
     positions: HashMap<(String, String), i64>,
+    statuses: Option<StatusTemplate>,
     mut receiver: mpsc::UnboundedReceiver<Message>,
 ) {
     let mut buffers: HashMap<(String, String), Buffer> = HashMap::new();
+    let mut reported_running: HashSet<String> = HashSet::new();
     let mut ticker = tokio::time::interval(CHUNK_INTERVAL);
     loop {
         let message = tokio::select! {
@@ -141,6 +168,19 @@ async fn write(
                 };
                 if let Err(err) = store.set_stage(&update).await {
                     tracing::error!(run_id, error = %format!("{err:#}"), "recording a stage failed");
+                }
+                if let Some(template) = &statuses
+                    && state == StageState::Running
+                    && reported_running.insert(key.0.clone())
+                {
+                    let status = template.for_pipeline(
+                        &key.0,
+                        StatusState::Running,
+                        &format!("running {}", key.1),
+                    );
+                    if let Err(err) = store.queue_status(run_id, &status).await {
+                        tracing::error!(run_id, error = %format!("{err:#}"), "queueing a status failed");
+                    }
                 }
             }
         }

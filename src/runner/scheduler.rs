@@ -11,9 +11,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::checkout::{Checkout, forge_token};
-use super::execute::{Executor, Observer, PipelineJob, StageState, overall};
-use super::record::Recorder;
+use super::execute::{Executor, Observer, PipelineJob, PipelineOutcome, StageState, overall};
+use super::record::{Recorder, StatusTemplate};
 use crate::config::Settings;
+use crate::forge::{CommitStatus, Forges, StatusState};
 use crate::pipeline::{self, ChangedPaths, RunContext, skip_ci_requested};
 use crate::store::{Backend, ClaimedRun, RunState, Store};
 use crate::webhook::{EventKind, GitRef};
@@ -31,10 +32,17 @@ pub struct Scheduler {
     executor: Executor,
     settings: Arc<Settings>,
     runner_id: String,
+    /// Where statuses can be reported; forges without a token get none.
+    forges: Option<Forges>,
 }
 
 impl Scheduler {
-    pub fn new(store: Store, executor: Executor, settings: Arc<Settings>) -> Self {
+    pub fn new(
+        store: Store,
+        executor: Executor,
+        settings: Arc<Settings>,
+        forges: Option<Forges>,
+    ) -> Self {
         let runner_id = format!(
             "{}-{}-{}",
             hostname(),
@@ -46,6 +54,51 @@ impl Scheduler {
             executor,
             settings,
             runner_id,
+            forges,
+        }
+    }
+
+    /// The status every pipeline of this run reports, or `None` when the forge gets none.
+    fn status_template(&self, claimed: &ClaimedRun) -> Option<StatusTemplate> {
+        let event = &claimed.event;
+        if !self
+            .forges
+            .as_ref()
+            .is_some_and(|forges| forges.reports_to(event.forge))
+        {
+            return None;
+        }
+        let request = event.run_request().ok()?;
+        Some(StatusTemplate {
+            status: CommitStatus {
+                forge: event.forge,
+                repo: claimed.repo.clone(),
+                sha: request.commit_sha.to_string(),
+                git_ref: request.git_ref.name().to_owned(),
+                context: String::new(),
+                state: StatusState::Pending,
+                description: String::new(),
+                target_url: format!(
+                    "{}/runs/{}",
+                    self.settings.server.public_url.trim_end_matches('/'),
+                    claimed.id
+                ),
+            },
+        })
+    }
+
+    async fn report(
+        &self,
+        run_id: i64,
+        template: Option<&StatusTemplate>,
+        pipeline: &str,
+        state: StatusState,
+        description: &str,
+    ) {
+        let Some(template) = template else { return };
+        let status = template.for_pipeline(pipeline, state, description);
+        if let Err(err) = self.store.queue_status(run_id, &status).await {
+            tracing::error!(run_id, error = %format!("{err:#}"), "queueing a status failed");
         }
     }
 
@@ -216,6 +269,7 @@ impl Scheduler {
         let context = RunContext::for_event(claimed.id, event, workspace, changed, &repo.secrets)
             .context("the event has no commit to run")?;
 
+        let template = self.status_template(claimed);
         let mut plans = Vec::new();
         let mut states = Vec::new();
         for entry in &loaded {
@@ -234,6 +288,15 @@ impl Scheduler {
                             description.as_deref(),
                         )
                         .await?;
+                    let text = description.as_deref().unwrap_or("invalid pipeline file");
+                    self.report(
+                        claimed.id,
+                        template.as_ref(),
+                        name,
+                        StatusState::Error,
+                        text,
+                    )
+                    .await;
                     states.push(StageState::Error);
                     continue;
                 }
@@ -261,6 +324,15 @@ impl Scheduler {
                             Some(&err.to_string()),
                         )
                         .await?;
+                    let text = err.to_string();
+                    self.report(
+                        claimed.id,
+                        template.as_ref(),
+                        &pipeline.name,
+                        StatusState::Error,
+                        &text,
+                    )
+                    .await;
                     states.push(StageState::Error);
                 }
             }
@@ -283,6 +355,14 @@ impl Scheduler {
                     None,
                 )
                 .await?;
+            self.report(
+                claimed.id,
+                template.as_ref(),
+                &plan.pipeline,
+                StatusState::Pending,
+                "waiting to run",
+            )
+            .await;
             for (position, stage) in plan.stages.iter().enumerate() {
                 positions.insert((plan.pipeline.clone(), stage.name.clone()), position as i64);
                 self.store
@@ -301,7 +381,8 @@ impl Scheduler {
                     .await?;
             }
         }
-        let (recorder, writer) = Recorder::start(self.store.clone(), claimed.id, positions);
+        let (recorder, writer) =
+            Recorder::start(self.store.clone(), claimed.id, positions, template.clone());
         let observer: Arc<dyn Observer> = Arc::new(recorder);
         let mut tasks = tokio::task::JoinSet::new();
         for plan in plans {
@@ -341,11 +422,30 @@ impl Scheduler {
                     description.as_deref(),
                 )
                 .await?;
+            let (state, text) = final_status(&outcome, description.as_deref());
+            self.report(claimed.id, template.as_ref(), &name, state, &text)
+                .await;
             states.push(outcome.state);
         }
         drop(observer);
         let _ = writer.await;
         Ok((run_state(overall(states)), None))
+    }
+}
+
+/// A finished pipeline's status: its state, and for a failure the stage and why.
+fn final_status(outcome: &PipelineOutcome, failure: Option<&str>) -> (StatusState, String) {
+    match outcome.state {
+        StageState::Success | StageState::Skipped | StageState::Pending | StageState::Running => {
+            let took = Duration::from_secs(outcome.duration.as_secs().max(1));
+            (
+                StatusState::Success,
+                format!("passed in {}", humantime::format_duration(took)),
+            )
+        }
+        StageState::Failure => (StatusState::Failure, failure.unwrap_or("failed").to_owned()),
+        StageState::Error => (StatusState::Error, failure.unwrap_or("error").to_owned()),
+        StageState::Canceled => (StatusState::Canceled, "canceled".into()),
     }
 }
 

@@ -9,6 +9,7 @@ mod intake;
 mod queue;
 mod results;
 mod runs;
+mod statuses;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use intake::{NewDelivery, Recorded};
 pub use queue::{ClaimedRun, MAX_ATTEMPTS};
 pub use results::{LogChunk, PipelineResult, StageResult, StageUpdate};
 pub use runs::{Run, RunFilter, RunState};
+pub use statuses::{ClaimedStatus, StatusReport};
 
 /// How long a connection waits for SQLite's write lock before giving up. Writes are short
 /// (the intake batches them), so waiting this long means something is wrong.
@@ -49,6 +51,8 @@ pub struct Store {
     /// Woken when this process queues a run, so a runner in the same process starts it at
     /// once instead of at its next poll.
     queued: Arc<Notify>,
+    /// Woken when this process queues a commit status for the reporter.
+    statuses_queued: Arc<Notify>,
     installation: String,
 }
 
@@ -97,6 +101,7 @@ impl Store {
             backend,
             intake,
             queued,
+            statuses_queued: Arc::new(Notify::new()),
             installation,
         })
     }
@@ -104,6 +109,11 @@ impl Store {
     /// This installation's id: the prefix of the run labels its runners put on containers.
     pub fn installation(&self) -> &str {
         &self.installation
+    }
+
+    /// Notified whenever this process queues a commit status.
+    pub fn statuses_queued(&self) -> &Notify {
+        &self.statuses_queued
     }
 
     /// Notified whenever this process queues a run.

@@ -42,6 +42,7 @@ async fn accepted_deliveries_survive_sigkill() {
     std::fs::write(&config, config_toml(&store_url)).unwrap();
 
     let (mut child, address) = start_gantry(&config);
+    gantry::forge::install_crypto_provider();
     let client = reqwest::Client::new();
     let body = fixture("github/push/goscm__push.json");
     let sends = (0..100).map(|_| {

@@ -119,6 +119,7 @@ impl TestApp {
     }
 
     pub async fn spawn_as(role: Role) -> Self {
+        gantry::forge::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let url = fresh_store_url(Backend::Sqlite, dir.path()).await;
         let settings = settings_for(dir.path(), &url);
@@ -136,6 +137,7 @@ impl TestApp {
 
     /// Talks to a Gantry running elsewhere (a child process).
     pub fn attach(address: String) -> Self {
+        gantry::forge::install_crypto_provider();
         Self {
             address,
             client: reqwest::Client::new(),

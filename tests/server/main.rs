@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use gantry::webhook::signature::hmac_hex;
 use serde_json::{Value, json};
 
+mod fake_forge;
+mod statuses;
+
 const SECRET: &str = "loop-secret";
 const REPO: &str = "acme/app";
 
@@ -120,6 +123,7 @@ struct Server {
 
 impl Server {
     fn start(config: &Path) -> Self {
+        gantry::forge::install_crypto_provider();
         let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
             .args(["serve", "-c"])
             .arg(config)

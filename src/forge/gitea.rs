@@ -1,0 +1,36 @@
+//! Gitea and Forgejo commit statuses: `POST /repos/{owner}/{repo}/statuses/{sha}`.
+
+use serde_json::json;
+
+use super::{CommitStatus, StatusState};
+use crate::config::Secret;
+
+/// Gitea has pending, success, error, failure and warning: running shows as pending,
+/// canceled as error.
+fn state(state: StatusState) -> &'static str {
+    match state {
+        StatusState::Pending | StatusState::Running => "pending",
+        StatusState::Success => "success",
+        StatusState::Failure => "failure",
+        StatusState::Error | StatusState::Canceled => "error",
+    }
+}
+
+pub(super) fn status_request(
+    http: &reqwest::Client,
+    base: &str,
+    token: &Secret,
+    status: &CommitStatus,
+) -> reqwest::RequestBuilder {
+    http.post(format!(
+        "{base}/repos/{}/statuses/{}",
+        status.repo, status.sha
+    ))
+    .header("Authorization", format!("token {}", token.expose()))
+    .json(&json!({
+        "state": state(status.state),
+        "target_url": status.target_url,
+        "description": status.description,
+        "context": status.context,
+    }))
+}

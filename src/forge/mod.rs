@@ -1,0 +1,269 @@
+//! Talking back to the forges: commit statuses, one per pipeline (`gantry/<pipeline>`).
+//!
+//! Each forge's API is a small request builder in its own file; what they share (the HTTP
+//! client, what a failure means, when to retry) lives here. The reporter (`reporter.rs`)
+//! delivers queued updates with retries, so reporting never blocks or fails a run.
+
+mod gitea;
+mod github;
+mod gitlab;
+pub mod reporter;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Secret, Settings};
+use crate::webhook::Forge;
+
+/// Longest description GitHub accepts (it answers 422 beyond); the others take it too.
+pub const MAX_DESCRIPTION_CHARS: usize = 140;
+/// One status request may take this long before it counts as failed (and is retried).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A pipeline's state as a forge shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusState {
+    Pending,
+    Running,
+    Success,
+    Failure,
+    Error,
+    Canceled,
+}
+
+impl StatusState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusState::Pending => "pending",
+            StatusState::Running => "running",
+            StatusState::Success => "success",
+            StatusState::Failure => "failure",
+            StatusState::Error => "error",
+            StatusState::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            StatusState::Pending,
+            StatusState::Running,
+            StatusState::Success,
+            StatusState::Failure,
+            StatusState::Error,
+            StatusState::Canceled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == name)
+    }
+}
+
+/// One status to set on a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitStatus {
+    pub forge: Forge,
+    pub repo: String,
+    pub sha: String,
+    /// The branch (GitLab wants it with each status).
+    pub git_ref: String,
+    pub context: String,
+    pub state: StatusState,
+    pub description: String,
+    pub target_url: String,
+}
+
+/// Cuts a description to what the forges accept, marking the cut.
+pub fn clamp_description(text: &str) -> String {
+    let text = text.lines().next().unwrap_or_default();
+    if text.chars().count() <= MAX_DESCRIPTION_CHARS {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(MAX_DESCRIPTION_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Why a status could not be set. `retry_after` says when trying again makes sense; `None`
+/// means it never will (a 4xx the request itself caused).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ForgeError {
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+/// The forge APIs Gantry reports to, built from the config. Production and tests build it
+/// the same way; tests point `api_url` at a fake.
+#[derive(Clone)]
+pub struct Forges {
+    http: reqwest::Client,
+    github: Option<Api>,
+    gitlab: Option<Api>,
+    gitea: Option<Api>,
+}
+
+#[derive(Clone)]
+struct Api {
+    base: String,
+    token: Secret,
+}
+
+impl Forges {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let api = |url: Option<&String>, token: Option<&Secret>| {
+            Some(Api {
+                base: url?.trim_end_matches('/').to_owned(),
+                token: token?.clone(),
+            })
+        };
+        Ok(Self {
+            http,
+            github: api(
+                Some(&settings.github.api_url),
+                settings.github.token.as_ref(),
+            ),
+            gitlab: api(
+                Some(&settings.gitlab.api_url),
+                settings.gitlab.token.as_ref(),
+            ),
+            gitea: api(
+                settings.gitea.api_url.as_ref(),
+                settings.gitea.token.as_ref(),
+            ),
+        })
+    }
+
+    /// Whether statuses can be sent to `forge` (a token and API URL are configured).
+    pub fn reports_to(&self, forge: Forge) -> bool {
+        self.api(forge).is_some()
+    }
+
+    fn api(&self, forge: Forge) -> Option<&Api> {
+        match forge {
+            Forge::Github => self.github.as_ref(),
+            Forge::Gitlab => self.gitlab.as_ref(),
+            Forge::Gitea => self.gitea.as_ref(),
+        }
+    }
+
+    /// Sets one status.
+    pub async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
+        let Some(api) = self.api(status.forge) else {
+            return Err(ForgeError {
+                message: format!("no {} token configured", status.forge),
+                retry_after: None,
+            });
+        };
+        let request = match status.forge {
+            Forge::Github => github::status_request(&self.http, &api.base, &api.token, status),
+            Forge::Gitlab => gitlab::status_request(&self.http, &api.base, &api.token, status),
+            Forge::Gitea => gitea::status_request(&self.http, &api.base, &api.token, status),
+        };
+        let response = request.send().await.map_err(|err| ForgeError {
+            message: format!("{} unreachable: {}", status.forge, without_url(&err)),
+            retry_after: Some(Duration::ZERO),
+        })?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let code = response.status();
+        let retry_after = retry_after(code, response.headers());
+        let body = response.text().await.unwrap_or_default();
+        let body: String = body.chars().take(300).collect();
+        Err(ForgeError {
+            message: format!("{} answered {code}: {}", status.forge, body.trim()),
+            retry_after,
+        })
+    }
+}
+
+/// When a failed request is worth repeating: server errors and rate limits, honouring
+/// `Retry-After` and GitHub's `X-RateLimit-Reset`.
+fn retry_after(
+    code: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let after = header("retry-after")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let rate_limited = code == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || (code == reqwest::StatusCode::FORBIDDEN
+            && (header("x-ratelimit-remaining") == Some("0") || after.is_some()));
+    if rate_limited {
+        let reset = header("x-ratelimit-reset")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|reset| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                Duration::from_secs(reset.saturating_sub(now))
+            });
+        return Some(after.or(reset).unwrap_or(Duration::from_secs(60)));
+    }
+    if code.is_server_error() {
+        return Some(after.unwrap_or(Duration::ZERO));
+    }
+    None
+}
+
+/// reqwest errors can carry the URL; ours never has a token in it, but keep messages short.
+fn without_url(err: &reqwest::Error) -> String {
+    let mut message = err.to_string();
+    if let Some(url) = err.url() {
+        message = message.replace(url.as_str(), "");
+    }
+    message.trim().to_owned()
+}
+
+/// rustls needs one process-wide crypto provider; ring builds with a C compiler alone.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_cut_to_the_limit() {
+        assert_eq!(clamp_description("short"), "short");
+        let long = "x".repeat(200);
+        let cut = clamp_description(&long);
+        assert_eq!(cut.chars().count(), MAX_DESCRIPTION_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(clamp_description("first\nsecond"), "first");
+    }
+
+    #[test]
+    fn retries_follow_the_forge() {
+        use reqwest::StatusCode;
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let none = HeaderMap::new();
+        assert_eq!(
+            retry_after(StatusCode::SERVICE_UNAVAILABLE, &none),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(StatusCode::UNPROCESSABLE_ENTITY, &none), None);
+        assert_eq!(retry_after(StatusCode::FORBIDDEN, &none), None);
+        let mut limited = HeaderMap::new();
+        limited.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        limited.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(
+            retry_after(StatusCode::FORBIDDEN, &limited),
+            Some(Duration::from_secs(7))
+        );
+    }
+}

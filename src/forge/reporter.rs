@@ -1,0 +1,104 @@
+//! Delivering queued commit statuses: in order per commit and context, with retries and
+//! backoff on server errors and rate limits. A run never waits for this.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Forges;
+use crate::store::{Store, now_millis};
+
+/// Updates claimed per round.
+const BATCH: i64 = 20;
+/// How long a claimed update is ours; a reporter that dies mid-send frees it after this.
+const LEASE: Duration = Duration::from_secs(60);
+/// How often due retries are looked for when nothing new is queued.
+const INTERVAL: Duration = Duration::from_millis(500);
+/// Attempts before an update is given up (and shown as failed on the run).
+pub const MAX_ATTEMPTS: i64 = 8;
+/// First retry delay, doubled each attempt, capped: 1 s, 2 s, 4 s … 5 min.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+pub struct Reporter {
+    store: Store,
+    forges: Forges,
+}
+
+impl Reporter {
+    pub fn new(store: Store, forges: Forges) -> Self {
+        Self { store, forges }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let delivered = match self.deliver_due().await {
+                Ok(count) => count,
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "delivering commit statuses failed");
+                    0
+                }
+            };
+            if delivered > 0 {
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.store.statuses_queued().notified() => {}
+                () = tokio::time::sleep(INTERVAL) => {}
+            }
+        }
+    }
+
+    /// Sends what is due; returns how many updates were attempted.
+    pub async fn deliver_due(&self) -> anyhow::Result<usize> {
+        let claimed = self
+            .store
+            .claim_statuses(BATCH, LEASE.as_millis() as i64)
+            .await?;
+        for update in &claimed {
+            let result = self.forges.set_status(&update.status).await;
+            let attempts = update.attempts + 1;
+            let outcome = match &result {
+                Ok(()) => Ok(()),
+                Err(err) => {
+                    let retry_at =
+                        err.retry_after
+                            .filter(|_| attempts < MAX_ATTEMPTS)
+                            .map(|after| {
+                                now_millis() + after.max(backoff(attempts)).as_millis() as i64
+                            });
+                    tracing::warn!(
+                        context = %update.status.context,
+                        sha = %update.status.sha,
+                        attempts,
+                        retrying = retry_at.is_some(),
+                        error = %err,
+                        "setting a commit status failed"
+                    );
+                    Err((err.message.as_str(), retry_at))
+                }
+            };
+            self.store.status_attempted(update.id, outcome).await?;
+        }
+        Ok(claimed.len())
+    }
+}
+
+fn backoff(attempts: i64) -> Duration {
+    let factor = 1u32 << attempts.clamp(0, 16) as u32;
+    (BACKOFF_BASE * factor / 2).min(BACKOFF_CAP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(4), Duration::from_secs(8));
+        assert_eq!(backoff(20), BACKOFF_CAP);
+    }
+}

@@ -1,0 +1,189 @@
+//! The commit-status outbox: updates queued by runners, delivered by the reporter.
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::now_millis;
+use crate::forge::{CommitStatus, StatusState};
+use crate::webhook::Forge;
+
+/// A queued update the reporter has claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimedStatus {
+    pub id: i64,
+    pub attempts: i64,
+    pub status: CommitStatus,
+}
+
+/// The latest update of one context of a run, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub context: String,
+    pub state: String,
+    pub description: String,
+    pub target_url: String,
+    /// waiting, sending, delivered, superseded or failed.
+    pub delivery: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+const SAME_KEY: &str = "other.repo = status_updates.repo AND other.commit_sha = status_updates.commit_sha \
+     AND other.context = status_updates.context";
+
+impl super::Store {
+    pub async fn queue_status(&self, run_id: i64, status: &CommitStatus) -> anyhow::Result<()> {
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO status_updates (run_id, forge, repo, commit_sha, git_ref, context, state, \
+             description, target_url, delivery, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'waiting', $10, $10)",
+        )
+        .bind(run_id)
+        .bind(status.forge.as_str())
+        .bind(&status.repo)
+        .bind(&status.sha)
+        .bind(&status.git_ref)
+        .bind(&status.context)
+        .bind(status.state.as_str())
+        .bind(&status.description)
+        .bind(&status.target_url)
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .context("queueing a commit status")?;
+        self.statuses_queued.notify_one();
+        Ok(())
+    }
+
+    /// Claims up to `limit` due updates, at most one per (repo, commit, context) and never
+    /// while an earlier one of that key is still being sent. Waiting updates that a newer
+    /// one of their key replaces are marked superseded first, so an earlier state is never
+    /// sent after a later one. A claim lasts `lease_millis`.
+    pub async fn claim_statuses(
+        &self,
+        limit: i64,
+        lease_millis: i64,
+    ) -> anyhow::Result<Vec<ClaimedStatus>> {
+        let now = now_millis();
+        sqlx::query(&format!(
+            "UPDATE status_updates SET delivery = 'superseded' WHERE delivery = 'waiting' \
+             AND EXISTS (SELECT 1 FROM status_updates AS other WHERE {SAME_KEY} \
+             AND other.id > status_updates.id)"
+        ))
+        .execute(self.pool())
+        .await
+        .context("superseding old status updates")?;
+        // A claim whose sender died (its lease ran out) is waiting again.
+        sqlx::query("UPDATE status_updates SET delivery = 'waiting' WHERE delivery = 'sending' AND next_attempt_at < $1")
+            .bind(now)
+            .execute(self.pool())
+            .await
+            .context("releasing expired status claims")?;
+        let due = sqlx::query(
+            "SELECT id FROM status_updates WHERE delivery = 'waiting' AND next_attempt_at <= $1 \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .context("listing due status updates")?;
+        let mut claimed = Vec::new();
+        for row in due {
+            let id: i64 = row.try_get(0)?;
+            let row = sqlx::query(&format!(
+                "UPDATE status_updates SET delivery = 'sending', next_attempt_at = $1 \
+                 WHERE id = $2 AND delivery = 'waiting' AND NOT EXISTS (SELECT 1 FROM \
+                 status_updates AS other WHERE {SAME_KEY} AND other.delivery = 'sending') \
+                 RETURNING forge, repo, commit_sha, git_ref, context, state, description, \
+                 target_url, attempts"
+            ))
+            .bind(now + lease_millis)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .context("claiming a status update")?;
+            let Some(row) = row else { continue };
+            let forge: String = row.try_get(0)?;
+            let state: String = row.try_get(5)?;
+            claimed.push(ClaimedStatus {
+                id,
+                attempts: row.try_get(8)?,
+                status: CommitStatus {
+                    forge: forge.parse::<Forge>().map_err(anyhow::Error::msg)?,
+                    repo: row.try_get(1)?,
+                    sha: row.try_get(2)?,
+                    git_ref: row.try_get(3)?,
+                    context: row.try_get(4)?,
+                    state: StatusState::parse(&state).context("unknown stored status state")?,
+                    description: row.try_get(6)?,
+                    target_url: row.try_get(7)?,
+                },
+            });
+        }
+        Ok(claimed)
+    }
+
+    /// Records the outcome of one delivery attempt: delivered, to be retried at
+    /// `retry_at_millis`, or given up (`retry_at_millis` `None`).
+    pub async fn status_attempted(
+        &self,
+        id: i64,
+        result: Result<(), (&str, Option<i64>)>,
+    ) -> anyhow::Result<()> {
+        let query = match result {
+            Ok(()) => sqlx::query(
+                "UPDATE status_updates SET delivery = 'delivered', attempts = attempts + 1, \
+                 last_error = NULL WHERE id = $1",
+            )
+            .bind(id),
+            Err((error, Some(retry_at))) => sqlx::query(
+                "UPDATE status_updates SET delivery = 'waiting', attempts = attempts + 1, \
+                 last_error = $1, next_attempt_at = $2 WHERE id = $3",
+            )
+            .bind(error.to_owned())
+            .bind(retry_at)
+            .bind(id),
+            Err((error, None)) => sqlx::query(
+                "UPDATE status_updates SET delivery = 'failed', attempts = attempts + 1, \
+                 last_error = $1 WHERE id = $2",
+            )
+            .bind(error.to_owned())
+            .bind(id),
+        };
+        query
+            .execute(self.pool())
+            .await
+            .context("recording a status delivery")?;
+        Ok(())
+    }
+
+    /// The newest update of each context of a run.
+    pub async fn run_statuses(&self, run_id: i64) -> anyhow::Result<Vec<StatusReport>> {
+        let rows = sqlx::query(
+            "SELECT context, state, description, target_url, delivery, attempts, last_error \
+             FROM status_updates WHERE run_id = $1 AND id IN \
+             (SELECT MAX(id) FROM status_updates WHERE run_id = $1 GROUP BY context) \
+             ORDER BY context",
+        )
+        .bind(run_id)
+        .fetch_all(self.pool())
+        .await
+        .context("reading a run's statuses")?;
+        rows.iter()
+            .map(|row| {
+                Ok(StatusReport {
+                    context: row.try_get(0)?,
+                    state: row.try_get(1)?,
+                    description: row.try_get(2)?,
+                    target_url: row.try_get(3)?,
+                    delivery: row.try_get(4)?,
+                    attempts: row.try_get(5)?,
+                    last_error: row.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,297 @@
+//! Commit statuses on each forge, through real runs: the webhook comes in, the pipeline runs
+//! on the engine, and the fake forge ends up with the right states, in order, with links.
+
+use std::time::{Duration, Instant};
+
+use gantry::webhook::signature::hmac_hex;
+use serde_json::{Value, json};
+
+use crate::fake_forge::{FakeForge, Kind, TOKEN};
+use crate::{Forge, REPO, SECRET, Server, finished, git};
+
+const PUBLIC_URL: &str = "http://gantry.test:8080";
+
+const PIPELINES: &[(&str, &str)] = &[
+    (
+        ".gantry/ci.yml",
+        "stages:\n  - name: check\n    image: IMAGE\n    run: echo fine\n",
+    ),
+    (
+        ".gantry/bad.yml",
+        "stages:\n  - name: boom\n    image: IMAGE\n    run: exit 3\n",
+    ),
+];
+
+fn forge_with(files: &[(&str, &str)]) -> Forge {
+    let forge = Forge::new(files[0].1);
+    for (path, text) in &files[1..] {
+        std::fs::write(
+            forge.work().join(path),
+            text.replace("IMAGE", &crate::image()),
+        )
+        .unwrap();
+    }
+    git(&forge.work(), &["add", "."]);
+    git(
+        &forge.work(),
+        &["commit", "-q", "--allow-empty", "-m", "pipelines"],
+    );
+    forge
+}
+
+fn config(dir: &std::path::Path, forge: &Forge, kind: Kind, api: &str) -> std::path::PathBuf {
+    let section = match kind {
+        Kind::Github => format!(
+            "[github]\nwebhook_secrets = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}\"\n"
+        ),
+        Kind::Gitlab => format!(
+            "[gitlab]\nwebhook_tokens = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}/api/v4\"\n"
+        ),
+        Kind::Gitea => format!(
+            "[gitea]\nwebhook_secrets = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}/api/v1\"\n"
+        ),
+    };
+    let forge_name = match kind {
+        Kind::Github => "github",
+        Kind::Gitlab => "gitlab",
+        Kind::Gitea => "gitea",
+    };
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{PUBLIC_URL}\"\n[store]\nurl = \"sqlite://{}\"\n\
+         [runner]\npull = \"never\"\n{section}\
+         [[repos]]\nname = \"{REPO}\"\nforge = \"{forge_name}\"\nclone_url = \"{}\"\n",
+        dir.join("gantry.db").display(),
+        forge.url()
+    );
+    let path = dir.join("gantry.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A push of `sha` to main, as `kind` would deliver it.
+async fn deliver_push(server: &Server, kind: Kind, sha: &str) -> i64 {
+    let zero = "0".repeat(40);
+    let (path, body, headers): (&str, Value, Vec<(&str, String)>) = match kind {
+        Kind::Github => {
+            return server
+                .push(crate::push_payload("main", sha, "change"))
+                .await;
+        }
+        Kind::Gitlab => (
+            "gitlab",
+            json!({
+                "object_kind": "push", "ref": "refs/heads/main", "before": zero, "after": sha,
+                "checkout_sha": sha, "user_username": "dev", "total_commits_count": 1,
+                "commits": [{ "id": sha, "message": "change" }],
+                "project": { "path_with_namespace": REPO, "git_http_url": "https://gitlab.invalid/acme/app.git", "web_url": "https://gitlab.invalid/acme/app" }
+            }),
+            vec![
+                ("X-Gitlab-Event", "Push Hook".into()),
+                ("X-Gitlab-Token", SECRET.into()),
+            ],
+        ),
+        Kind::Gitea => (
+            "gitea",
+            json!({
+                "ref": "refs/heads/main", "before": zero, "after": sha,
+                "commits": [{ "id": sha, "message": "change" }],
+                "head_commit": { "id": sha, "message": "change" },
+                "repository": { "full_name": REPO, "clone_url": "https://gitea.invalid/acme/app.git", "html_url": "https://gitea.invalid/acme/app" },
+                "pusher": { "login": "dev" }
+            }),
+            vec![("X-Gitea-Event", "push".into())],
+        ),
+    };
+    let body = serde_json::to_vec(&body).unwrap();
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/hooks/{path}", server.address))
+        .header("Content-Type", "application/json");
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    if kind == Kind::Gitea {
+        request = request.header("X-Gitea-Signature", hmac_hex(SECRET.as_bytes(), &body));
+    }
+    let response = request.body(body).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    response.json::<Value>().await.unwrap()["run_id"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Waits until every status of the run is delivered or given up.
+async fn settled_statuses(server: &Server, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = server.run(id).await;
+        let statuses = run["statuses"].as_array().cloned().unwrap_or_default();
+        let settled = finished(&run)
+            && !statuses.is_empty()
+            && statuses
+                .iter()
+                .all(|s| matches!(s["delivery"].as_str(), Some("delivered" | "failed")));
+        if settled {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "statuses never settled: {run:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn states(accepted: &[crate::fake_forge::Accepted]) -> Vec<&str> {
+    accepted.iter().map(|a| a.state.as_str()).collect()
+}
+
+async fn full_loop(kind: Kind, expected_ok: &[&str], expected_bad: &[&str]) {
+    let forge = forge_with(PIPELINES);
+    let sha = forge.push("main");
+    let (fake, mock) = FakeForge::start(kind, REPO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&config(dir.path(), &forge, kind, &mock.uri()));
+    let id = deliver_push(&server, kind, &sha).await;
+    let run = settled_statuses(&server, id).await;
+    assert_eq!(run["state"], "failure", "{run:#}");
+
+    let ok = fake.statuses(&sha, "gantry/ci");
+    assert_eq!(states(&ok), expected_ok, "{ok:?}");
+    assert_eq!(ok[0].description, "waiting to run");
+    assert_eq!(ok[1].description, "running check");
+    assert!(ok[2].description.starts_with("passed in "), "{ok:?}");
+    let bad = fake.statuses(&sha, "gantry/bad");
+    assert_eq!(states(&bad), expected_bad, "{bad:?}");
+    assert_eq!(bad.last().unwrap().description, "boom: exit code 3");
+    assert_eq!(
+        fake.contexts(),
+        [
+            (sha.clone(), "gantry/bad".to_owned()),
+            (sha.clone(), "gantry/ci".to_owned())
+        ],
+        "one status context per pipeline, and no other"
+    );
+    let link = format!("{PUBLIC_URL}/runs/{id}");
+    assert!(ok.iter().chain(&bad).all(|a| a.target_url == link));
+    assert_eq!(fake.unexpected(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn github_statuses_go_pending_then_to_the_result() {
+    full_loop(
+        Kind::Github,
+        &["pending", "pending", "success"],
+        &["pending", "pending", "failure"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gitlab_statuses_show_running() {
+    full_loop(
+        Kind::Gitlab,
+        &["pending", "running", "success"],
+        &["pending", "running", "failed"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gitea_statuses_go_pending_then_to_the_result() {
+    full_loop(
+        Kind::Gitea,
+        &["pending", "pending", "success"],
+        &["pending", "pending", "failure"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalid_pipeline_file_errors_with_its_location_within_140_characters() {
+    let long_key = "k".repeat(150);
+    let broken = format!("stages:\n  - name: x\n    {long_key}: y\n");
+    let forge = forge_with(&[PIPELINES[0], (".gantry/broken.yml", broken.as_str())]);
+    let sha = forge.push("main");
+    let (fake, mock) = FakeForge::start(Kind::Github, REPO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&config(dir.path(), &forge, Kind::Github, &mock.uri()));
+    let id = deliver_push(&server, Kind::Github, &sha).await;
+    settled_statuses(&server, id).await;
+    let broken = fake.statuses(&sha, "gantry/broken");
+    assert_eq!(states(&broken), ["error"]);
+    let description = &broken[0].description;
+    assert!(
+        description.starts_with(".gantry/broken.yml:3:5: unknown key `kkkk"),
+        "{description}"
+    );
+    assert_eq!(description.chars().count(), 140);
+    assert!(description.ends_with('…'));
+    assert_eq!(fake.unexpected(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_flaky_forge_gets_every_status_in_the_end_and_never_an_older_one_last() {
+    let forge = forge_with(&PIPELINES[..1]);
+    let sha = forge.push("main");
+    let (fake, mock) = FakeForge::start(Kind::Github, REPO).await;
+    // Two server errors, then a rate limit that resets in two seconds.
+    let reset = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2)
+    .to_string();
+    fake.script(vec![
+        (503, vec![]),
+        (503, vec![]),
+        (
+            403,
+            vec![
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", reset),
+            ],
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&config(dir.path(), &forge, Kind::Github, &mock.uri()));
+    let id = deliver_push(&server, Kind::Github, &sha).await;
+    let run = settled_statuses(&server, id).await;
+    let ok = fake.statuses(&sha, "gantry/ci");
+    assert_eq!(
+        ok.last().map(|a| a.state.as_str()),
+        Some("success"),
+        "{ok:?}"
+    );
+    // Earlier states held back by the failures are superseded, never sent after a later one.
+    let order: Vec<&str> = states(&ok);
+    let success_at = order.iter().position(|s| *s == "success").unwrap();
+    assert_eq!(success_at, order.len() - 1, "{order:?}");
+    let status = &run["statuses"][0];
+    assert_eq!(
+        (status["delivery"].as_str(), status["state"].as_str()),
+        (Some("delivered"), Some("success")),
+        "{run:#}"
+    );
+    assert!(fake.requests() >= 4);
+    assert_eq!(fake.unexpected(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_undeliverable_status_shows_on_the_run() {
+    let forge = forge_with(&PIPELINES[..1]);
+    let sha = forge.push("main");
+    // The fake knows another repo: every status for this one is a 404, which no retry fixes.
+    let (fake, mock) = FakeForge::start(Kind::Github, "someone/else").await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&config(dir.path(), &forge, Kind::Github, &mock.uri()));
+    let id = deliver_push(&server, Kind::Github, &sha).await;
+    let run = settled_statuses(&server, id).await;
+    assert_eq!(run["state"], "success", "reporting never fails a run");
+    let status = &run["statuses"][0];
+    assert_eq!(status["delivery"], "failed", "{run:#}");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("github answered 404 Not Found"),
+        "{run:#}"
+    );
+    assert!(!fake.unexpected().is_empty());
+}
