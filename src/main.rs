@@ -190,7 +190,11 @@ fn run_local(request: gantry::runner::local::LocalRun) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(gantry::runner::local::run(request, settings.runner)) {
+    match runtime.block_on(gantry::runner::local::run(
+        request,
+        settings.runner,
+        settings.registries,
+    )) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(err) => {

@@ -63,7 +63,8 @@ impl Application {
         let mut reporter = None;
         let scheduler = match &engine {
             Some(engine) => {
-                let executor = Executor::new(engine.clone(), Arc::new(settings.runner.clone()));
+                let executor = Executor::new(engine.clone(), Arc::new(settings.runner.clone()))
+                    .with_registries(settings.registries.clone());
                 let forges =
                     Forges::from_settings(&settings).context("building forge API clients")?;
                 let scheduler = Scheduler::new(

@@ -225,7 +225,15 @@ impl Pipeline {
                     tags: build
                         .tags
                         .iter()
-                        .map(|tag| expand(tag, &env))
+                        .map(|tag| {
+                            let expanded = expand(tag, &env)?;
+                            if expanded.is_empty() {
+                                return Err(format!(
+                                    "build tag `{tag}` expands to nothing in this run"
+                                ));
+                            }
+                            Ok(expanded)
+                        })
                         .collect::<Result<_, _>>()
                         .map_err(error)?,
                     args: build.args.clone(),

@@ -274,7 +274,7 @@ impl Engine {
             builder.append_dir_all(".", &dir)?;
             builder.into_inner()?.flush_rest()
         });
-        let stream = tokio_stream_from(receiver);
+        let stream = stream_from(receiver);
         let options = UploadToContainerOptions {
             path: WORKSPACE_DIR.into(),
             ..Default::default()
@@ -669,12 +669,19 @@ fn volume_mount(volume: &str) -> Mount {
 
 /// A `Write` that hands full chunks to an async receiver, so a tar archive streams to the
 /// engine without being held in memory whole.
-struct ChunkWriter {
+pub(super) struct ChunkWriter {
     sender: tokio::sync::mpsc::Sender<Bytes>,
     buffer: Vec<u8>,
 }
 
 impl ChunkWriter {
+    pub(super) fn new(sender: tokio::sync::mpsc::Sender<Bytes>) -> Self {
+        Self {
+            sender,
+            buffer: Vec::with_capacity(UPLOAD_CHUNK_BYTES),
+        }
+    }
+
     fn send(&mut self) -> std::io::Result<()> {
         let chunk = Bytes::from(std::mem::replace(
             &mut self.buffer,
@@ -685,7 +692,7 @@ impl ChunkWriter {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
     }
 
-    fn flush_rest(mut self) -> std::io::Result<()> {
+    pub(super) fn flush_rest(mut self) -> std::io::Result<()> {
         if !self.buffer.is_empty() {
             self.send()?;
         }
@@ -707,7 +714,7 @@ impl std::io::Write for ChunkWriter {
     }
 }
 
-fn tokio_stream_from(
+pub(super) fn stream_from(
     mut receiver: tokio::sync::mpsc::Receiver<Bytes>,
 ) -> impl futures_util::Stream<Item = Bytes> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))

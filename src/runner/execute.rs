@@ -1,21 +1,22 @@
 //! Running one planned pipeline: its stages as a DAG, independent ones side by side, each
 //! `run` stage in its own container on the run's shared workspace volume.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::build::BuildRequest;
 use super::engine::{
     ContainerExit, ContainerSpec, DockerError, Engine, GatedContainer, OutputStream, RUN_LABEL,
     with_default_tag,
 };
 use super::logs::{LineSplitter, Masker};
-use crate::config::RunnerSettings;
+use crate::config::{RegistryCredentials, RunnerSettings};
 use crate::pipeline::{Plan, PlannedStage, StageAction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,11 +98,22 @@ pub struct PipelineJob {
 pub struct Executor {
     engine: Engine,
     settings: Arc<RunnerSettings>,
+    registries: Arc<BTreeMap<String, RegistryCredentials>>,
 }
 
 impl Executor {
     pub fn new(engine: Engine, settings: Arc<RunnerSettings>) -> Self {
-        Self { engine, settings }
+        Self {
+            engine,
+            settings,
+            registries: Arc::default(),
+        }
+    }
+
+    /// Gives build stages the credentials of `[registries."HOST"]`.
+    pub fn with_registries(mut self, registries: BTreeMap<String, RegistryCredentials>) -> Self {
+        self.registries = Arc::new(registries);
+        self
     }
 
     pub fn engine(&self) -> &Engine {
@@ -113,6 +125,7 @@ impl Executor {
         let scoped = Executor {
             engine: self.engine.scoped(),
             settings: self.settings.clone(),
+            registries: self.registries.clone(),
         };
         scoped.run_scoped(job, observer).await
     }
@@ -204,9 +217,13 @@ impl Executor {
         let mut started = vec![false; stages.len()];
         let mut running: JoinSet<(usize, StageOutcome)> = JoinSet::new();
         let mut warm: HashMap<usize, Warming> = HashMap::new();
+        // What build stages hand to the stages after them (GANTRY_IMAGE…).
+        let outputs: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let context = |job: &PipelineJob| StageContext {
             engine: self.engine.clone(),
             settings: self.settings.clone(),
+            registries: self.registries.clone(),
+            outputs: outputs.clone(),
             pipeline: job.plan.pipeline.clone(),
             run_label: job.run_label.clone(),
             volume: volume.to_owned(),
@@ -272,7 +289,11 @@ impl Executor {
                 });
             }
             // Start the containers of stages that will run next, while their needs run.
-            if !job.cancel.is_cancelled() {
+            // Not while a build runs: the stages after it get its image in their env.
+            let build_pending = stages.iter().zip(&states).any(|(stage, state)| {
+                matches!(stage.action, StageAction::Build { .. }) && state.is_none()
+            });
+            if !job.cancel.is_cancelled() && !build_pending {
                 for index in 0..stages.len() {
                     let stage = &stages[index];
                     let next_up = !started[index]
@@ -386,6 +407,8 @@ pub fn volume_name(run_label: &str, pipeline: &str) -> String {
 struct StageContext {
     engine: Engine,
     settings: Arc<RunnerSettings>,
+    registries: Arc<BTreeMap<String, RegistryCredentials>>,
+    outputs: Arc<Mutex<Vec<(String, String)>>>,
     pipeline: String,
     run_label: String,
     volume: String,
@@ -424,7 +447,8 @@ impl StageContext {
                         .await
                 }
                 StageAction::Validate { paths } => self.validate(&stage.name, paths).await,
-                StageAction::Build { .. } | StageAction::Bump { .. } => (
+                StageAction::Build { .. } => self.build(stage).await,
+                StageAction::Bump { .. } => (
                     StageState::Error,
                     None,
                     Some(format!(
@@ -457,6 +481,82 @@ impl StageContext {
         }
     }
 
+    /// Builds (and pushes) the image, and hands its name, tag and digest to later stages.
+    async fn build(&self, stage: &PlannedStage) -> (StageState, Option<i64>, Option<String>) {
+        let StageAction::Build {
+            context,
+            dockerfile,
+            image,
+            tags,
+            args,
+            target,
+            labels,
+            push,
+        } = &stage.action
+        else {
+            return (StageState::Error, None, Some("not a build stage".into()));
+        };
+        let env = |name: &str| {
+            stage
+                .env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        // The OCI annotations that tie an image to its source, as `docker buildx` sets them.
+        let mut all_labels = vec![
+            (
+                "org.opencontainers.image.source".to_owned(),
+                env("GANTRY_REPO"),
+            ),
+            (
+                "org.opencontainers.image.revision".to_owned(),
+                env("GANTRY_COMMIT_SHA"),
+            ),
+            (
+                "org.opencontainers.image.created".to_owned(),
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+        ];
+        all_labels.extend(labels.iter().cloned());
+        let request = BuildRequest {
+            checkout: &self.checkout,
+            context,
+            dockerfile,
+            image,
+            tags,
+            args,
+            target: target.as_deref(),
+            labels: all_labels,
+            push: *push,
+            registries: &self.registries,
+        };
+        let result = self
+            .engine
+            .build_and_push(request, |line| {
+                self.observer.log_line(&self.pipeline, &stage.name, line)
+            })
+            .await;
+        match result {
+            Ok(built) => {
+                let mut outputs = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+                outputs.push(("GANTRY_IMAGE".into(), built.image.clone()));
+                outputs.push(("GANTRY_IMAGE_TAG".into(), built.tag.clone()));
+                outputs.push((
+                    "GANTRY_IMAGE_DIGEST".into(),
+                    built.digest.clone().unwrap_or_default(),
+                ));
+                let message = match &built.digest {
+                    Some(digest) => format!("pushed {}:{} ({digest})", built.image, built.tag),
+                    None => format!("built {}:{} (not pushed)", built.image, built.tag),
+                };
+                (StageState::Success, None, Some(message))
+            }
+            Err(err) => (StageState::Failure, None, Some(err.to_string())),
+        }
+    }
+
     /// The container a stage attempt runs in, and the masker for its output.
     fn spec(
         &self,
@@ -473,6 +573,9 @@ impl StageContext {
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.expose())),
         );
+        let outputs = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        env.extend(outputs.iter().map(|(k, v)| format!("{k}={v}")));
+        drop(outputs);
         let mut labels = self.labels.clone();
         labels.push(("gantry.stage".into(), stage.name.clone()));
         let spec = ContainerSpec {

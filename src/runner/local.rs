@@ -27,7 +27,11 @@ pub struct LocalRun {
 
 /// Runs the pipelines and returns whether all succeeded. Ctrl-C cancels: running stages are
 /// stopped and everything the run created is removed.
-pub async fn run(request: LocalRun, settings: RunnerSettings) -> anyhow::Result<bool> {
+pub async fn run(
+    request: LocalRun,
+    settings: RunnerSettings,
+    registries: std::collections::BTreeMap<String, crate::config::RegistryCredentials>,
+) -> anyhow::Result<bool> {
     let dir = request
         .dir
         .canonicalize()
@@ -132,7 +136,7 @@ pub async fn run(request: LocalRun, settings: RunnerSettings) -> anyhow::Result<
 
     let engine = Engine::connect(&settings.docker_host)?;
     engine.ping().await?;
-    let executor = Executor::new(engine.clone(), Arc::new(settings));
+    let executor = Executor::new(engine.clone(), Arc::new(settings)).with_registries(registries);
     let cancel = CancellationToken::new();
     let interrupted = {
         let cancel = cancel.clone();

@@ -2,6 +2,7 @@
 //! (`execute`), the server's queue worker (`scheduler`, with `checkout` and `record`), and
 //! `gantry run` (`local`).
 
+pub mod build;
 pub mod checkout;
 mod engine;
 pub mod execute;

@@ -1,6 +1,7 @@
 //! The runner on a real Docker engine, with the local busybox image `.ci/run` builds
 //! (`GANTRY_TEST_IMAGE`).
 
+mod build;
 mod cli;
 mod executor;
 
