@@ -516,7 +516,7 @@ impl StageContext {
             ),
             (
                 "org.opencontainers.image.created".to_owned(),
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                self.commit_time().await,
             ),
         ];
         all_labels.extend(labels.iter().cloned());
@@ -555,6 +555,21 @@ impl StageContext {
             }
             Err(err) => (StageState::Failure, None, Some(err.to_string())),
         }
+    }
+
+    /// When the checked-out commit was made: the image's `created`, so that building the
+    /// same commit twice gives the same image (and a cached build pushes nothing new).
+    /// Outside a git checkout, now.
+    async fn commit_time(&self) -> String {
+        crate::git::Git::new(&self.checkout)
+            .run(&["log", "-1", "--format=%cI", "HEAD"])
+            .await
+            .map(|time| time.trim().to_owned())
+            .ok()
+            .filter(|time| !time.is_empty())
+            .unwrap_or_else(|| {
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            })
     }
 
     /// The container a stage attempt runs in, and the masker for its output.
