@@ -243,7 +243,11 @@ impl Engine {
             });
         }
         let host = registry_of(request.image);
-        let creds = request.registries.get(host).map(|c| credentials(host, c));
+        let creds = request
+            .registries
+            .get(host)
+            .map(|c| credentials(host, c))
+            .or_else(|| docker_config_credentials(&docker_config_path()?, host));
         for tag in request.tags {
             let options = PushImageOptions {
                 tag: Some(tag.clone()),
@@ -287,6 +291,46 @@ impl Engine {
             digest,
         })
     }
+}
+
+/// Where the engine's client keeps registry logins for the user running Gantry:
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn docker_config_path() -> Option<PathBuf> {
+    match std::env::var_os("DOCKER_CONFIG") {
+        Some(dir) => Some(PathBuf::from(dir).join("config.json")),
+        None => {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker/config.json"))
+        }
+    }
+}
+
+/// A `docker login` for `host` from a client config file: the `auths` entry's base64
+/// `user:password`. Credential helpers (`credsStore`, `credHelpers`) are not consulted.
+pub fn docker_config_credentials(path: &Path, host: &str) -> Option<DockerCredentials> {
+    use base64::Engine as _;
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let auths = config.get("auths")?.as_object()?;
+    let entry = auths.get(host).or_else(|| {
+        auths
+            .iter()
+            .find(|(key, _)| {
+                key.trim_start_matches("https://")
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    == host
+            })
+            .map(|(_, entry)| entry)
+    })?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(entry.get("auth")?.as_str()?)
+        .ok()?;
+    let (username, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some(DockerCredentials {
+        username: Some(username.to_owned()),
+        password: Some(password.to_owned()),
+        serveraddress: Some(host.to_owned()),
+        ..Default::default()
+    })
 }
 
 fn credentials(host: &str, creds: &RegistryCredentials) -> DockerCredentials {
@@ -343,6 +387,31 @@ mod tests {
             !ignore.excludes("sub/app.log"),
             "`*` does not cross folders"
         );
+    }
+
+    #[test]
+    fn logins_are_read_from_the_client_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"auths": {"registry.example.com": {"auth": "dXNlcjpwYXNzOndvcmQ="}, "https://other.example.com/": {"auth": "YTpi"}}}"#,
+        )
+        .unwrap();
+        let found = docker_config_credentials(&path, "registry.example.com").unwrap();
+        assert_eq!(
+            (found.username.as_deref(), found.password.as_deref()),
+            (Some("user"), Some("pass:word"))
+        );
+        assert_eq!(
+            docker_config_credentials(&path, "other.example.com")
+                .unwrap()
+                .username
+                .as_deref(),
+            Some("a")
+        );
+        assert!(docker_config_credentials(&path, "nowhere.example.com").is_none());
+        assert!(docker_config_credentials(&dir.path().join("missing.json"), "x").is_none());
     }
 
     #[test]

@@ -335,6 +335,22 @@ fn a_secret_the_repo_lacks_fails_the_plan_at_the_stage() {
 }
 
 #[test]
+fn a_tag_that_expands_to_nothing_fails_the_plan() {
+    let p = pipeline(
+        "on: {push: }\nstages:\n  - name: image\n    build:\n      image: registry.local/app\n      tags: [\"${GANTRY_TAG}\"]\n",
+    );
+    let err = plan(&p, &github_push(), &BTreeMap::new()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        ".gantry/test.yml:3:11: build tag `${GANTRY_TAG}` expands to nothing in this run"
+    );
+    assert!(matches!(
+        plan(&p, &github_tag(), &BTreeMap::new()),
+        Ok(Some(_))
+    ));
+}
+
+#[test]
 fn an_untriggered_pipeline_has_no_plan() {
     let p = pipeline(&format!("on: {{push: {{branches: [main]}}}}\n{STAGE}"));
     assert!(
