@@ -1,20 +1,9 @@
-//! Gitea and Forgejo commit statuses: `POST /repos/{owner}/{repo}/statuses/{sha}`.
+//! Gitea and Forgejo commit statuses: `POST /repos/{owner}/{repo}/statuses/{sha}`, the same
+//! body and states as GitHub's; only the auth header differs.
 
-use serde_json::json;
-
-use super::{CommitStatus, StatusState};
+use super::CommitStatus;
+use super::github::status_body;
 use crate::config::Secret;
-
-/// Gitea has pending, success, error, failure and warning: running shows as pending,
-/// canceled as error.
-fn state(state: StatusState) -> &'static str {
-    match state {
-        StatusState::Pending | StatusState::Running => "pending",
-        StatusState::Success => "success",
-        StatusState::Failure => "failure",
-        StatusState::Error | StatusState::Canceled => "error",
-    }
-}
 
 pub(super) fn status_request(
     http: &reqwest::Client,
@@ -27,10 +16,5 @@ pub(super) fn status_request(
         status.repo, status.sha
     ))
     .header("Authorization", format!("token {}", token.expose()))
-    .json(&json!({
-        "state": state(status.state),
-        "target_url": status.target_url,
-        "description": status.description,
-        "context": status.context,
-    }))
+    .json(&status_body(status))
 }

@@ -5,8 +5,8 @@ use serde_json::json;
 use super::{CommitStatus, StatusState};
 use crate::config::Secret;
 
-/// GitHub knows no `running` or `canceled`: running shows as pending, canceled as error
-/// (the description says which).
+/// GitHub (and Gitea, which copied its API) know no `running` or `canceled`: running shows
+/// as pending, canceled as error (the description says which).
 fn state(state: StatusState) -> &'static str {
     match state {
         StatusState::Pending | StatusState::Running => "pending",
@@ -29,10 +29,15 @@ pub(super) fn status_request(
     .bearer_auth(token.expose())
     .header("Accept", "application/vnd.github+json")
     .header("X-GitHub-Api-Version", "2022-11-28")
-    .json(&json!({
+    .json(&status_body(status))
+}
+
+/// The request body GitHub and Gitea both take.
+pub(super) fn status_body(status: &CommitStatus) -> serde_json::Value {
+    json!({
         "state": state(status.state),
         "target_url": status.target_url,
         "description": status.description,
         "context": status.context,
-    }))
+    })
 }

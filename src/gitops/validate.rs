@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{Budget, DuplicateKeyPolicy, Options, Spanned};
+use serde_saphyr::{Options, Spanned};
 
 use crate::pipeline::{Diagnostic, Pattern};
 
@@ -93,14 +93,7 @@ fn collect(
 }
 
 fn yaml_options() -> Options {
-    let mut budget = Budget::default();
-    budget.max_depth = MAX_DEPTH;
-    budget.max_aliases = MAX_ALIASES;
-    budget.max_events = MAX_EVENTS;
-    serde_saphyr::options! {
-        duplicate_keys: DuplicateKeyPolicy::Error,
-        budget: Some(budget),
-    }
+    crate::pipeline::strict_yaml_options(MAX_DEPTH, MAX_ALIASES, MAX_EVENTS)
 }
 
 fn check_file(

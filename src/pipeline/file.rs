@@ -212,13 +212,23 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// The reader's options: duplicate keys refused, and budgets that stop deep nesting, alias
-/// bombs and huge documents early with an error instead of memory and time.
-pub fn yaml_options() -> Options {
+/// The reader's options for pipeline files.
+fn yaml_options() -> Options {
+    strict_yaml_options(MAX_DEPTH, MAX_ALIASES, MAX_EVENTS)
+}
+
+/// Options for reading YAML Gantry did not write: duplicate keys refused, and budgets that
+/// stop deep nesting, alias bombs and huge documents early with an error instead of
+/// memory and time.
+pub(crate) fn strict_yaml_options(
+    max_depth: usize,
+    max_aliases: usize,
+    max_events: usize,
+) -> Options {
     let mut budget = Budget::default();
-    budget.max_depth = MAX_DEPTH;
-    budget.max_aliases = MAX_ALIASES;
-    budget.max_events = MAX_EVENTS;
+    budget.max_depth = max_depth;
+    budget.max_aliases = max_aliases;
+    budget.max_events = max_events;
     serde_saphyr::options! {
         duplicate_keys: DuplicateKeyPolicy::Error,
         budget: Some(budget),
