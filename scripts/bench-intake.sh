@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Webhook intake throughput and latency: Gantry (SQLite store) against adnanh/webhook, on the
-# same signed GitHub push payload, in one run. Also Gantry's idle resident memory and a check
-# that every delivery Gantry accepted is in its store.
+# Webhook intake throughput and latency: `gantry serve --role intake` (SQLite store) against
+# adnanh/webhook, on the same signed GitHub push payload, in one run. Also Gantry's idle
+# resident memory and a check that every delivery Gantry accepted is in its store. (The
+# intake role runs nothing, so the queued runs stay queued and can be counted.)
 #
 #   scripts/bench-intake.sh [DURATION_SECONDS] [CONNECTIONS]
 #
@@ -90,7 +91,7 @@ webhook_secrets = ["$SECRET"]
 name = "$repo"
 forge = "github"
 TOML
-target/release/gantry serve -c "$work/gantry.toml" 2>"$work/gantry.log" &
+target/release/gantry serve --role intake -c "$work/gantry.toml" 2>"$work/gantry.log" &
 gantry_pid=$!
 pids+=("$gantry_pid")
 wait_http "http://127.0.0.1:$GANTRY_PORT/healthz"
@@ -103,7 +104,7 @@ accepted=$(awk '/^status 202:/ {print $3}' "$work/gantry.wrk")
 stored=$(curl -s "http://127.0.0.1:$GANTRY_PORT/metrics" | awk '/^gantry_runs_queued / {print $2}')
 # Durable means on disk: kill without warning and count again from a fresh process.
 kill -9 "$gantry_pid"; wait "$gantry_pid" 2>/dev/null || true
-target/release/gantry serve -c "$work/gantry.toml" 2>>"$work/gantry.log" &
+target/release/gantry serve --role intake -c "$work/gantry.toml" 2>>"$work/gantry.log" &
 pids+=("$!")
 wait_http "http://127.0.0.1:$GANTRY_PORT/healthz"
 after_kill=$(curl -s "http://127.0.0.1:$GANTRY_PORT/metrics" | awk '/^gantry_runs_queued / {print $2}')
