@@ -1,7 +1,7 @@
 //! The JSON API: run history.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::{Deserialize, Serialize};
 
 use super::{AppState, error_body};
@@ -16,6 +16,10 @@ const MAX_PAGE_SIZE: u32 = 500;
 pub enum ApiError {
     #[error("{0}")]
     BadQuery(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("run {0} has already finished")]
+    Finished(i64),
     #[error("run {0} not found")]
     NotFound(i64),
     #[error("the store is unavailable")]
@@ -26,6 +30,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Finished(_) => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -35,8 +41,79 @@ impl ResponseError for ApiError {
         if let ApiError::Store(err) = self {
             tracing::error!(error = ?err, "API store query failed");
         }
-        HttpResponse::build(self.status_code()).json(error_body(&self.to_string()))
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(error_body(&self.to_string()))
     }
+}
+
+/// Actions that change runs need `Authorization: Bearer <server.api_token>`, compared in
+/// constant time. Without a configured token they are refused to everyone.
+fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
+    let Some(token) = &state.settings.server.api_token else {
+        return Err(ApiError::Unauthorized(
+            "server.api_token is not set; run actions are disabled",
+        ));
+    };
+    let presented = request
+        .headers()
+        .get("Authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized(
+            "missing `Authorization: Bearer` token",
+        ))?;
+    if token.matches(presented.trim().as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("wrong API token"))
+    }
+}
+
+/// `POST /api/runs/{id}/cancel`: a queued run ends at once; a running one is stopped by its
+/// runner within a heartbeat.
+pub async fn cancel_run(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let id = id.into_inner();
+    state
+        .store
+        .run(id)
+        .await
+        .map_err(ApiError::Store)?
+        .ok_or(ApiError::NotFound(id))?;
+    if state
+        .store
+        .request_cancel(id)
+        .await
+        .map_err(ApiError::Store)?
+    {
+        Ok(HttpResponse::Accepted().json(serde_json::json!({ "canceled": id })))
+    } else {
+        Err(ApiError::Finished(id))
+    }
+}
+
+/// `POST /api/runs/{id}/rerun`: the same event queued again as a new run.
+pub async fn rerun_run(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let id = id.into_inner();
+    let new_id = state
+        .store
+        .rerun(id)
+        .await
+        .map_err(ApiError::Store)?
+        .ok_or(ApiError::NotFound(id))?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({ "run_id": new_id, "rerun_of": id })))
 }
 
 #[derive(Debug, Deserialize)]

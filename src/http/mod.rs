@@ -30,7 +30,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/hooks/{forge}", web::post().to(hooks::receive))
         .route("/api/runs", web::get().to(api::list_runs))
         .route("/api/runs/{id}", web::get().to(api::get_run))
-        .route("/api/runs/{id}/log", web::get().to(api::get_log));
+        .route("/api/runs/{id}/log", web::get().to(api::get_log))
+        .route("/api/runs/{id}/cancel", web::post().to(api::cancel_run))
+        .route("/api/runs/{id}/rerun", web::post().to(api::rerun_run));
 }
 
 /// Health and metrics: served by every role.

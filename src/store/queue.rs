@@ -181,3 +181,63 @@ impl super::Store {
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 }
+
+impl super::Store {
+    /// Queues the run again as a new run for the same event (its own delivery, marked
+    /// `rerun`), and returns the new run's id; `None` when there is no such run.
+    pub async fn rerun(&self, run_id: i64) -> anyhow::Result<Option<i64>> {
+        let mut tx = self.pool().begin().await.context("starting a rerun")?;
+        let Some(old) = sqlx::query(
+            "SELECT forge, repo, trigger_kind, git_ref, commit_sha, commit_message, pr_number, event \
+             FROM runs WHERE id = $1",
+        )
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .with_context(|| format!("reading run {run_id}"))?
+        else {
+            return Ok(None);
+        };
+        let now = now_millis();
+        let forge: String = old.try_get(0)?;
+        let repo: String = old.try_get(1)?;
+        let delivery: i64 = sqlx::query(
+            "INSERT INTO deliveries (forge, delivery_id, event_name, repo, received_at) \
+             VALUES ($1, $2, 'rerun', $3, $4) RETURNING id",
+        )
+        .bind(&forge)
+        .bind(format!(
+            "rerun-of-{run_id}-{}",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .bind(&repo)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .context("recording the rerun")?
+        .try_get(0)?;
+        let new_id: i64 = sqlx::query(
+            "INSERT INTO runs (delivery, forge, repo, trigger_kind, git_ref, commit_sha, \
+             commit_message, pr_number, state, event, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .bind(delivery)
+        .bind(&forge)
+        .bind(&repo)
+        .bind(old.try_get::<String, _>(2)?)
+        .bind(old.try_get::<String, _>(3)?)
+        .bind(old.try_get::<String, _>(4)?)
+        .bind(old.try_get::<Option<String>, _>(5)?)
+        .bind(old.try_get::<Option<i64>, _>(6)?)
+        .bind(RunState::Queued.as_str())
+        .bind(old.try_get::<String, _>(7)?)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .context("queueing the rerun")?
+        .try_get(0)?;
+        tx.commit().await.context("committing the rerun")?;
+        self.queued().notify_one();
+        Ok(Some(new_id))
+    }
+}

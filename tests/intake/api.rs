@@ -123,3 +123,75 @@ async fn metrics_count_deliveries_by_forge_and_outcome() {
         );
     }
 }
+
+async fn post(app: &TestApp, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut request = app.client.post(format!("{}{path}", app.address));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn cancel_and_rerun_need_the_api_token() {
+    let app = TestApp::spawn().await;
+    let accepted: serde_json::Value = app
+        .post_hook(
+            "github",
+            &github("push", &fixture("github/push/goscm__push.json")),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["run_id"].as_i64().unwrap();
+    for path in [
+        format!("/api/runs/{id}/cancel"),
+        format!("/api/runs/{id}/rerun"),
+    ] {
+        let (status, body) = post(&app, &path, None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("missing `Authorization: Bearer` token"))
+        );
+        let (status, body) = post(&app, &path, Some("guess")).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("wrong API token"))
+        );
+    }
+    assert_eq!(
+        app.run_count().await,
+        1,
+        "nothing happened without the token"
+    );
+    let (_, run) = app.get_json(&format!("/api/runs/{id}")).await;
+    assert_eq!(run["state"], "queued");
+
+    let token = Some(crate::helpers::API_TOKEN);
+    let (status, _) = post(&app, &format!("/api/runs/{id}/cancel"), token).await;
+    assert_eq!(status, 202);
+    let (_, run) = app.get_json(&format!("/api/runs/{id}")).await;
+    assert_eq!(run["state"], "canceled");
+    let (status, body) = post(&app, &format!("/api/runs/{id}/cancel"), token).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some(format!("run {id} has already finished").as_str()))
+    );
+
+    let (status, body) = post(&app, &format!("/api/runs/{id}/rerun"), token).await;
+    assert_eq!(status, 202);
+    let new_id = body["run_id"].as_i64().unwrap();
+    assert_ne!(new_id, id);
+    let (_, rerun) = app.get_json(&format!("/api/runs/{new_id}")).await;
+    assert_eq!(rerun["state"], "queued");
+    assert_eq!(rerun["commit_sha"], run["commit_sha"]);
+    assert_eq!(rerun["event"], run["event"]);
+    let (status, _) = post(&app, "/api/runs/999999/rerun", token).await;
+    assert_eq!(status, 404);
+}

@@ -14,6 +14,7 @@ pub const GITHUB_SECRET: &str = "github-secret";
 pub const GITLAB_TOKEN: &str = "gitlab-token";
 pub const GITLAB_SIGNING_KEY: &[u8] = b"gitlab signing key";
 pub const GITEA_SECRET: &str = "gitea-secret";
+pub const API_TOKEN: &str = "test-api-token";
 
 /// Every repo named in the fixture payloads, so their pushes and pull requests queue runs.
 const FIXTURE_REPOS: &[(&str, &str)] = &[
@@ -38,7 +39,7 @@ const FIXTURE_REPOS: &[(&str, &str)] = &[
 /// The config every test app starts from: secrets for each forge and the fixture repos.
 pub fn config_toml(store_url: &str) -> String {
     let mut toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = {MAX_BODY}\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = {MAX_BODY}\napi_token = \"{API_TOKEN}\"\n\
          [store]\nurl = \"{store_url}\"\n\
          [runner]\ndocker_host = \"unix:///var/run/docker.sock\"\n\
          [github]\nwebhook_secrets = [\"rotated-out\", \"{GITHUB_SECRET}\"]\n\

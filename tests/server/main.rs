@@ -15,6 +15,7 @@ mod statuses;
 
 const SECRET: &str = "loop-secret";
 const REPO: &str = "acme/app";
+const API_TOKEN: &str = "server-api-token";
 
 fn image() -> String {
     std::env::var("GANTRY_TEST_IMAGE").expect("GANTRY_TEST_IMAGE names the local busybox image")
@@ -86,7 +87,7 @@ impl Forge {
 
 fn config(store: &Path, forge: &Forge) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\napi_token = \"{API_TOKEN}\"\n[store]\nurl = \"sqlite://{}\"\n\
          [runner]\npull = \"never\"\n[github]\nwebhook_secrets = [\"{SECRET}\"]\n\
          [[repos]]\nname = \"{REPO}\"\nforge = \"github\"\nclone_url = \"{}\"\n\
          secrets = {{ TOKEN = \"t0ps3cret\" }}\n",
@@ -496,4 +497,30 @@ async fn queued_runs_wait_for_a_free_slot() {
         second_run["started_at"].as_str() >= first_run["finished_at"].as_str(),
         "{first_run:#} {second_run:#}"
     );
+}
+
+#[tokio::test]
+async fn canceling_a_running_run_through_the_api_stops_its_stage() {
+    let forge = Forge::new("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
+    let sha = forge.push("main");
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gantry.toml");
+    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let server = Server::start(&config_path);
+    let id = server.push(push_payload("main", &sha, "slow")).await;
+    server
+        .wait_for(id, "its stage to run", |run| {
+            run["pipelines"][0]["stages"][0]["state"] == "running"
+        })
+        .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/runs/{id}/cancel", server.address))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let run = server.wait_for(id, "an end", finished).await;
+    assert_eq!(run["state"], "canceled", "{run:#}");
+    assert_eq!(run["pipelines"][0]["stages"][0]["state"], "canceled");
 }
