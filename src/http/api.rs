@@ -81,12 +81,7 @@ pub async fn cancel_run(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &request)?;
     let id = id.into_inner();
-    state
-        .store
-        .run(id)
-        .await
-        .map_err(ApiError::Store)?
-        .ok_or(ApiError::NotFound(id))?;
+    existing_run(&state, id).await?;
     if state
         .store
         .request_cancel(id)
@@ -165,12 +160,7 @@ pub async fn get_run(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let run = state
-        .store
-        .run(id)
-        .await
-        .map_err(ApiError::Store)?
-        .ok_or(ApiError::NotFound(id))?;
+    let run = existing_run(&state, id).await?;
     let pipelines = state
         .store
         .pipeline_results(id)
@@ -186,6 +176,16 @@ pub async fn get_run(
         pipelines,
         statuses,
     }))
+}
+
+/// The run with this id, or the 404 the API answers for a missing one.
+async fn existing_run(state: &AppState, id: i64) -> Result<Run, ApiError> {
+    state
+        .store
+        .run(id)
+        .await
+        .map_err(ApiError::Store)?
+        .ok_or(ApiError::NotFound(id))
 }
 
 /// One run with what it produced: each pipeline's and stage's result, and the commit
@@ -204,12 +204,7 @@ pub async fn get_log(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    state
-        .store
-        .run(id)
-        .await
-        .map_err(ApiError::Store)?
-        .ok_or(ApiError::NotFound(id))?;
+    existing_run(&state, id).await?;
     let chunks = state.store.run_log(id).await.map_err(ApiError::Store)?;
     let mut text = String::new();
     for chunk in &chunks {

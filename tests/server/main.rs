@@ -96,6 +96,14 @@ fn config(store: &Path, forge: &Forge) -> String {
     )
 }
 
+/// A folder with the server's config (edited by `edit`) and, once it runs, its store.
+fn config_dir(forge: &Forge, edit: impl FnOnce(String) -> String) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gantry.toml");
+    std::fs::write(&path, edit(config(&dir.path().join("gantry.db"), forge))).unwrap();
+    (dir, path)
+}
+
 /// A GitHub push delivery for `branch` at `sha`.
 fn push_payload(branch: &str, sha: &str, message: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
@@ -236,9 +244,7 @@ const PIPELINE: &str = "stages:
 async fn a_signed_push_runs_its_pipeline_to_success() {
     let forge = Forge::new(PIPELINE);
     let sha = forge.push("main");
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("gantry.toml");
-    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
 
     let id = server.push(push_payload("main", &sha, "add the app")).await;
@@ -274,9 +280,7 @@ async fn a_branch_named_with_shell_characters_is_checked_out_and_runs_nothing_el
         "stages:\n  - name: show\n    image: IMAGE\n    run: |\n      printf '%s\\n' \"$GANTRY_BRANCH\"\n      ls\n",
     );
     let sha = forge.push(branch);
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("gantry.toml");
-    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let (dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
 
     let id = server.push(push_payload(branch, &sha, "weird")).await;
@@ -295,9 +299,7 @@ async fn a_branch_named_with_shell_characters_is_checked_out_and_runs_nothing_el
 async fn skip_ci_in_the_commit_message_skips_the_run() {
     let forge = Forge::new(PIPELINE);
     let sha = forge.push("main");
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("gantry.toml");
-    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
     let id = server
         .push(push_payload("main", &sha, "docs only [skip ci]"))
@@ -318,9 +320,7 @@ async fn a_broken_pipeline_file_fails_only_its_pipeline_with_its_location() {
     git(&forge.work(), &["add", "."]);
     git(&forge.work(), &["commit", "-qm", "broken"]);
     let sha = forge.push("main");
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("gantry.toml");
-    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
     let id = server.push(push_payload("main", &sha, "broken")).await;
     let run = server.wait_for(id, "an end", finished).await;
@@ -380,9 +380,7 @@ fn containers_of(label: &str) -> Vec<String> {
 async fn a_killed_server_cleans_up_and_takes_its_run_back_once() {
     let forge = Forge::new("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
     let sha = forge.push("main");
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("gantry.toml");
-    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let (dir, config_path) = config_dir(&forge, |text| text);
 
     let mut server = Server::start(&config_path);
     let id = server.push(push_payload("main", &sha, "slow")).await;
@@ -437,9 +435,7 @@ async fn a_killed_server_cleans_up_and_takes_its_run_back_once() {
 async fn a_newer_push_to_a_branch_cancels_the_older_run() {
     let forge = Forge::new("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
     let first_sha = forge.push("main");
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("gantry.toml");
-    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
 
     let older = server.push(push_payload("main", &first_sha, "one")).await;
@@ -475,11 +471,9 @@ async fn queued_runs_wait_for_a_free_slot() {
     let forge = Forge::new("stages:\n  - name: nap\n    image: IMAGE\n    run: sleep 2\n");
     let sha = forge.push("main");
     forge.push("other");
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("gantry.toml");
-    let text = config(&dir.path().join("gantry.db"), &forge)
-        .replace("[runner]\n", "[runner]\nmax_parallel_runs = 1\n");
-    std::fs::write(&config_path, text).unwrap();
+    let (_dir, config_path) = config_dir(&forge, |text| {
+        text.replace("[runner]\n", "[runner]\nmax_parallel_runs = 1\n")
+    });
     let server = Server::start(&config_path);
     let first = server.push(push_payload("main", &sha, "a")).await;
     let second = server.push(push_payload("other", &sha, "b")).await;
@@ -503,9 +497,7 @@ async fn queued_runs_wait_for_a_free_slot() {
 async fn canceling_a_running_run_through_the_api_stops_its_stage() {
     let forge = Forge::new("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
     let sha = forge.push("main");
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("gantry.toml");
-    std::fs::write(&config_path, config(&dir.path().join("gantry.db"), &forge)).unwrap();
+    let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
     let id = server.push(push_payload("main", &sha, "slow")).await;
     server
