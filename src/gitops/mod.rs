@@ -1,4 +1,5 @@
 //! The config-repo side of Gantry: checking a GitOps repo's manifests (the `validate`
-//! stage) and handing new images over to it.
+//! stage) and handing new images over to it (the `bump` stage and `gantry bump`).
 
+pub mod edit;
 pub mod validate;

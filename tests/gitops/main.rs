@@ -1,0 +1,4 @@
+//! The GitOps hand-off: file edits (golden diffs on real-looking config files), and bumps
+//! through real git repos.
+
+mod edits;
