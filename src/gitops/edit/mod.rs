@@ -259,7 +259,7 @@ impl Finder<'_> {
                 continue;
             }
             let path = vec![key("images"), Segment::Index(index)];
-            if by_key && !new_name.is_some_and(|n| n == self.new.image) {
+            if by_key && new_name.is_none_or(|n| n != self.new.image) {
                 self.set(entry, &path, "newName", self.new.image.clone())?;
             }
             if let Some(tag) = &self.new.tag {
