@@ -19,6 +19,7 @@ use crate::webhook::CommitSha;
 pub struct Git {
     dir: PathBuf,
     auth_header: Option<Secret>,
+    env: Vec<(String, String)>,
 }
 
 impl Git {
@@ -26,7 +27,35 @@ impl Git {
         Self {
             dir: dir.into(),
             auth_header: None,
+            env: Vec::new(),
         }
+    }
+
+    /// An environment variable for every command (an index file, an author).
+    pub fn with_env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// SSH remotes use this private key and no other, and never prompt. Without a
+    /// known-hosts file a host's key is trusted the first time it is seen.
+    pub fn with_ssh_key(self, key: &Path, known_hosts: Option<&Path>) -> Self {
+        let quote =
+            |path: &Path| format!("'{}'", path.display().to_string().replace('\'', "'\\''"));
+        let hosts = match known_hosts {
+            Some(file) => format!(
+                "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+                quote(file)
+            ),
+            None => "-o StrictHostKeyChecking=accept-new".to_owned(),
+        };
+        self.with_env(
+            "GIT_SSH_COMMAND",
+            format!(
+                "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes {hosts}",
+                quote(key)
+            ),
+        )
     }
 
     /// HTTP basic auth for every remote: `user` is `x-access-token` on GitHub, `oauth2` on
@@ -44,6 +73,15 @@ impl Git {
     /// Runs `git ARGS` in the directory and returns its standard output. A failure carries
     /// git's own message, with any credential removed.
     pub async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.run_with_input(args, None).await
+    }
+
+    /// [`Git::run`] with `input` written to git's standard input.
+    pub async fn run_with_input(
+        &self,
+        args: &[&str],
+        input: Option<&[u8]>,
+    ) -> anyhow::Result<String> {
         let mut command = Command::new("git");
         command
             .arg("-c")
@@ -53,7 +91,12 @@ impl Git {
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ASKPASS", "true")
             .env("LC_ALL", "C")
-            .stdin(Stdio::null())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -63,10 +106,20 @@ impl Git {
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
                 .env("GIT_CONFIG_VALUE_0", header.expose());
         }
-        let output = command
-            .output()
-            .await
+        let mut child = command
+            .spawn()
             .with_context(|| format!("starting `git {}`", args.join(" ")))?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            stdin
+                .write_all(input)
+                .await
+                .with_context(|| format!("writing to `git {}`", args.join(" ")))?;
+        }
+        let output = child
+            .wait_with_output()
+            .await
+            .with_context(|| format!("running `git {}`", args.join(" ")))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let stderr = match &self.auth_header {

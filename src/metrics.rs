@@ -21,6 +21,11 @@ pub struct DeliveryLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
 /// Every metric Gantry exports. Cheap to clone: the metrics inside are shared.
 #[derive(Clone)]
 pub struct Metrics {
@@ -28,6 +33,8 @@ pub struct Metrics {
     pub deliveries: Family<DeliveryLabels, Counter>,
     pub intake_latency: Family<DeliveryLabels, Histogram>,
     pub queue_depth: Gauge,
+    pub bumps: Family<OutcomeLabels, Counter>,
+    pub bump_conflicts: Counter,
 }
 
 impl Default for Metrics {
@@ -59,17 +66,35 @@ impl Metrics {
             "Runs waiting for a runner, as of the last scrape",
             queue_depth.clone(),
         );
+        let bumps = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "bumps",
+            "GitOps bumps, by outcome (applied, unchanged, contended, failed)",
+            bumps.clone(),
+        );
+        let bump_conflicts = Counter::default();
+        registry.register(
+            "bump_push_conflicts",
+            "Bump pushes rejected because the config branch had moved on (each is retried)",
+            bump_conflicts.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             deliveries,
             intake_latency,
             queue_depth,
+            bumps,
+            bump_conflicts,
         }
     }
 
     pub fn observe_delivery(&self, labels: DeliveryLabels, seconds: f64) {
         self.deliveries.get_or_create(&labels).inc();
         self.intake_latency.get_or_create(&labels).observe(seconds);
+    }
+
+    pub fn observe_bump(&self, outcome: &'static str) {
+        self.bumps.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,5 +1,6 @@
 //! The config-repo side of Gantry: checking a GitOps repo's manifests (the `validate`
 //! stage) and handing new images over to it (the `bump` stage and `gantry bump`).
 
+pub mod bump;
 pub mod edit;
 pub mod validate;

@@ -6,6 +6,7 @@
 //! has its own migrations, run at start.
 
 mod intake;
+mod locks;
 mod queue;
 mod results;
 mod runs;
@@ -21,6 +22,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 use tokio::sync::Notify;
 
 pub use intake::{NewDelivery, Recorded};
+pub use locks::LaneLock;
 pub use queue::{ClaimedRun, MAX_ATTEMPTS};
 pub use results::{LogChunk, PipelineResult, StageResult, StageUpdate};
 pub use runs::{Run, RunFilter, RunState};

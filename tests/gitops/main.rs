@@ -1,4 +1,6 @@
 //! The GitOps hand-off: file edits (golden diffs on real-looking config files), and bumps
 //! through real git repos.
 
+mod bumps;
 mod edits;
+mod repos;

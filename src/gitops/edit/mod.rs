@@ -20,7 +20,7 @@
 //! - any scalar with a `# gantry:image NAME` comment on its line (the whole reference), or
 //!   `# gantry:image NAME:tag` / `NAME:digest` (only that part).
 
-mod reference;
+pub mod reference;
 mod tree;
 
 use std::ops::Range;

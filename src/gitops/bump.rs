@@ -1,0 +1,826 @@
+//! The GitOps hand-off: a new image written into a config repo, as one commit pushed to its
+//! branch or as a pull request.
+//!
+//! Git work is plumbing on a bare, shallow clone: the file is read from the fetched head,
+//! edited in memory, and the new tree and commit are written without a checkout, so a
+//! config repo of thousands of files costs one fetch and a few object writes.
+//!
+//! Correctness under concurrency rests on three things. Bumps to one repo and branch go
+//! through one lane inside the process (several waiting ones become one commit, at most one
+//! per file and image, so every bump is its own line of history). Across replicas sharing
+//! PostgreSQL, a lane also holds an advisory lock. And whoever else pushes, a rejected push
+//! is fetched, re-applied on the new head and pushed again; a value already in place makes
+//! no commit, so a bump repeated after a crash is never applied twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::edit::{self, Change, EditError, NewImage, ReferenceError};
+use crate::git::Git;
+use crate::metrics::Metrics;
+use crate::pipeline::BumpMode;
+use crate::store::Store;
+
+/// Pushes tried before a bump gives up: each rejected one means another writer won a race,
+/// and each retry starts from the newer head.
+pub const MAX_PUSH_ATTEMPTS: u32 = 12;
+/// First wait after a rejected push; doubled each time (with jitter), up to the cap.
+const PUSH_BACKOFF: Duration = Duration::from_millis(40);
+const PUSH_BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// Bumps folded into one commit at most.
+const MAX_BATCH: usize = 64;
+/// The local ref a fetched branch head is kept under.
+const BASE_REF: &str = "refs/gantry/base";
+
+/// A config repo branch: where bumps land, and the unit they are serialised by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ConfigRepo {
+    /// An `https://`, `ssh://`, `git@host:path`, `file://` URL or a local path.
+    pub url: String,
+    pub branch: String,
+}
+
+/// Where the image came from, for the commit message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BumpSource {
+    pub repo: String,
+    pub commit: String,
+    pub run_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BumpRequest {
+    pub repo: ConfigRepo,
+    pub file: String,
+    pub new: NewImage,
+    pub mode: BumpMode,
+    pub source: Option<BumpSource>,
+}
+
+/// What a bump did: recorded on the run and printed by `gantry bump`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BumpOutcome {
+    pub repo: String,
+    pub branch: String,
+    pub file: String,
+    pub image: String,
+    pub changes: Vec<Change>,
+    /// The commit that carries the bump; `None` when the values were already in place.
+    pub commit: Option<String>,
+    pub pull_request: Option<String>,
+    /// Pushes it took (more than one when another writer won a race).
+    pub attempts: u32,
+}
+
+impl BumpOutcome {
+    /// One line for people: the stage message and the CLI's answer.
+    pub fn summary(&self) -> String {
+        let values = self
+            .changes
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} → {}",
+                    c.place,
+                    c.old.as_deref().unwrap_or("(new)"),
+                    c.new
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        match (&self.pull_request, &self.commit) {
+            (Some(url), _) => format!("{}: {values} (pull request {url})", self.file),
+            (None, Some(commit)) => format!(
+                "{}@{}: {values} (commit {})",
+                self.file,
+                self.branch,
+                &commit[..commit.len().min(12)]
+            ),
+            (None, None) => format!("{}@{}: already up to date", self.file, self.branch),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BumpError {
+    #[error("{file}: {source}")]
+    Edit { file: String, source: EditError },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("`{0}` is not a file path inside the repo")]
+    Path(String),
+    #[error("{file} is not on branch {branch} of the config repo")]
+    MissingFile { file: String, branch: String },
+    #[error(
+        "{attempts} pushes to {branch} were rejected by newer commits; gave up (nothing lost: \
+         the bump can be run again)"
+    )]
+    Contended { branch: String, attempts: u32 },
+    #[error("config repo: {0}")]
+    Git(String),
+    #[error("pull request: {0}")]
+    PullRequest(String),
+    #[error("the bump was dropped before it finished")]
+    Dropped,
+}
+
+/// How git reaches the config repo.
+#[derive(Clone, Default)]
+pub enum GitAuth {
+    #[default]
+    None,
+    /// HTTPS basic auth with a token (user `x-access-token`, `oauth2`, …).
+    Token {
+        user: String,
+        token: crate::config::Secret,
+    },
+    SshKey {
+        key: PathBuf,
+        known_hosts: Option<PathBuf>,
+    },
+}
+
+/// Who commits.
+#[derive(Debug, Clone)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
+
+impl Author {
+    /// Reads `Name <email>`.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let (name, rest) = text
+            .split_once('<')
+            .context("the author must read `Name <email>`")?;
+        let email = rest
+            .strip_suffix('>')
+            .context("the author must read `Name <email>`")?;
+        anyhow::ensure!(
+            !name.trim().is_empty() && email.contains('@'),
+            "the author must read `Name <email>`"
+        );
+        Ok(Self {
+            name: name.trim().to_owned(),
+            email: email.trim().to_owned(),
+        })
+    }
+}
+
+/// Opens or updates the pull request of a bump branch; see `forge::pull_requests`.
+pub type PullRequestOpener = Arc<
+    dyn Fn(PullRequestSpec) -> futures_util::future::BoxFuture<'static, Result<String, String>>
+        + Send
+        + Sync,
+>;
+
+/// What a bump asks of a forge in `pull_request` mode.
+#[derive(Debug, Clone)]
+pub struct PullRequestSpec {
+    pub repo_url: String,
+    pub base: String,
+    pub head: String,
+    pub title: String,
+    pub body: String,
+}
+
+/// Runs bumps. Cheap to clone; clones share the lanes.
+#[derive(Clone)]
+pub struct Bumper {
+    author: Author,
+    auth: GitAuth,
+    store: Option<Store>,
+    pull_requests: Option<PullRequestOpener>,
+    metrics: Option<Metrics>,
+    lanes: Arc<Mutex<HashMap<ConfigRepo, Lane>>>,
+}
+
+#[derive(Default)]
+struct Lane {
+    pending: Vec<Pending>,
+    busy: bool,
+}
+
+struct Pending {
+    request: BumpRequest,
+    reply: oneshot::Sender<Result<BumpOutcome, BumpError>>,
+}
+
+impl Bumper {
+    pub fn new(author: Author, auth: GitAuth) -> Self {
+        Self {
+            author,
+            auth,
+            store: None,
+            pull_requests: None,
+            metrics: None,
+            lanes: Arc::default(),
+        }
+    }
+
+    /// Holds a PostgreSQL advisory lock per lane, so replicas take turns too.
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Counts bumps by outcome and lost push races.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn with_pull_requests(mut self, opener: PullRequestOpener) -> Self {
+        self.pull_requests = Some(opener);
+        self
+    }
+
+    /// Applies one bump, waiting for its turn on the repo's branch.
+    pub async fn bump(&self, request: BumpRequest) -> Result<BumpOutcome, BumpError> {
+        check(&request)?;
+        let lane = match request.mode {
+            BumpMode::Commit => request.repo.clone(),
+            // Pull requests get a lane per bump branch: they never race each other's pushes.
+            BumpMode::PullRequest => ConfigRepo {
+                url: request.repo.url.clone(),
+                branch: pull_request_branch(&request),
+            },
+        };
+        let (reply, answer) = oneshot::channel();
+        let lead = {
+            let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = lanes.entry(lane.clone()).or_default();
+            entry.pending.push(Pending { request, reply });
+            !std::mem::replace(&mut entry.busy, true)
+        };
+        if lead {
+            // Its own task: a caller that gives up (a canceled run) must not stall the lane.
+            tokio::spawn(self.clone().drain(lane));
+        }
+        let result = answer.await.unwrap_or(Err(BumpError::Dropped));
+        if let Some(metrics) = &self.metrics {
+            let outcome = match &result {
+                Ok(outcome) if outcome.changes.is_empty() => "unchanged",
+                Ok(_) => "applied",
+                Err(BumpError::Contended { .. }) => "contended",
+                Err(_) => "failed",
+            };
+            metrics.observe_bump(outcome);
+        }
+        result
+    }
+
+    async fn drain(self, lane: ConfigRepo) {
+        loop {
+            let batch = {
+                let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(entry) = lanes.get_mut(&lane) else {
+                    return;
+                };
+                let batch = take_batch(&mut entry.pending);
+                if batch.is_empty() {
+                    lanes.remove(&lane);
+                    return;
+                }
+                batch
+            };
+            let requests: Vec<&BumpRequest> = batch.iter().map(|p| &p.request).collect();
+            let results = match requests[0].mode {
+                BumpMode::Commit => self.commit_batch(&lane, &requests).await,
+                BumpMode::PullRequest => vec![self.pull_request(requests[0]).await],
+            };
+            for (pending, result) in batch.into_iter().zip(results) {
+                let _ = pending.reply.send(result);
+            }
+        }
+    }
+
+    /// Applies several bumps to one branch in one commit, retrying lost push races.
+    async fn commit_batch(
+        &self,
+        lane: &ConfigRepo,
+        requests: &[&BumpRequest],
+    ) -> Vec<Result<BumpOutcome, BumpError>> {
+        let all = |err: BumpError| requests.iter().map(|_| Err(err.clone())).collect();
+        let _lock = match self.lane_lock(lane).await {
+            Ok(lock) => lock,
+            Err(err) => return all(BumpError::Git(format!("{err:#}"))),
+        };
+        let clone = match ConfigClone::open(self, &lane.url).await {
+            Ok(clone) => clone,
+            Err(err) => return all(err),
+        };
+        for attempt in 1..=MAX_PUSH_ATTEMPTS {
+            let result = async {
+                let head = clone.fetch(&lane.branch).await?;
+                let edits = clone.edit(&head, requests, &lane.branch).await?;
+                let Some(message) = self.message(requests, &edits) else {
+                    return Ok(Pushed::Nothing(edits));
+                };
+                let commit = clone.commit(&head, &message, &self.author).await?;
+                match clone.push(&commit, &lane.branch, false).await? {
+                    true => Ok(Pushed::Commit(commit, edits)),
+                    false => Ok(Pushed::Rejected),
+                }
+            }
+            .await;
+            let (commit, edits) = match result {
+                Ok(Pushed::Rejected) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.bump_conflicts.inc();
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                Ok(Pushed::Nothing(edits)) => (None, edits),
+                Ok(Pushed::Commit(commit, edits)) => (Some(commit), edits),
+                Err(err) => return all(err),
+            };
+            return requests
+                .iter()
+                .zip(edits)
+                .map(|(request, edit)| {
+                    let changes = edit?;
+                    Ok(BumpOutcome {
+                        repo: lane.url.clone(),
+                        branch: lane.branch.clone(),
+                        file: request.file.clone(),
+                        image: request.new.image.clone(),
+                        commit: (!changes.is_empty()).then(|| commit.clone()).flatten(),
+                        changes,
+                        pull_request: None,
+                        attempts: attempt,
+                    })
+                })
+                .collect();
+        }
+        all(BumpError::Contended {
+            branch: lane.branch.clone(),
+            attempts: MAX_PUSH_ATTEMPTS,
+        })
+    }
+
+    /// Pushes the bump to its own branch, based on the newest base, and opens or updates
+    /// the pull request from it.
+    async fn pull_request(&self, request: &BumpRequest) -> Result<BumpOutcome, BumpError> {
+        let Some(opener) = &self.pull_requests else {
+            return Err(BumpError::PullRequest(
+                "no forge API is configured for pull requests to this repo".into(),
+            ));
+        };
+        let head_branch = pull_request_branch(request);
+        let lane = ConfigRepo {
+            url: request.repo.url.clone(),
+            branch: head_branch.clone(),
+        };
+        let _lock = self
+            .lane_lock(&lane)
+            .await
+            .map_err(|err| BumpError::Git(format!("{err:#}")))?;
+        let clone = ConfigClone::open(self, &request.repo.url).await?;
+        let base = clone.fetch(&request.repo.branch).await?;
+        let mut edits = clone.edit(&base, &[request], &request.repo.branch).await?;
+        let changes = edits.remove(0)?;
+        let outcome = |commit: Option<String>, pull_request: Option<String>, changes| BumpOutcome {
+            repo: request.repo.url.clone(),
+            branch: request.repo.branch.clone(),
+            file: request.file.clone(),
+            image: request.new.image.clone(),
+            changes,
+            commit,
+            pull_request,
+            attempts: 1,
+        };
+        if changes.is_empty() {
+            return Ok(outcome(None, None, changes));
+        }
+        let message = self
+            .message(&[request], &[Ok(changes.clone())])
+            .unwrap_or_default();
+        let commit = clone.commit(&base, &message, &self.author).await?;
+        // The bump branch is Gantry's own: it is rewritten onto the newest base each time.
+        if !clone.push(&commit, &head_branch, true).await? {
+            return Err(BumpError::Git(format!(
+                "the push to {head_branch} was refused"
+            )));
+        }
+        let (title, body) = message.split_once("\n\n").unwrap_or((&message, ""));
+        let url = opener(PullRequestSpec {
+            repo_url: request.repo.url.clone(),
+            base: request.repo.branch.clone(),
+            head: head_branch,
+            title: title.to_owned(),
+            body: body.to_owned(),
+        })
+        .await
+        .map_err(BumpError::PullRequest)?;
+        Ok(outcome(Some(commit), Some(url), changes))
+    }
+
+    async fn lane_lock(&self, lane: &ConfigRepo) -> anyhow::Result<Option<crate::store::LaneLock>> {
+        match &self.store {
+            Some(store) => {
+                store
+                    .lock_lane(&format!("bump {} {}", lane.url, lane.branch))
+                    .await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The commit message, naming every bump the commit carries; `None` when none changes
+    /// anything.
+    fn message(
+        &self,
+        requests: &[&BumpRequest],
+        edits: &[Result<Vec<Change>, BumpError>],
+    ) -> Option<String> {
+        let applied: Vec<(&BumpRequest, &Vec<Change>)> = requests
+            .iter()
+            .zip(edits)
+            .filter_map(|(request, edit)| match edit {
+                Ok(changes) if !changes.is_empty() => Some((*request, changes)),
+                _ => None,
+            })
+            .collect();
+        let subject = match applied.as_slice() {
+            [] => return None,
+            [(request, _)] => format!(
+                "Bump {} to {}",
+                request.new.image,
+                shown_version(&request.new)
+            ),
+            several => format!("Bump {} images", several.len()),
+        };
+        let mut message = subject;
+        for (request, changes) in applied {
+            message.push_str("\n\n");
+            message.push_str(&format!("Image: {}\n", reference(&request.new)));
+            for change in changes {
+                message.push_str(&format!(
+                    "File: {} {}: {} -> {}\n",
+                    request.file,
+                    change.place,
+                    change.old.as_deref().unwrap_or("(new)"),
+                    change.new
+                ));
+            }
+            if let Some(source) = &request.source {
+                message.push_str(&format!("Source: {}@{}\n", source.repo, source.commit));
+                if let Some(url) = &source.run_url {
+                    message.push_str(&format!("Run: {url}\n"));
+                }
+            }
+        }
+        Some(message.trim_end().to_owned() + "\n")
+    }
+}
+
+enum Pushed {
+    Commit(String, Vec<Result<Vec<Change>, BumpError>>),
+    Nothing(Vec<Result<Vec<Change>, BumpError>>),
+    Rejected,
+}
+
+/// The next bumps of a lane: in arrival order, at most one per file and image (a later
+/// tag for the same image waits for the next commit, so each has its own).
+fn take_batch(pending: &mut Vec<Pending>) -> Vec<Pending> {
+    let mut batch: Vec<Pending> = Vec::new();
+    let mut rest = Vec::new();
+    for item in pending.drain(..) {
+        let clash = batch.iter().any(|taken| {
+            taken.request.file == item.request.file
+                && taken.request.new.image == item.request.new.image
+        });
+        let single = item.request.mode == BumpMode::PullRequest && !batch.is_empty();
+        if clash || single || batch.len() == MAX_BATCH {
+            rest.push(item);
+        } else {
+            batch.push(item);
+        }
+    }
+    *pending = rest;
+    batch
+}
+
+fn check(request: &BumpRequest) -> Result<(), BumpError> {
+    edit::reference::check_name(&request.new.image)?;
+    if let Some(tag) = &request.new.tag {
+        edit::reference::check_tag(tag)?;
+    }
+    if let Some(digest) = &request.new.digest {
+        edit::reference::check_digest(digest)?;
+    }
+    let file = &request.file;
+    let inside = !file.is_empty()
+        && !file.starts_with('/')
+        && !file.contains('\\')
+        && file
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && !file.chars().any(char::is_control);
+    if !inside {
+        return Err(BumpError::Path(file.clone()));
+    }
+    if request.repo.branch.is_empty()
+        || request.repo.branch.starts_with('-')
+        || request.repo.branch.contains("..")
+        || request
+            .repo
+            .branch
+            .chars()
+            .any(|c| c.is_control() || " ~^:?*[\\".contains(c))
+    {
+        return Err(BumpError::Git(format!(
+            "`{}` is not a branch name",
+            request.repo.branch
+        )));
+    }
+    if request.repo.url.starts_with('-') {
+        return Err(BumpError::Git(format!(
+            "`{}` is not a repo URL",
+            request.repo.url
+        )));
+    }
+    Ok(())
+}
+
+/// The branch a pull-request bump pushes to: one per base, file and image, so a later bump
+/// of the same image updates the open pull request instead of opening another.
+pub fn pull_request_branch(request: &BumpRequest) -> String {
+    let slug = |text: &str| -> String {
+        let mut slug: String = text
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        slug.truncate(40);
+        slug.trim_matches('-').to_owned()
+    };
+    let image = request.new.image.rsplit('/').next().unwrap_or_default();
+    let digest = {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(
+            format!(
+                "{}\n{}\n{}",
+                request.repo.branch, request.file, request.new.image
+            )
+            .as_bytes(),
+        );
+        hex::encode(&hash[..4])
+    };
+    format!(
+        "gantry/bump/{}-{}-{digest}",
+        slug(&request.repo.branch),
+        slug(image)
+    )
+}
+
+fn reference(new: &NewImage) -> String {
+    let mut text = new.image.clone();
+    if let Some(tag) = &new.tag {
+        text.push(':');
+        text.push_str(tag);
+    }
+    if let Some(digest) = &new.digest {
+        text.push('@');
+        text.push_str(digest);
+    }
+    text
+}
+
+fn shown_version(new: &NewImage) -> String {
+    match (&new.tag, &new.digest) {
+        (Some(tag), _) => tag.clone(),
+        (None, Some(digest)) => digest.chars().take(19).collect(),
+        (None, None) => String::new(),
+    }
+}
+
+/// Exponential with jitter, so racing writers spread out.
+fn backoff(attempt: u32) -> Duration {
+    let base = PUSH_BACKOFF
+        .saturating_mul(1 << attempt.min(10))
+        .min(PUSH_BACKOFF_CAP);
+    let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as u32;
+    base.mul_f64(0.5 + f64::from(jitter) / 2000.0)
+}
+
+/// A bare, shallow clone of the config repo in a temporary folder.
+struct ConfigClone {
+    git: Git,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ConfigClone {
+    async fn open(bumper: &Bumper, url: &str) -> Result<Self, BumpError> {
+        let dir = tempfile::Builder::new()
+            .prefix("gantry-bump-")
+            .tempdir()
+            .map_err(|err| BumpError::Git(format!("creating a work folder: {err}")))?;
+        let mut git = Git::new(dir.path()).with_env(
+            "GIT_INDEX_FILE",
+            dir.path().join("gantry-index").display().to_string(),
+        );
+        git = match &bumper.auth {
+            GitAuth::None => git,
+            GitAuth::Token { user, token } => git.with_basic_auth(user, token),
+            GitAuth::SshKey { key, known_hosts } => git.with_ssh_key(key, known_hosts.as_deref()),
+        };
+        git.run(&["init", "-q", "--bare"])
+            .await
+            .map_err(|err| BumpError::Git(format!("{err:#}")))?;
+        Ok(Self {
+            git,
+            url: url.to_owned(),
+            _dir: dir,
+        })
+    }
+
+    /// Fetches the branch's newest commit (only it) and returns its id.
+    async fn fetch(&self, branch: &str) -> Result<String, BumpError> {
+        let refspec = format!("+refs/heads/{branch}:{BASE_REF}");
+        self.git
+            .run(&[
+                "fetch",
+                "-q",
+                "--depth",
+                "1",
+                "--no-tags",
+                "--",
+                &self.url,
+                &refspec,
+            ])
+            .await
+            .map_err(|err| {
+                let text = format!("{err:#}");
+                if text.contains("couldn't find remote ref") {
+                    BumpError::Git(format!("branch {branch} does not exist in {}", self.url))
+                } else {
+                    BumpError::Git(text)
+                }
+            })?;
+        Ok(self
+            .git_out(&["rev-parse", BASE_REF])
+            .await?
+            .trim()
+            .to_owned())
+    }
+
+    /// Each request's changes on top of `head`, in order (a later request sees the earlier
+    /// ones' edits). The edited files are written as blobs and staged in the index.
+    async fn edit(
+        &self,
+        head: &str,
+        requests: &[&BumpRequest],
+        branch: &str,
+    ) -> Result<Vec<Result<Vec<Change>, BumpError>>, BumpError> {
+        let mut files: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let mut results = Vec::with_capacity(requests.len());
+        let mut changed: Vec<String> = Vec::new();
+        for request in requests {
+            let file = &request.file;
+            if !files.contains_key(file) {
+                match self.read(head, file).await? {
+                    Some(entry) => {
+                        files.insert(file.clone(), entry);
+                    }
+                    None => {
+                        results.push(Err(BumpError::MissingFile {
+                            file: file.clone(),
+                            branch: branch.to_owned(),
+                        }));
+                        continue;
+                    }
+                }
+            }
+            let (_, text) = &files[file];
+            match edit::apply(text, &request.new) {
+                Ok(edited) => {
+                    if !edited.changes.is_empty() {
+                        if !changed.contains(file) {
+                            changed.push(file.clone());
+                        }
+                        if let Some(entry) = files.get_mut(file) {
+                            entry.1 = edited.text;
+                        }
+                    }
+                    results.push(Ok(edited.changes));
+                }
+                Err(source) => results.push(Err(BumpError::Edit {
+                    file: file.clone(),
+                    source,
+                })),
+            }
+        }
+        if !changed.is_empty() {
+            self.git_out(&["read-tree", head]).await?;
+            for file in &changed {
+                let (mode, text) = &files[file];
+                let blob = self
+                    .git
+                    .run_with_input(&["hash-object", "-w", "--stdin"], Some(text.as_bytes()))
+                    .await
+                    .map_err(|err| BumpError::Git(format!("{err:#}")))?;
+                let cacheinfo = format!("{mode},{},{file}", blob.trim());
+                self.git_out(&["update-index", "--cacheinfo", &cacheinfo])
+                    .await?;
+            }
+        }
+        Ok(results)
+    }
+
+    /// The file's mode and text at `head`; `None` when it is not there.
+    async fn read(&self, head: &str, file: &str) -> Result<Option<(String, String)>, BumpError> {
+        let listing = self.git_out(&["ls-tree", "-z", head, "--", file]).await?;
+        let Some((meta, _)) = listing.split_once('\t') else {
+            return Ok(None);
+        };
+        let mut fields = meta.split(' ');
+        let (Some(mode), Some(kind), Some(blob)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Ok(None);
+        };
+        if kind != "blob" || !mode.starts_with("100") {
+            return Err(BumpError::Git(format!("{file} is not a regular file")));
+        }
+        let text = self
+            .git_out(&["cat-file", "blob", blob])
+            .await
+            .map_err(|_| BumpError::Git(format!("{file} could not be read (is it UTF-8 text?)")))?;
+        Ok(Some((mode.to_owned(), text)))
+    }
+
+    async fn commit(
+        &self,
+        head: &str,
+        message: &str,
+        author: &Author,
+    ) -> Result<String, BumpError> {
+        let tree = self.git_out(&["write-tree"]).await?;
+        let commit = self
+            .git
+            .clone()
+            .with_env("GIT_AUTHOR_NAME", author.name.clone())
+            .with_env("GIT_AUTHOR_EMAIL", author.email.clone())
+            .with_env("GIT_COMMITTER_NAME", author.name.clone())
+            .with_env("GIT_COMMITTER_EMAIL", author.email.clone())
+            .run_with_input(
+                &["commit-tree", tree.trim(), "-p", head, "-F", "-"],
+                Some(message.as_bytes()),
+            )
+            .await
+            .map_err(|err| BumpError::Git(format!("{err:#}")))?;
+        Ok(commit.trim().to_owned())
+    }
+
+    /// Pushes `commit` to `branch`. `Ok(false)`: rejected because the branch moved on.
+    async fn push(&self, commit: &str, branch: &str, force: bool) -> Result<bool, BumpError> {
+        let refspec = format!(
+            "{}{commit}:refs/heads/{branch}",
+            if force { "+" } else { "" }
+        );
+        match self.git.run(&["push", "--", &self.url, &refspec]).await {
+            Ok(_) => Ok(true),
+            Err(err) => {
+                let text = format!("{err:#}");
+                let lost_race = [
+                    "[rejected]",
+                    "[remote rejected]",
+                    "Updates were rejected",
+                    "non-fast-forward",
+                    "fetch first",
+                    "cannot lock ref",
+                    "failed to update ref",
+                    "stale info",
+                ]
+                .iter()
+                .any(|sign| text.contains(sign));
+                if lost_race {
+                    Ok(false)
+                } else {
+                    Err(BumpError::Git(text))
+                }
+            }
+        }
+    }
+
+    async fn git_out(&self, args: &[&str]) -> Result<String, BumpError> {
+        self.git
+            .run(args)
+            .await
+            .map_err(|err| BumpError::Git(format!("{err:#}")))
+    }
+}
