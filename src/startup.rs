@@ -12,9 +12,10 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Settings;
 use crate::forge::Forges;
 use crate::forge::reporter::Reporter;
+use crate::gitops::bump::{Author, Bumper};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::runner::{Engine, Executor, Scheduler};
+use crate::runner::{BumpSetup, Engine, Executor, Scheduler};
 use crate::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -60,13 +61,25 @@ impl Application {
         } else {
             None
         };
+        let metrics = Metrics::new();
         let mut reporter = None;
         let scheduler = match &engine {
             Some(engine) => {
-                let executor = Executor::new(engine.clone(), Arc::new(settings.runner.clone()))
-                    .with_registries(settings.registries.clone());
                 let forges =
                     Forges::from_settings(&settings).context("building forge API clients")?;
+                let author = Author::parse(&settings.gitops.author).context("[gitops] author")?;
+                let bumper = Bumper::new(author, settings.gitops.git_auth())
+                    .with_store(store.clone())
+                    .with_forges(forges.clone())
+                    .with_metrics(metrics.clone());
+                let executor = Executor::new(engine.clone(), Arc::new(settings.runner.clone()))
+                    .with_registries(settings.registries.clone())
+                    .with_bumps(BumpSetup {
+                        bumper,
+                        public_url: settings.server.public_url.clone(),
+                        allowed_repos: settings.gitops.repos.clone(),
+                        forge: settings.gitops.forge,
+                    });
                 let scheduler = Scheduler::new(
                     store.clone(),
                     executor,
@@ -89,7 +102,7 @@ impl Application {
         let state = web::Data::new(AppState {
             settings,
             store: store.clone(),
-            metrics: Metrics::new(),
+            metrics,
             engine,
         });
         let takes_webhooks = role.takes_webhooks();

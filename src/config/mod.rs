@@ -8,7 +8,7 @@ mod secret;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -257,13 +257,52 @@ fn default_pipelines_dir() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GitopsSettings {
+    /// `Name <email>` of bump commits.
     pub author: String,
+    /// The config repos bump stages may push to (clone URLs, exactly as pipelines name
+    /// them). A pipeline is written by the app's developers; this list keeps it from
+    /// pushing, with Gantry's credentials, anywhere else. Empty: no bump stage runs.
+    pub repos: Vec<String>,
+    /// HTTPS token for the config repos, sent as basic auth with `username`.
+    pub token: Option<Secret>,
+    /// GitHub takes `x-access-token`, GitLab `oauth2`, Gitea the token owner's name.
+    pub username: String,
+    /// SSH private key for `ssh://` and `git@host:` config repos.
+    pub ssh_key_file: Option<PathBuf>,
+    /// Known hosts for SSH; without it a host's key is trusted the first time it is seen.
+    pub known_hosts_file: Option<PathBuf>,
+    /// The forge whose API opens `pull_request`-mode bumps; by default the app repo's.
+    pub forge: Option<Forge>,
 }
 
 impl Default for GitopsSettings {
     fn default() -> Self {
         Self {
             author: "Gantry <gantry@localhost>".into(),
+            repos: Vec::new(),
+            token: None,
+            username: "x-access-token".into(),
+            ssh_key_file: None,
+            known_hosts_file: None,
+            forge: None,
+        }
+    }
+}
+
+impl GitopsSettings {
+    /// How git authenticates to config repos: an SSH key if one is set, else the token.
+    pub fn git_auth(&self) -> crate::gitops::bump::GitAuth {
+        use crate::gitops::bump::GitAuth;
+        match (&self.ssh_key_file, &self.token) {
+            (Some(key), _) => GitAuth::SshKey {
+                key: key.clone(),
+                known_hosts: self.known_hosts_file.clone(),
+            },
+            (None, Some(token)) => GitAuth::Token {
+                user: self.username.clone(),
+                token: token.clone(),
+            },
+            (None, None) => GitAuth::None,
         }
     }
 }

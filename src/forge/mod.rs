@@ -1,4 +1,5 @@
-//! Talking back to the forges: commit statuses, one per pipeline (`gantry/<pipeline>`).
+//! Talking back to the forges: commit statuses, one per pipeline (`gantry/<pipeline>`), and
+//! the pull requests of `pull_request`-mode bumps.
 //!
 //! Each forge's API is a small request builder in its own file; what they share (the HTTP
 //! client, what a failure means, when to retry) lives here. The reporter (`reporter.rs`)
@@ -165,22 +166,102 @@ impl Forges {
             Forge::Gitlab => gitlab::status_request(&self.http, &api.base, &api.token, status),
             Forge::Gitea => gitea::status_request(&self.http, &api.base, &api.token, status),
         };
-        let response = request.send().await.map_err(|err| ForgeError {
-            message: format!("{} unreachable: {}", status.forge, without_url(&err)),
-            retry_after: Some(Duration::ZERO),
-        })?;
-        if response.status().is_success() {
-            return Ok(());
-        }
-        let code = response.status();
-        let retry_after = retry_after(code, response.headers());
-        let body = response.text().await.unwrap_or_default();
-        let body: String = body.chars().take(300).collect();
-        Err(ForgeError {
-            message: format!("{} answered {code}: {}", status.forge, body.trim()),
-            retry_after,
-        })
+        send(status.forge, request).await.map(|_| ())
     }
+
+    /// Opens a pull (merge) request from `head` to `base`, or, when one from `head` is
+    /// already open, updates its title and body. Returns its web address.
+    pub async fn open_pull_request(
+        &self,
+        forge: Forge,
+        request: &PullRequest,
+    ) -> Result<String, ForgeError> {
+        let Some(api) = self.api(forge) else {
+            return Err(ForgeError {
+                message: format!("no {forge} token configured for pull requests"),
+                retry_after: None,
+            });
+        };
+        let (http, base, token) = (&self.http, api.base.as_str(), &api.token);
+        let open = match forge {
+            Forge::Github => github::find_pull_request(http, base, token, request),
+            Forge::Gitlab => gitlab::find_pull_request(http, base, token, request),
+            Forge::Gitea => gitea::find_pull_request(http, base, token, request),
+        };
+        let open = send(forge, open).await?;
+        let existing = match forge {
+            Forge::Github => github::existing_pull_request(&open),
+            Forge::Gitlab => gitlab::existing_pull_request(&open),
+            Forge::Gitea => gitea::existing_pull_request(&open, request),
+        };
+        let answer = match &existing {
+            Some((number, _)) => {
+                let update = match forge {
+                    Forge::Github => {
+                        github::update_pull_request(http, base, token, request, number)
+                    }
+                    Forge::Gitlab => {
+                        gitlab::update_pull_request(http, base, token, request, number)
+                    }
+                    Forge::Gitea => gitea::update_pull_request(http, base, token, request, number),
+                };
+                send(forge, update).await?
+            }
+            None => {
+                let create = match forge {
+                    Forge::Github => github::create_pull_request(http, base, token, request),
+                    Forge::Gitlab => gitlab::create_pull_request(http, base, token, request),
+                    Forge::Gitea => gitea::create_pull_request(http, base, token, request),
+                };
+                send(forge, create).await?
+            }
+        };
+        // GitHub and Gitea call the page `html_url`, GitLab `web_url`.
+        answer
+            .get("html_url")
+            .or_else(|| answer.get("web_url"))
+            .and_then(|url| url.as_str())
+            .map(str::to_owned)
+            .or(existing.map(|(_, url)| url))
+            .ok_or_else(|| ForgeError {
+                message: format!("{forge} answered without the pull request's address"),
+                retry_after: None,
+            })
+    }
+}
+
+/// A pull request a bump wants open, in the repo `repo` (`owner/name`, or GitLab's full
+/// project path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub repo: String,
+    pub base: String,
+    pub head: String,
+    pub title: String,
+    pub body: String,
+}
+
+/// Sends one API request; a success's JSON body (or `null`), or what went wrong.
+async fn send(
+    forge: Forge,
+    request: reqwest::RequestBuilder,
+) -> Result<serde_json::Value, ForgeError> {
+    let response = request.send().await.map_err(|err| ForgeError {
+        message: format!("{forge} unreachable: {}", without_url(&err)),
+        retry_after: Some(Duration::ZERO),
+    })?;
+    let code = response.status();
+    if code.is_success() {
+        let body = response.bytes().await.unwrap_or_default();
+        return Ok(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
+    }
+    let retry_after = retry_after(code, response.headers());
+    let body = response.text().await.unwrap_or_default();
+    let body: String = body.chars().take(300).collect();
+    Err(ForgeError {
+        message: format!("{forge} answered {code}: {}", body.trim()),
+        retry_after,
+    })
 }
 
 /// When a failed request is worth repeating: server errors and rate limits, honouring

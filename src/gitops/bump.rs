@@ -22,10 +22,12 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::edit::{self, Change, EditError, NewImage, ReferenceError};
+use crate::forge::{Forges, PullRequest};
 use crate::git::Git;
 use crate::metrics::Metrics;
 use crate::pipeline::BumpMode;
 use crate::store::Store;
+use crate::webhook::Forge;
 
 /// Pushes tried before a bump gives up: each rejected one means another writer won a race,
 /// and each retry starts from the newer head.
@@ -60,6 +62,8 @@ pub struct BumpRequest {
     pub file: String,
     pub new: NewImage,
     pub mode: BumpMode,
+    /// The forge hosting the config repo: whose API opens pull requests.
+    pub forge: Option<Forge>,
     pub source: Option<BumpSource>,
 }
 
@@ -173,30 +177,13 @@ impl Author {
     }
 }
 
-/// Opens or updates the pull request of a bump branch; see `forge::pull_requests`.
-pub type PullRequestOpener = Arc<
-    dyn Fn(PullRequestSpec) -> futures_util::future::BoxFuture<'static, Result<String, String>>
-        + Send
-        + Sync,
->;
-
-/// What a bump asks of a forge in `pull_request` mode.
-#[derive(Debug, Clone)]
-pub struct PullRequestSpec {
-    pub repo_url: String,
-    pub base: String,
-    pub head: String,
-    pub title: String,
-    pub body: String,
-}
-
 /// Runs bumps. Cheap to clone; clones share the lanes.
 #[derive(Clone)]
 pub struct Bumper {
     author: Author,
     auth: GitAuth,
     store: Option<Store>,
-    pull_requests: Option<PullRequestOpener>,
+    forges: Option<Forges>,
     metrics: Option<Metrics>,
     lanes: Arc<Mutex<HashMap<ConfigRepo, Lane>>>,
 }
@@ -218,7 +205,7 @@ impl Bumper {
             author,
             auth,
             store: None,
-            pull_requests: None,
+            forges: None,
             metrics: None,
             lanes: Arc::default(),
         }
@@ -236,8 +223,9 @@ impl Bumper {
         self
     }
 
-    pub fn with_pull_requests(mut self, opener: PullRequestOpener) -> Self {
-        self.pull_requests = Some(opener);
+    /// The forge APIs that open pull requests in `pull_request` mode.
+    pub fn with_forges(mut self, forges: Forges) -> Self {
+        self.forges = Some(forges);
         self
     }
 
@@ -369,10 +357,16 @@ impl Bumper {
     /// Pushes the bump to its own branch, based on the newest base, and opens or updates
     /// the pull request from it.
     async fn pull_request(&self, request: &BumpRequest) -> Result<BumpOutcome, BumpError> {
-        let Some(opener) = &self.pull_requests else {
+        let (Some(forges), Some(forge)) = (&self.forges, request.forge) else {
             return Err(BumpError::PullRequest(
                 "no forge API is configured for pull requests to this repo".into(),
             ));
+        };
+        let Some(repo_path) = forge_repo_path(&request.repo.url) else {
+            return Err(BumpError::PullRequest(format!(
+                "cannot tell the repo's name on the forge from `{}`",
+                request.repo.url
+            )));
         };
         let head_branch = pull_request_branch(request);
         let lane = ConfigRepo {
@@ -411,15 +405,17 @@ impl Bumper {
             )));
         }
         let (title, body) = message.split_once("\n\n").unwrap_or((&message, ""));
-        let url = opener(PullRequestSpec {
-            repo_url: request.repo.url.clone(),
+        let pull_request = PullRequest {
+            repo: repo_path,
             base: request.repo.branch.clone(),
             head: head_branch,
             title: title.to_owned(),
             body: body.to_owned(),
-        })
-        .await
-        .map_err(BumpError::PullRequest)?;
+        };
+        let url = forges
+            .open_pull_request(forge, &pull_request)
+            .await
+            .map_err(|err| BumpError::PullRequest(err.to_string()))?;
         Ok(outcome(Some(commit), Some(url), changes))
     }
 
@@ -585,6 +581,26 @@ pub fn pull_request_branch(request: &BumpRequest) -> String {
         slug(&request.repo.branch),
         slug(image)
     )
+}
+
+/// The repo's path on its forge (`owner/name`, or GitLab's `group/sub/name`) from its clone
+/// URL: HTTPS, `ssh://` or scp-like `git@host:path`. For a local path or `file://` URL
+/// (tests, mirrors) the last two folders.
+pub fn forge_repo_path(url: &str) -> Option<String> {
+    let path = if let Some(rest) = url.strip_prefix("file://") {
+        let parts: Vec<&str> = rest.trim_end_matches('/').rsplitn(3, '/').collect();
+        format!("{}/{}", parts.get(1)?, parts.first()?)
+    } else if let Ok(parsed) = url::Url::parse(url)
+        && parsed.has_host()
+    {
+        parsed.path().trim_matches('/').to_owned()
+    } else if let Some((_, path)) = url.split_once(':').filter(|(host, _)| host.contains('@')) {
+        path.trim_matches('/').to_owned()
+    } else {
+        return None;
+    };
+    let path = path.strip_suffix(".git").unwrap_or(&path).to_owned();
+    (path.contains('/') && !path.split('/').any(str::is_empty)).then_some(path)
 }
 
 fn reference(new: &NewImage) -> String {
@@ -822,5 +838,47 @@ impl ConfigClone {
             .run(args)
             .await
             .map_err(|err| BumpError::Git(format!("{err:#}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forge_paths_come_from_every_kind_of_url() {
+        let path = |url| forge_repo_path(url);
+        assert_eq!(
+            path("https://github.com/acme/config.git").as_deref(),
+            Some("acme/config")
+        );
+        assert_eq!(
+            path("https://gitlab.example.com/platform/team/config").as_deref(),
+            Some("platform/team/config")
+        );
+        assert_eq!(
+            path("git@github.com:acme/config.git").as_deref(),
+            Some("acme/config")
+        );
+        assert_eq!(
+            path("ssh://git@host:22/acme/config.git").as_deref(),
+            Some("acme/config")
+        );
+        assert_eq!(
+            path("file:///srv/git/acme/config.git").as_deref(),
+            Some("acme/config")
+        );
+        assert_eq!(path("https://github.com/config.git"), None);
+    }
+
+    #[test]
+    fn authors_read_name_and_email() {
+        let author = Author::parse("Gantry Bot <bot@example.com>").unwrap();
+        assert_eq!(
+            (author.name.as_str(), author.email.as_str()),
+            ("Gantry Bot", "bot@example.com")
+        );
+        assert!(Author::parse("no email").is_err());
+        assert!(Author::parse("<bot@example.com>").is_err());
     }
 }

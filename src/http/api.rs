@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::{Deserialize, Serialize};
 
 use super::{AppState, error_body};
-use crate::store::{PipelineResult, Run, RunFilter, RunState, StatusReport};
+use crate::store::{BumpReport, PipelineResult, Run, RunFilter, RunState, StatusReport};
 
 /// Runs per page when the caller does not say.
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -171,10 +171,12 @@ pub async fn get_run(
         .run_statuses(id)
         .await
         .map_err(ApiError::Store)?;
+    let bumps = state.store.run_bumps(id).await.map_err(ApiError::Store)?;
     Ok(HttpResponse::Ok().json(RunDetail {
         run,
         pipelines,
         statuses,
+        bumps,
     }))
 }
 
@@ -196,6 +198,8 @@ struct RunDetail {
     run: Run,
     pipelines: Vec<PipelineResult>,
     statuses: Vec<StatusReport>,
+    /// What bump stages changed in config repos.
+    bumps: Vec<BumpReport>,
 }
 
 /// The run's output as text, each line prefixed with `[pipeline/stage]`.

@@ -397,6 +397,7 @@ fn check_stage(
                 Some(BumpModeFile::PullRequest) => BumpMode::PullRequest,
                 Some(BumpModeFile::Commit) | None => BumpMode::Commit,
             },
+            pin: b.pin.as_ref().map(|p| p.value).unwrap_or_default(),
         }))
     } else {
         None

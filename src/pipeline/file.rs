@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_saphyr::{Budget, DuplicateKeyPolicy, Options, Spanned};
 
+use super::BumpPin;
 use super::Diagnostic;
 
 /// Largest pipeline file read. Real files are a few KiB; a 500-stage file is about 50 KiB.
@@ -112,6 +113,7 @@ pub struct BumpFile {
     /// For Helm values: the key path of the tag, e.g. `image.tag` or `web.image.tag`.
     pub key: Option<Spanned<String>>,
     pub mode: Option<Spanned<BumpModeFile>>,
+    pub pin: Option<Spanned<BumpPin>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -10,7 +10,7 @@ mod file;
 mod matching;
 mod plan;
 pub mod schema;
-mod vars;
+pub mod vars;
 
 use std::fmt;
 use std::path::Path;
@@ -174,6 +174,7 @@ pub struct BumpSpec {
     pub image: Option<String>,
     pub key: Option<String>,
     pub mode: BumpMode,
+    pub pin: BumpPin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -181,6 +182,19 @@ pub struct BumpSpec {
 pub enum BumpMode {
     Commit,
     PullRequest,
+}
+
+/// What a bump writes of the built image: its tag (the default), its digest, or both
+/// (`tag@digest`: readable, and immune to the tag being moved).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum BumpPin {
+    #[default]
+    #[serde(rename = "tag")]
+    Tag,
+    #[serde(rename = "digest")]
+    Digest,
+    #[serde(rename = "tag@digest")]
+    TagAndDigest,
 }
 
 /// Conditions that skip a single stage. Every condition given must hold.

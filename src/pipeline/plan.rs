@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::matching::{ChangedPaths, EventFacts, Trigger};
 use super::vars::{self, IMAGE_VARS};
-use super::{BumpMode, Diagnostic, Pattern, Pipeline, StageKind};
+use super::{BumpMode, BumpPin, Diagnostic, Pattern, Pipeline, StageKind};
 use crate::config::Secret;
 use crate::webhook::{Event, EventKind, GitRef};
 
@@ -156,6 +156,7 @@ pub enum StageAction {
         image: Option<String>,
         key: Option<String>,
         mode: BumpMode,
+        pin: BumpPin,
     },
 }
 
@@ -262,6 +263,7 @@ impl Pipeline {
                         image: bump.image.as_deref().map(field).transpose()?,
                         key: bump.key.as_deref().map(field).transpose()?,
                         mode: bump.mode,
+                        pin: bump.pin,
                     }
                 }
             };

@@ -106,7 +106,8 @@ pub fn json_schema() -> Value {
                             "file": { "type": "string" },
                             "image": { "type": "string" },
                             "key": { "type": "string" },
-                            "mode": { "enum": ["commit", "pull_request"], "default": "commit" }
+                            "mode": { "enum": ["commit", "pull_request"], "default": "commit" },
+                            "pin": { "enum": ["tag", "digest", "tag@digest"], "default": "tag" }
                         }
                     },
                     "needs": { "type": "array", "items": { "type": "string" } },

@@ -17,7 +17,11 @@ use super::engine::{
 };
 use super::logs::{LineSplitter, Masker};
 use crate::config::{RegistryCredentials, RunnerSettings};
-use crate::pipeline::{Plan, PlannedStage, StageAction};
+use crate::gitops::bump::{BumpRequest, BumpSource, Bumper, ConfigRepo};
+use crate::gitops::edit::NewImage;
+use crate::pipeline::{BumpPin, Plan, PlannedStage, StageAction};
+use crate::store::BumpReport;
+use crate::webhook::Forge;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,6 +82,8 @@ pub trait Observer: Send + Sync {
     fn stage_finished(&self, pipeline: &str, stage: &str, outcome: &StageOutcome);
     /// One line of output, secrets already masked.
     fn log_line(&self, pipeline: &str, stage: &str, line: &str);
+    /// What a bump stage did to its config repo (before its `stage_finished`).
+    fn bump_finished(&self, _pipeline: &str, _stage: &str, _report: &BumpReport) {}
 }
 
 /// One pipeline of one run, ready to execute.
@@ -91,6 +97,20 @@ pub struct PipelineJob {
     /// The repo may run privileged stages with the engine's socket (`trusted` in its
     /// `[[repos]]` entry); never for pull requests from forks.
     pub trusted: bool,
+    /// The app repo's forge: the default for opening bump pull requests.
+    pub forge: Option<Forge>,
+}
+
+/// What bump stages need beyond the plan; without it (`gantry run`) they are skipped.
+#[derive(Clone)]
+pub struct BumpSetup {
+    pub bumper: Bumper,
+    /// Base of the run links in bump commit messages.
+    pub public_url: String,
+    /// The config repos bumps may push to (`[gitops] repos`).
+    pub allowed_repos: Vec<String>,
+    /// The forge that opens pull requests, when not the app repo's.
+    pub forge: Option<Forge>,
 }
 
 /// Stops the whole run when any stage's setup fails in a way no retry fixes.
@@ -99,6 +119,7 @@ pub struct Executor {
     engine: Engine,
     settings: Arc<RunnerSettings>,
     registries: Arc<BTreeMap<String, RegistryCredentials>>,
+    bumps: Option<BumpSetup>,
 }
 
 impl Executor {
@@ -107,7 +128,14 @@ impl Executor {
             engine,
             settings,
             registries: Arc::default(),
+            bumps: None,
         }
+    }
+
+    /// Lets bump stages run.
+    pub fn with_bumps(mut self, setup: BumpSetup) -> Self {
+        self.bumps = Some(setup);
+        self
     }
 
     /// Gives build stages the credentials of `[registries."HOST"]`.
@@ -126,6 +154,7 @@ impl Executor {
             engine: self.engine.scoped(),
             settings: self.settings.clone(),
             registries: self.registries.clone(),
+            bumps: self.bumps.clone(),
         };
         scoped.run_scoped(job, observer).await
     }
@@ -223,6 +252,8 @@ impl Executor {
             engine: self.engine.clone(),
             settings: self.settings.clone(),
             registries: self.registries.clone(),
+            bumps: self.bumps.clone(),
+            forge: job.forge,
             outputs: outputs.clone(),
             pipeline: job.plan.pipeline.clone(),
             run_label: job.run_label.clone(),
@@ -408,6 +439,8 @@ struct StageContext {
     engine: Engine,
     settings: Arc<RunnerSettings>,
     registries: Arc<BTreeMap<String, RegistryCredentials>>,
+    bumps: Option<BumpSetup>,
+    forge: Option<Forge>,
     outputs: Arc<Mutex<Vec<(String, String)>>>,
     pipeline: String,
     run_label: String,
@@ -448,14 +481,7 @@ impl StageContext {
                 }
                 StageAction::Validate { paths } => self.validate(&stage.name, paths).await,
                 StageAction::Build { .. } => self.build(stage).await,
-                StageAction::Bump { .. } => (
-                    StageState::Error,
-                    None,
-                    Some(format!(
-                        "`{}` stages are not run by this version of Gantry",
-                        stage_kind(&stage.action)
-                    )),
-                ),
+                StageAction::Bump { .. } => self.bump(stage).await,
             };
             let retry = matches!(state, StageState::Failure)
                 && attempts <= stage.retries
@@ -555,6 +581,162 @@ impl StageContext {
             }
             Err(err) => (StageState::Failure, None, Some(err.to_string())),
         }
+    }
+
+    /// Writes the built image into the config repo (see `gitops::bump`).
+    async fn bump(&self, stage: &PlannedStage) -> (StageState, Option<i64>, Option<String>) {
+        let StageAction::Bump {
+            repo,
+            branch,
+            file,
+            image,
+            key,
+            mode,
+            pin,
+        } = &stage.action
+        else {
+            return (StageState::Error, None, Some("not a bump stage".into()));
+        };
+        let Some(setup) = &self.bumps else {
+            return (
+                StageState::Skipped,
+                None,
+                Some("bumps run in the service, or with `gantry bump`".into()),
+            );
+        };
+        let outputs = self
+            .outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let output = |name: &str| {
+            outputs
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let fail = |message: String| (StageState::Failure, None, Some(message));
+        // `${GANTRY_IMAGE…}` were left for now, when the build has run.
+        let expand = |text: &str| {
+            crate::pipeline::vars::expand(text, |name| {
+                outputs
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+            })
+        };
+        let expanded = (|| -> Result<_, String> {
+            Ok((
+                expand(repo)?,
+                expand(branch)?,
+                expand(file)?,
+                image.as_deref().map(expand).transpose()?,
+                key.as_deref().map(expand).transpose()?,
+            ))
+        })();
+        let (repo, branch, file, image, key) = match expanded {
+            Ok(fields) => fields,
+            Err(_) => return fail("no image was built in this run to bump".into()),
+        };
+        let Some(image) = image.or_else(|| output("GANTRY_IMAGE")) else {
+            return fail("no image was built in this run to bump".into());
+        };
+        if !setup.allowed_repos.iter().any(|allowed| *allowed == repo) {
+            return fail(format!(
+                "config repo `{repo}` is not listed in `[gitops] repos`; Gantry pushes only there"
+            ));
+        }
+        let (tag, digest) = (output("GANTRY_IMAGE_TAG"), output("GANTRY_IMAGE_DIGEST"));
+        let (tag, digest) = match pin {
+            BumpPin::Tag => (tag, None),
+            BumpPin::Digest => (None, digest),
+            BumpPin::TagAndDigest => (tag, digest),
+        };
+        if *pin != BumpPin::Tag && digest.is_none() {
+            return fail("the build pushed no image, so there is no digest to pin".into());
+        }
+        if *pin != BumpPin::Digest && tag.is_none() {
+            return fail("the build gave the image no tag to bump to".into());
+        }
+        let env = |name: &str| {
+            stage
+                .env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let request = BumpRequest {
+            repo: ConfigRepo {
+                url: repo.clone(),
+                branch: branch.clone(),
+            },
+            file: file.clone(),
+            new: NewImage {
+                image: image.clone(),
+                tag,
+                digest,
+                key,
+            },
+            mode: *mode,
+            forge: setup.forge.or(self.forge),
+            source: Some(BumpSource {
+                repo: env("GANTRY_REPO"),
+                commit: env("GANTRY_COMMIT_SHA"),
+                run_url: Some(format!(
+                    "{}/runs/{}",
+                    setup.public_url.trim_end_matches('/'),
+                    env("GANTRY_RUN_ID")
+                )),
+            }),
+        };
+        let log = |line: &str| self.observer.log_line(&self.pipeline, &stage.name, line);
+        log(&format!(
+            "gantry: bumping {image} in {repo} ({branch}): {file}"
+        ));
+        let result = setup.bumper.bump(request).await;
+        let mut report = BumpReport {
+            pipeline: self.pipeline.clone(),
+            stage: stage.name.clone(),
+            repo,
+            branch,
+            file,
+            image,
+            changes: Vec::new(),
+            commit: None,
+            pull_request: None,
+            error: None,
+        };
+        let answer = match result {
+            Ok(outcome) => {
+                for change in &outcome.changes {
+                    log(&format!(
+                        "gantry: {}:{} {}: {} -> {}",
+                        outcome.file,
+                        change.line,
+                        change.place,
+                        change.old.as_deref().unwrap_or("(new)"),
+                        change.new
+                    ));
+                }
+                let summary = outcome.summary();
+                log(&format!("gantry: {summary}"));
+                report.changes = outcome.changes;
+                report.commit = outcome.commit;
+                report.pull_request = outcome.pull_request;
+                (StageState::Success, None, Some(summary))
+            }
+            Err(err) => {
+                report.error = Some(err.to_string());
+                fail(err.to_string())
+            }
+        };
+        self.observer
+            .bump_finished(&self.pipeline, &stage.name, &report);
+        answer
     }
 
     /// When the checked-out commit was made: the image's `created`, so that building the
@@ -717,14 +899,5 @@ impl StageContext {
                 )),
             ),
         }
-    }
-}
-
-fn stage_kind(action: &StageAction) -> &'static str {
-    match action {
-        StageAction::Run { .. } => "run",
-        StageAction::Build { .. } => "build",
-        StageAction::Validate { .. } => "validate",
-        StageAction::Bump { .. } => "bump",
     }
 }

@@ -157,6 +157,7 @@ pub async fn run(
             checkout: dir.clone(),
             cancel: cancel.clone(),
             trusted: false,
+            forge: None,
         };
         let executor = executor.clone();
         let observer: Arc<dyn Observer> = printer.clone();

@@ -12,5 +12,7 @@ mod record;
 pub mod scheduler;
 
 pub use engine::{DockerError, Engine, EngineError, RUN_LABEL, WORKSPACE_DIR};
-pub use execute::{Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome, StageState};
+pub use execute::{
+    BumpSetup, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome, StageState,
+};
 pub use scheduler::Scheduler;

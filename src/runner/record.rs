@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::execute::{Observer, StageOutcome, StageState};
 use crate::forge::{CommitStatus, StatusState, clamp_description};
-use crate::store::{LogChunk, StageUpdate, Store};
+use crate::store::{BumpReport, LogChunk, StageUpdate, Store};
 
 /// Output is stored when a stage's buffer reaches this size…
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -27,6 +27,7 @@ enum Message {
         stage: String,
         line: String,
     },
+    Bump(BumpReport),
 }
 
 /// What every commit status of one run shares; the recorder reports a pipeline as running
@@ -98,6 +99,10 @@ impl Observer for Recorder {
             line: line.into(),
         });
     }
+
+    fn bump_finished(&self, _pipeline: &str, _stage: &str, report: &BumpReport) {
+        let _ = self.sender.send(Message::Bump(report.clone()));
+    }
 }
 
 #[derive(Default)]
@@ -142,6 +147,11 @@ async fn write(
                 buffer.lines += 1;
                 if buffer.text.len() >= CHUNK_BYTES {
                     flush(&store, run_id, &key, buffer).await;
+                }
+            }
+            Message::Bump(report) => {
+                if let Err(err) = store.record_bump(run_id, &report).await {
+                    tracing::error!(run_id, error = %format!("{err:#}"), "recording a bump failed");
                 }
             }
             Message::Stage {

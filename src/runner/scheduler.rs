@@ -392,6 +392,7 @@ impl Scheduler {
                 checkout: checkout.dir.path().to_owned(),
                 cancel: cancel.clone(),
                 trusted: repo.trusted && !from_fork,
+                forge: Some(repo.forge),
             };
             let executor = self.executor.clone();
             let observer = observer.clone();

@@ -5,6 +5,7 @@
 //! the common subset of the two (`$n` parameters, `ON CONFLICT`, `RETURNING`). Each backend
 //! has its own migrations, run at start.
 
+mod bumps;
 mod intake;
 mod locks;
 mod queue;
@@ -21,6 +22,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 use tokio::sync::Notify;
 
+pub use bumps::BumpReport;
 pub use intake::{NewDelivery, Recorded};
 pub use locks::LaneLock;
 pub use queue::{ClaimedRun, MAX_ATTEMPTS};

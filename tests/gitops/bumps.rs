@@ -44,6 +44,7 @@ pub fn request(repo: &ConfigRepo, file: &str, image: &str, tag: &str) -> BumpReq
             key: None,
         },
         mode: BumpMode::Commit,
+        forge: None,
         source: Some(BumpSource {
             repo: "acme/web".into(),
             commit: "0123456789abcdef0123456789abcdef01234567".into(),

@@ -3,4 +3,5 @@
 
 mod bumps;
 mod edits;
+mod http_git;
 mod repos;

@@ -180,6 +180,7 @@ async fn run_build(
         checkout: dir.path().to_owned(),
         cancel: CancellationToken::new(),
         trusted: false,
+        forge: None,
     };
     (executor.run(job, lines.clone()).await, lines)
 }

@@ -92,6 +92,7 @@ async fn run_with(
         checkout: dir.path().to_owned(),
         cancel,
         trusted: false,
+        forge: None,
     };
     let outcome = executor.run(job, recorder.clone()).await;
     (outcome, recorder, label)

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use gantry::webhook::signature::hmac_hex;
 use serde_json::{Value, json};
 
+mod bumps;
 mod fake_forge;
 mod statuses;
 

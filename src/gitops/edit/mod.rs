@@ -45,7 +45,7 @@ pub struct NewImage {
 }
 
 /// One value the edit changed (or inserted).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     pub line: usize,
     /// Where in the document, e.g. `images[0].newTag`.

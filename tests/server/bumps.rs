@@ -1,0 +1,135 @@
+//! The GitOps hand-off end to end: a push builds an image, and the bump stage commits its
+//! tag to a config repo, recorded on the run.
+
+use std::path::Path;
+
+use crate::{Forge, Server, config_dir, finished, git, push_payload};
+
+const OVERLAY: &str = "apps/app/overlays/dev/kustomization.yaml";
+
+const PIPELINE: &str = "stages:
+  - name: image
+    build:
+      image: registry.example.com/acme/app
+      tags: ['${GANTRY_COMMIT_SHA}']
+      push: false
+  - name: deploy-dev
+    bump:
+      repo: CONFIG_URL
+      file: apps/app/overlays/dev/kustomization.yaml
+";
+
+/// A bare config repo holding the overlay, with its URL.
+fn config_repo(dir: &Path) -> String {
+    let work = dir.join("config-work");
+    std::fs::create_dir_all(work.join("apps/app/overlays/dev")).unwrap();
+    std::fs::write(
+        work.join(OVERLAY),
+        "kind: Kustomization\nimages:\n  - name: registry.example.com/acme/app\n    newTag: old # set by Gantry\n",
+    )
+    .unwrap();
+    git(dir, &["init", "-q", "--bare", "config.git"]);
+    git(&work, &["init", "-q"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-qm", "config"]);
+    git(
+        &work,
+        &[
+            "push",
+            "-q",
+            &dir.join("config.git").display().to_string(),
+            "HEAD:refs/heads/main",
+        ],
+    );
+    format!("file://{}", dir.join("config.git").display())
+}
+
+fn app_with_dockerfile(config_url: &str) -> Forge {
+    let forge = Forge::new(&PIPELINE.replace("CONFIG_URL", config_url));
+    std::fs::write(
+        forge.work().join("Dockerfile"),
+        format!("FROM {}\nCOPY README /README\n", crate::image()),
+    )
+    .unwrap();
+    git(&forge.work(), &["add", "."]);
+    git(&forge.work(), &["commit", "-qm", "dockerfile"]);
+    forge
+}
+
+#[tokio::test]
+async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
+    let configs = tempfile::tempdir().unwrap();
+    let config_url = config_repo(configs.path());
+    let forge = app_with_dockerfile(&config_url);
+    let sha = forge.push("main");
+    let (_dir, config_path) = config_dir(&forge, |text| {
+        format!(
+            "{text}[gitops]\nauthor = \"Gantry Bot <bot@example.com>\"\nrepos = [\"{config_url}\"]\n"
+        )
+    });
+    let server = Server::start(&config_path);
+    let id = server.push(push_payload("main", &sha, "ship it")).await;
+    let run = server.wait_for(id, "an end", finished).await;
+    assert_eq!(run["state"], "success", "{run:#}");
+
+    let bare = configs.path().join("config.git");
+    let file = git(&bare, &["show", &format!("main:{OVERLAY}")]);
+    assert!(
+        file.contains(&format!("    newTag: {sha} # set by Gantry")),
+        "{file}"
+    );
+    let head = git(&bare, &["rev-parse", "main"]);
+    let bump = &run["bumps"][0];
+    assert_eq!(bump["commit"], head.as_str(), "{run:#}");
+    assert_eq!(bump["file"], OVERLAY);
+    assert_eq!(bump["changes"][0]["old"], "old");
+    assert_eq!(bump["changes"][0]["new"], sha.as_str());
+    let message = git(&bare, &["log", "-1", "--format=%B%n%an", "main"]);
+    assert!(
+        message.contains(&format!("Source: acme/app@{sha}")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("Run: http://localhost:8080/runs/{id}")),
+        "{message}"
+    );
+    assert!(message.ends_with("Gantry Bot"), "{message}");
+    let log = server.log(id).await;
+    assert!(
+        log.contains(&format!(
+            "[ci/deploy-dev] gantry: {OVERLAY}:4 images[0].newTag: old -> {sha}"
+        )),
+        "{log}"
+    );
+
+    // The same commit again (a re-run) changes nothing and commits nothing.
+    let again = server.push(push_payload("main", &sha, "ship it")).await;
+    let run = server.wait_for(again, "an end", finished).await;
+    assert_eq!(run["state"], "success", "{run:#}");
+    assert_eq!(run["bumps"][0]["commit"], serde_json::Value::Null);
+    assert_eq!(git(&bare, &["rev-parse", "main"]), head);
+}
+
+#[tokio::test]
+async fn a_bump_to_a_repo_not_listed_in_gitops_repos_fails_and_pushes_nothing() {
+    let configs = tempfile::tempdir().unwrap();
+    let config_url = config_repo(configs.path());
+    let forge = app_with_dockerfile(&config_url);
+    let sha = forge.push("main");
+    let (_dir, config_path) = config_dir(&forge, |text| text);
+    let server = Server::start(&config_path);
+    let id = server.push(push_payload("main", &sha, "ship it")).await;
+    let run = server.wait_for(id, "an end", finished).await;
+    assert_eq!(run["state"], "failure", "{run:#}");
+    let stage = &run["pipelines"][0]["stages"][1];
+    assert_eq!(stage["state"], "failure");
+    assert!(
+        stage["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not listed in `[gitops] repos`"),
+        "{run:#}"
+    );
+    let bare = configs.path().join("config.git");
+    assert_eq!(git(&bare, &["rev-list", "--count", "main"]), "1");
+}
