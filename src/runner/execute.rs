@@ -644,7 +644,7 @@ impl StageContext {
         let Some(image) = image.or_else(|| output("GANTRY_IMAGE")) else {
             return fail("no image was built in this run to bump".into());
         };
-        if !setup.allowed_repos.iter().any(|allowed| *allowed == repo) {
+        if !setup.allowed_repos.contains(&repo) {
             return fail(format!(
                 "config repo `{repo}` is not listed in `[gitops] repos`; Gantry pushes only there"
             ));
