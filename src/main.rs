@@ -50,6 +50,46 @@ enum Command {
         #[arg(long, conflicts_with = "files")]
         schema: bool,
     },
+    /// Write an image into a config repo: edit, commit, push (or open a pull request).
+    Bump {
+        /// The config repo: a clone URL or a local path.
+        #[arg(long)]
+        repo: String,
+        /// The file to edit, relative to the repo's root.
+        #[arg(long)]
+        file: String,
+        /// The image's name, without tag or digest.
+        #[arg(long)]
+        image: String,
+        /// The new tag.
+        #[arg(long, required_unless_present = "digest")]
+        tag: Option<String>,
+        /// The new digest (`sha256:…`); with `--tag`, both are pinned (`tag@digest`).
+        #[arg(long)]
+        digest: Option<String>,
+        /// The branch to commit to (or to open the pull request against).
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// A Helm key path (`web.image.tag`) or Kustomize image `name` to edit.
+        #[arg(long)]
+        key: Option<String>,
+        /// Open (or update) a pull request instead of pushing to the branch.
+        #[arg(long)]
+        pull_request: bool,
+        /// The forge that hosts the repo, for `--pull-request` (default: `[gitops] forge`).
+        #[arg(long, value_enum)]
+        forge: Option<ForgeArg>,
+        /// Config file with `[gitops]` (author, credentials) and forge tokens.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ForgeArg {
+    Github,
+    Gitlab,
+    Gitea,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -97,6 +137,45 @@ fn main() -> ExitCode {
             branch,
             sha,
         }),
+        Command::Bump {
+            repo,
+            file,
+            image,
+            tag,
+            digest,
+            branch,
+            key,
+            pull_request,
+            forge,
+            config,
+        } => {
+            let forge = forge.map(|forge| match forge {
+                ForgeArg::Github => gantry::webhook::Forge::Github,
+                ForgeArg::Gitlab => gantry::webhook::Forge::Gitlab,
+                ForgeArg::Gitea => gantry::webhook::Forge::Gitea,
+            });
+            let request = gantry::gitops::bump::BumpRequest {
+                repo: gantry::gitops::bump::ConfigRepo {
+                    url: local_path_or_url(&repo),
+                    branch,
+                },
+                file,
+                new: gantry::gitops::edit::NewImage {
+                    image,
+                    tag,
+                    digest,
+                    key,
+                },
+                mode: if pull_request {
+                    gantry::pipeline::BumpMode::PullRequest
+                } else {
+                    gantry::pipeline::BumpMode::Commit
+                },
+                forge,
+                source: None,
+            };
+            bump(config, request)
+        }
         Command::Validate { files, schema } => {
             if schema {
                 println!("{:#}", gantry::pipeline::schema::json_schema());
@@ -200,6 +279,59 @@ fn run_local(request: gantry::runner::local::LocalRun) -> ExitCode {
         Err(err) => {
             eprintln!("gantry: {err:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// A repo given as a folder becomes its absolute path, so git finds it from anywhere.
+fn local_path_or_url(repo: &str) -> String {
+    let path = std::path::Path::new(repo);
+    if !repo.contains("://") && path.exists() {
+        if let Ok(absolute) = path.canonicalize() {
+            return absolute.display().to_string();
+        }
+    }
+    repo.to_owned()
+}
+
+fn bump(config: Option<PathBuf>, mut request: gantry::gitops::bump::BumpRequest) -> ExitCode {
+    let settings = match load_settings(config) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    request.forge = request.forge.or(settings.gitops.forge);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("gantry: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let author = gantry::gitops::bump::Author::parse(&settings.gitops.author)?;
+        let forges = gantry::forge::Forges::from_settings(&settings)?;
+        let bumper = gantry::gitops::bump::Bumper::new(author, settings.gitops.git_auth())
+            .with_forges(forges);
+        anyhow::Ok(bumper.bump(request).await?)
+    });
+    match result {
+        Ok(outcome) => {
+            for change in &outcome.changes {
+                println!(
+                    "{}:{} {}: {} -> {}",
+                    outcome.file,
+                    change.line,
+                    change.place,
+                    change.old.as_deref().unwrap_or("(new)"),
+                    change.new
+                );
+            }
+            println!("{}", outcome.summary());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("gantry: {err:#}");
+            ExitCode::FAILURE
         }
     }
 }

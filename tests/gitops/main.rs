@@ -2,6 +2,9 @@
 //! through real git repos.
 
 mod bumps;
+mod cli;
 mod edits;
+mod fake_pulls;
 mod http_git;
+mod pull_requests;
 mod repos;
