@@ -286,10 +286,11 @@ fn run_local(request: gantry::runner::local::LocalRun) -> ExitCode {
 /// A repo given as a folder becomes its absolute path, so git finds it from anywhere.
 fn local_path_or_url(repo: &str) -> String {
     let path = std::path::Path::new(repo);
-    if !repo.contains("://") && path.exists() {
-        if let Ok(absolute) = path.canonicalize() {
-            return absolute.display().to_string();
-        }
+    if !repo.contains("://")
+        && path.exists()
+        && let Ok(absolute) = path.canonicalize()
+    {
+        return absolute.display().to_string();
     }
     repo.to_owned()
 }

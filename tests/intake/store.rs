@@ -236,3 +236,127 @@ on_both_backends!(
     reopening,
     reopening_keeps_everything_and_migrations_are_idempotent
 );
+
+async fn bumps_are_recorded_and_read_back(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let Recorded::Queued { run_id } = store.record_delivery(push_delivery(None)).await.unwrap()
+    else {
+        panic!("first delivery must queue a run");
+    };
+    let report = gantry::store::BumpReport {
+        pipeline: "web".into(),
+        stage: "deploy-dev".into(),
+        repo: "https://git.example.com/acme/config.git".into(),
+        branch: "main".into(),
+        file: "apps/web/kustomization.yaml".into(),
+        image: "registry.example.com/acme/web".into(),
+        changes: vec![gantry::gitops::edit::Change {
+            line: 7,
+            place: "images[0].newTag".into(),
+            old: Some("v1".into()),
+            new: "v2".into(),
+        }],
+        commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        pull_request: None,
+        error: None,
+    };
+    store.record_bump(run_id, &report).await.unwrap();
+    assert_eq!(store.run_bumps(run_id).await.unwrap(), vec![report]);
+    assert!(store.run_bumps(run_id + 1).await.unwrap().is_empty());
+}
+on_both_backends!(bumps_recorded, bumps_are_recorded_and_read_back);
+
+/// Two handles on one PostgreSQL database stand for two replicas: the second waits for the
+/// lane until the first lets go. SQLite has no other process to exclude.
+async fn lane_locks_make_replicas_take_turns(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(backend, dir.path()).await;
+    let first = Store::connect(&url).await.unwrap();
+    let second = Store::connect(&url).await.unwrap();
+    let held = first.lock_lane("bump config main").await.unwrap();
+    if matches!(backend, Backend::Sqlite) {
+        assert!(held.is_none());
+        return;
+    }
+    assert!(held.is_some());
+    let waiting = tokio::spawn(async move { second.lock_lane("bump config main").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the second replica must wait");
+    let other = first.lock_lane("bump config release").await.unwrap();
+    assert!(other.is_some(), "another lane is free");
+    drop(held);
+    let taken = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("the lock is released when its holder drops it")
+        .unwrap()
+        .unwrap();
+    assert!(taken.is_some());
+}
+on_both_backends!(lane_locks, lane_locks_make_replicas_take_turns);
+
+/// Bumpers of two replicas sharing PostgreSQL take turns on the branch, so none of their
+/// pushes is rejected (without the lock they race, as the gitops tests show).
+#[tokio::test]
+async fn replicas_sharing_postgres_never_race_each_others_pushes() {
+    use gantry::gitops::bump::{Author, BumpRequest, Bumper, ConfigRepo, GitAuth};
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(Backend::Postgres, dir.path()).await;
+    let git = |cwd: &std::path::Path, args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    };
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let images: Vec<String> = (0..12).map(|i| format!("registry.example.com/acme/s{i}")).collect();
+    let overlay: String = std::iter::once("images:\n".to_owned())
+        .chain(images.iter().map(|i| format!("  - name: {i}\n    newTag: v0\n")))
+        .collect();
+    std::fs::write(work.join("kustomization.yaml"), overlay).unwrap();
+    git(dir.path(), &["init", "-q", "--bare", "config.git"]);
+    git(&work, &["init", "-q"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-qm", "config"]);
+    git(&work, &["push", "-q", "../config.git", "HEAD:refs/heads/main"]);
+    let replica = |store: Store| {
+        Bumper::new(Author::parse("Gantry <g@example.com>").unwrap(), GitAuth::None)
+            .with_store(store)
+    };
+    let replicas = [
+        replica(Store::connect(&url).await.unwrap()),
+        replica(Store::connect(&url).await.unwrap()),
+    ];
+    let tasks: Vec<_> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let bumper = replicas[i % 2].clone();
+            let request = BumpRequest {
+                repo: ConfigRepo {
+                    url: format!("file://{}", dir.path().join("config.git").display()),
+                    branch: "main".into(),
+                },
+                file: "kustomization.yaml".into(),
+                new: gantry::gitops::edit::NewImage {
+                    image: image.clone(),
+                    tag: Some("v1".into()),
+                    digest: None,
+                    key: None,
+                },
+                mode: gantry::pipeline::BumpMode::Commit,
+                forge: None,
+                source: None,
+            };
+            tokio::spawn(async move { bumper.bump(request).await })
+        })
+        .collect();
+    for task in tasks {
+        let outcome = task.await.unwrap().unwrap();
+        assert_eq!(outcome.attempts, 1, "{} lost a push race", outcome.image);
+        assert!(outcome.commit.is_some());
+    }
+}
