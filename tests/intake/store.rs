@@ -308,23 +308,39 @@ async fn replicas_sharing_postgres_never_race_each_others_pushes() {
             .current_dir(cwd)
             .output()
             .unwrap();
-        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
     };
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let images: Vec<String> = (0..12).map(|i| format!("registry.example.com/acme/s{i}")).collect();
+    let images: Vec<String> = (0..12)
+        .map(|i| format!("registry.example.com/acme/s{i}"))
+        .collect();
     let overlay: String = std::iter::once("images:\n".to_owned())
-        .chain(images.iter().map(|i| format!("  - name: {i}\n    newTag: v0\n")))
+        .chain(
+            images
+                .iter()
+                .map(|i| format!("  - name: {i}\n    newTag: v0\n")),
+        )
         .collect();
     std::fs::write(work.join("kustomization.yaml"), overlay).unwrap();
     git(dir.path(), &["init", "-q", "--bare", "config.git"]);
     git(&work, &["init", "-q"]);
     git(&work, &["add", "."]);
     git(&work, &["commit", "-qm", "config"]);
-    git(&work, &["push", "-q", "../config.git", "HEAD:refs/heads/main"]);
+    git(
+        &work,
+        &["push", "-q", "../config.git", "HEAD:refs/heads/main"],
+    );
     let replica = |store: Store| {
-        Bumper::new(Author::parse("Gantry <g@example.com>").unwrap(), GitAuth::None)
-            .with_store(store)
+        Bumper::new(
+            Author::parse("Gantry <g@example.com>").unwrap(),
+            GitAuth::None,
+        )
+        .with_store(store)
     };
     let replicas = [
         replica(Store::connect(&url).await.unwrap()),
