@@ -54,6 +54,8 @@ pub struct BumpSource {
     pub repo: String,
     pub commit: String,
     pub run_url: Option<String>,
+    /// The pushed image's digest, named in the message even when only the tag is written.
+    pub digest: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -479,6 +481,12 @@ impl Bumper {
         for (request, changes) in applied {
             message.push_str("\n\n");
             message.push_str(&format!("Image: {}\n", reference(&request.new)));
+            let digest = request.source.as_ref().and_then(|s| s.digest.as_ref());
+            if request.new.digest.is_none()
+                && let Some(digest) = digest
+            {
+                message.push_str(&format!("Digest: {digest}\n"));
+            }
             for change in changes {
                 message.push_str(&format!(
                     "File: {} {}: {} -> {}\n",

@@ -649,7 +649,8 @@ impl StageContext {
                 "config repo `{repo}` is not listed in `[gitops] repos`; Gantry pushes only there"
             ));
         }
-        let (tag, digest) = (output("GANTRY_IMAGE_TAG"), output("GANTRY_IMAGE_DIGEST"));
+        let (tag, pushed_digest) = (output("GANTRY_IMAGE_TAG"), output("GANTRY_IMAGE_DIGEST"));
+        let digest = pushed_digest.clone();
         let (tag, digest) = match pin {
             BumpPin::Tag => (tag, None),
             BumpPin::Digest => (None, digest),
@@ -691,6 +692,7 @@ impl StageContext {
                     setup.public_url.trim_end_matches('/'),
                     env("GANTRY_RUN_ID")
                 )),
+                digest: pushed_digest,
             }),
         };
         let log = |line: &str| self.observer.log_line(&self.pipeline, &stage.name, line);

@@ -49,6 +49,9 @@ pub fn request(repo: &ConfigRepo, file: &str, image: &str, tag: &str) -> BumpReq
             repo: "acme/web".into(),
             commit: "0123456789abcdef0123456789abcdef01234567".into(),
             run_url: Some("http://gantry.example.com/runs/7".into()),
+            digest: Some(
+                "sha256:5555555555555555555555555555555555555555555555555555555555555555".into(),
+            ),
         }),
     }
 }
@@ -84,6 +87,7 @@ async fn a_bump_commits_only_the_value_with_a_message_that_names_its_source() {
     Bump registry.example.com/acme/web to main-4d5e6f7
 
     Image: registry.example.com/acme/web:main-4d5e6f7
+    Digest: sha256:5555555555555555555555555555555555555555555555555555555555555555
     File: apps/web/overlays/dev/kustomization.yaml images[0].newTag: old -> main-4d5e6f7
     Source: acme/web@0123456789abcdef0123456789abcdef01234567
     Run: http://gantry.example.com/runs/7
