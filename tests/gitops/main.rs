@@ -8,3 +8,4 @@ mod fake_pulls;
 mod http_git;
 mod pull_requests;
 mod repos;
+mod ssh_git;
