@@ -181,7 +181,7 @@ pub async fn get_run(
 }
 
 /// The run with this id, or the 404 the API answers for a missing one.
-async fn existing_run(state: &AppState, id: i64) -> Result<Run, ApiError> {
+pub(super) async fn existing_run(state: &AppState, id: i64) -> Result<Run, ApiError> {
     state
         .store
         .run(id)

@@ -1,9 +1,12 @@
-//! The HTTP surface: webhook intake, health, metrics and the JSON API. Handlers stay thin:
+//! The HTTP surface: webhook intake, health, metrics, the JSON API and the web pages. Handlers stay thin:
 //! they verify, parse, store and answer; nothing here waits on Docker, git or a forge.
 
+mod ansi;
 mod api;
+mod events;
 mod health;
 mod hooks;
+mod pages;
 
 use std::sync::Arc;
 
@@ -27,10 +30,13 @@ pub struct AppState {
 /// Webhook intake and the API: served by the `all` and `intake` roles.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
+        .route("/", web::get().to(pages::runs_page))
+        .route("/runs/{id}", web::get().to(pages::run_page))
         .route("/hooks/{forge}", web::post().to(hooks::receive))
         .route("/api/runs", web::get().to(api::list_runs))
         .route("/api/runs/{id}", web::get().to(api::get_run))
         .route("/api/runs/{id}/log", web::get().to(api::get_log))
+        .route("/api/runs/{id}/events", web::get().to(events::run_events))
         .route("/api/runs/{id}/cancel", web::post().to(api::cancel_run))
         .route("/api/runs/{id}/rerun", web::post().to(api::rerun_run));
 }

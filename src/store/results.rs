@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::now_millis;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PipelineResult {
     pub pipeline: String,
     pub file: String,
@@ -15,7 +15,7 @@ pub struct PipelineResult {
     pub stages: Vec<StageResult>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StageResult {
     pub stage: String,
     pub state: String,
@@ -123,24 +123,43 @@ impl super::Store {
 
     /// The run's output in the order it was stored.
     pub async fn run_log(&self, run_id: i64) -> anyhow::Result<Vec<LogChunk>> {
+        Ok(self
+            .run_log_after(run_id, 0)
+            .await?
+            .into_iter()
+            .map(|(_, chunk)| chunk)
+            .collect())
+    }
+
+    /// The chunks stored after the one with id `after`, with their ids: what a live viewer
+    /// has not seen yet (ids only grow, so they are the events' ids).
+    pub async fn run_log_after(
+        &self,
+        run_id: i64,
+        after: i64,
+    ) -> anyhow::Result<Vec<(i64, LogChunk)>> {
         let rows = sqlx::query(
-            "SELECT pipeline, stage, first_line, line_count, text FROM log_chunks \
-             WHERE run_id = $1 ORDER BY id",
+            "SELECT id, pipeline, stage, first_line, line_count, text FROM log_chunks \
+             WHERE run_id = $1 AND id > $2 ORDER BY id",
         )
         .bind(run_id)
+        .bind(after)
         .fetch_all(self.pool())
         .await
         .with_context(|| format!("reading output of run {run_id}"))?;
         rows.iter()
             .map(|row| {
-                Ok(LogChunk {
-                    run_id,
-                    pipeline: row.try_get(0)?,
-                    stage: row.try_get(1)?,
-                    first_line: row.try_get(2)?,
-                    line_count: row.try_get(3)?,
-                    text: row.try_get(4)?,
-                })
+                Ok((
+                    row.try_get(0)?,
+                    LogChunk {
+                        run_id,
+                        pipeline: row.try_get(1)?,
+                        stage: row.try_get(2)?,
+                        first_line: row.try_get(3)?,
+                        line_count: row.try_get(4)?,
+                        text: row.try_get(5)?,
+                    },
+                ))
             })
             .collect()
     }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 mod bumps;
 mod fake_forge;
+mod pages;
 mod statuses;
 
 const SECRET: &str = "loop-secret";

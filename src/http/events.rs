@@ -1,0 +1,165 @@
+//! `GET /api/runs/{id}/events`: a run watched live, as Server-Sent Events.
+//!
+//! Output is stored in chunks whose ids only grow, so a chunk's id is its event's id and a
+//! reconnecting client's `Last-Event-ID` (or `?after=`, for a page that rendered the log
+//! so far) says exactly what it has seen: only later chunks are sent. Stage and run states
+//! are sent as a whole snapshot (`event: state`, without an id) whenever they change, and
+//! once at the start; `event: end` follows the last output of a finished run.
+//!
+//! The stream reads the store, so it works the same whether the run executes in this
+//! process or in a runner replica elsewhere.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::AppState;
+use super::api::{ApiError, existing_run};
+use crate::store::{PipelineResult, Store};
+
+/// How often the store is read for news: the recorder stores output every 250 ms.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// A comment line this often keeps proxies from closing a quiet stream.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Events buffered for a slow client before the stream waits for it.
+const BUFFERED_EVENTS: usize = 64;
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    after: Option<i64>,
+}
+
+/// The `data` of a `log` event.
+#[derive(Serialize)]
+struct LogEvent<'a> {
+    pipeline: &'a str,
+    stage: &'a str,
+    first_line: i64,
+    lines: Vec<&'a str>,
+}
+
+/// The `data` of a `state` event.
+#[derive(Serialize, PartialEq)]
+struct StateEvent {
+    state: String,
+    description: Option<String>,
+    pipelines: Vec<PipelineResult>,
+}
+
+pub async fn run_events(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    query: web::Query<EventsQuery>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    existing_run(&state, id).await?;
+    let header = request
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let after = header.or(query.after).unwrap_or(0).max(0);
+    let (sender, receiver) = mpsc::channel::<web::Bytes>(BUFFERED_EVENTS);
+    tokio::spawn(stream(state.store.clone(), id, after, sender));
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver
+            .recv()
+            .await
+            .map(|bytes| (Ok::<_, actix_web::Error>(bytes), receiver))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+/// Feeds one client until the run has ended and all its output was sent, or the client
+/// went away (a failed send).
+async fn stream(store: Store, run_id: i64, mut after: i64, sender: mpsc::Sender<web::Bytes>) {
+    let mut last_state: Option<StateEvent> = None;
+    let mut quiet = Duration::ZERO;
+    loop {
+        // Read the state first: output stored before a run ends is then read after it.
+        let run = match store.run(run_id).await {
+            Ok(Some(run)) => run,
+            _ => return,
+        };
+        let finished = !matches!(run.state.as_str(), "queued" | "running");
+        let pipelines = store.pipeline_results(run_id).await.unwrap_or_default();
+        let chunks = store.run_log_after(run_id, after).await.unwrap_or_default();
+        let mut sent = false;
+        for (id, chunk) in &chunks {
+            let data = LogEvent {
+                pipeline: &chunk.pipeline,
+                stage: &chunk.stage,
+                first_line: chunk.first_line,
+                lines: chunk.text.lines().collect(),
+            };
+            if !send(&sender, Some(*id), "log", &data).await {
+                return;
+            }
+            after = *id;
+            sent = true;
+        }
+        let snapshot = StateEvent {
+            state: run.state.clone(),
+            description: run.description.clone(),
+            pipelines,
+        };
+        if last_state.as_ref() != Some(&snapshot) {
+            if !send(&sender, None, "state", &snapshot).await {
+                return;
+            }
+            last_state = Some(snapshot);
+            sent = true;
+        }
+        if finished {
+            let _ = send(
+                &sender,
+                None,
+                "end",
+                &serde_json::json!({ "state": run.state }),
+            )
+            .await;
+            return;
+        }
+        quiet = if sent {
+            Duration::ZERO
+        } else {
+            quiet + POLL_INTERVAL
+        };
+        if quiet >= KEEPALIVE_INTERVAL {
+            if sender
+                .send(web::Bytes::from_static(b": keep-alive\n\n"))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            quiet = Duration::ZERO;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Writes one event; `false` when the client is gone.
+async fn send(
+    sender: &mpsc::Sender<web::Bytes>,
+    id: Option<i64>,
+    event: &str,
+    data: &impl Serialize,
+) -> bool {
+    let Ok(json) = serde_json::to_string(data) else {
+        return true;
+    };
+    let mut text = String::new();
+    if let Some(id) = id {
+        text.push_str(&format!("id: {id}\n"));
+    }
+    text.push_str(&format!("event: {event}\ndata: {json}\n\n"));
+    sender.send(web::Bytes::from(text)).await.is_ok()
+}

@@ -1,0 +1,329 @@
+//! The web pages: the run list (`/`) and one run (`/runs/{id}`), rendered on the server
+//! from askama templates. Everything from a payload or a log is escaped by the templates
+//! (log lines by `ansi::to_html`); the run page's script follows the run live through
+//! `/api/runs/{id}/events`.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::AppState;
+use super::ansi;
+use crate::store::{BumpReport, PipelineResult, Run, RunFilter, RunState};
+use crate::webhook::Forge;
+
+/// Runs listed on the front page.
+const PAGE_SIZE: u32 = 100;
+
+#[derive(Deserialize)]
+pub struct RunsQuery {
+    repo: Option<String>,
+    state: Option<String>,
+}
+
+/// One row of the run list.
+struct RunRow {
+    id: i64,
+    repo: String,
+    target: String,
+    commit: String,
+    trigger: String,
+    state: String,
+    duration: String,
+    created_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct RunsPage {
+    runs: Vec<RunRow>,
+    repos: Vec<String>,
+    states: Vec<&'static str>,
+    repo: String,
+    state: String,
+}
+
+/// One stage as the run page shows it.
+struct StageView {
+    pipeline: String,
+    stage: String,
+    state: String,
+    message: String,
+    duration: String,
+    /// Output lines as HTML (escaped, with colour spans).
+    lines: Vec<String>,
+}
+
+struct PipelineView {
+    name: String,
+    file: String,
+    state: String,
+    description: String,
+    stages: Vec<StageView>,
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    run: Run,
+    target: String,
+    commit_url: Option<String>,
+    pull_request_url: Option<String>,
+    duration: String,
+    finished: bool,
+    pipelines: Vec<PipelineView>,
+    bumps: Vec<BumpView>,
+    /// The last output chunk rendered: the live stream starts after it.
+    after: i64,
+}
+
+struct BumpView {
+    place: String,
+    changes: Vec<String>,
+    outcome: String,
+    link: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "missing.html")]
+struct MissingPage {
+    message: String,
+}
+
+pub async fn runs_page(state: web::Data<AppState>, query: web::Query<RunsQuery>) -> HttpResponse {
+    let filter_state = query.state.as_deref().and_then(RunState::parse);
+    let filter = RunFilter {
+        repo: query.repo.clone().filter(|r| !r.is_empty()),
+        state: filter_state,
+        before: None,
+        limit: PAGE_SIZE,
+    };
+    let runs = match state.store.list_runs(&filter).await {
+        Ok(runs) => runs,
+        Err(err) => return unavailable(err),
+    };
+    let page = RunsPage {
+        runs: runs
+            .iter()
+            .map(|run| RunRow {
+                id: run.id,
+                repo: run.repo.clone(),
+                target: target(run),
+                commit: run.commit_sha.chars().take(10).collect(),
+                trigger: run.trigger.clone(),
+                state: run.state.clone(),
+                duration: duration(run.started_at.as_deref(), run.finished_at.as_deref()),
+                created_at: short_time(&run.created_at),
+            })
+            .collect(),
+        repos: state
+            .settings
+            .repos
+            .iter()
+            .map(|r| r.name.clone())
+            .collect(),
+        states: RunState::ALL.iter().map(|s| s.as_str()).collect(),
+        repo: query.repo.clone().unwrap_or_default(),
+        state: filter_state
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> HttpResponse {
+    let id = id.into_inner();
+    let run = match state.store.run(id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => {
+            let page = MissingPage {
+                message: format!("Run {id} does not exist."),
+            };
+            return html(StatusCode::NOT_FOUND, page.render());
+        }
+        Err(err) => return unavailable(err),
+    };
+    let results = state.store.pipeline_results(id).await;
+    let chunks = state.store.run_log_after(id, 0).await;
+    let bumps = state.store.run_bumps(id).await;
+    let (results, chunks, bumps) = match (results, chunks, bumps) {
+        (Ok(results), Ok(chunks), Ok(bumps)) => (results, chunks, bumps),
+        (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => return unavailable(err),
+    };
+    let after = chunks.last().map_or(0, |(id, _)| *id);
+    let mut lines: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (_, chunk) in &chunks {
+        lines
+            .entry((chunk.pipeline.clone(), chunk.stage.clone()))
+            .or_default()
+            .extend(chunk.text.lines().map(ansi::to_html));
+    }
+    let (commit_url, pull_request_url) = forge_links(&run);
+    let page = RunPage {
+        target: target(&run),
+        commit_url,
+        pull_request_url,
+        duration: duration(run.started_at.as_deref(), run.finished_at.as_deref()),
+        finished: !matches!(run.state.as_str(), "queued" | "running"),
+        pipelines: results
+            .into_iter()
+            .map(|pipeline| pipeline_view(pipeline, &mut lines))
+            .collect(),
+        bumps: bumps.iter().map(bump_view).collect(),
+        after,
+        run,
+    };
+    html(StatusCode::OK, page.render())
+}
+
+fn pipeline_view(
+    pipeline: PipelineResult,
+    lines: &mut BTreeMap<(String, String), Vec<String>>,
+) -> PipelineView {
+    PipelineView {
+        stages: pipeline
+            .stages
+            .iter()
+            .map(|stage| StageView {
+                lines: lines
+                    .remove(&(pipeline.pipeline.clone(), stage.stage.clone()))
+                    .unwrap_or_default(),
+                pipeline: pipeline.pipeline.clone(),
+                stage: stage.stage.clone(),
+                state: stage.state.clone(),
+                message: stage.message.clone().unwrap_or_default(),
+                duration: duration(stage.started_at.as_deref(), stage.finished_at.as_deref()),
+            })
+            .collect(),
+        name: pipeline.pipeline,
+        file: pipeline.file,
+        state: pipeline.state,
+        description: pipeline.description.unwrap_or_default(),
+    }
+}
+
+fn bump_view(bump: &BumpReport) -> BumpView {
+    let web_base = bump
+        .repo
+        .starts_with("https://")
+        .then(|| bump.repo.trim_end_matches(".git").to_owned());
+    let (outcome, link) = match (&bump.error, &bump.pull_request, &bump.commit) {
+        (Some(error), _, _) => (format!("failed: {error}"), None),
+        (None, Some(url), _) => (format!("pull request {url}"), Some(url.clone())),
+        (None, None, Some(commit)) => (
+            format!("commit {}", &commit[..commit.len().min(12)]),
+            web_base.map(|base| format!("{base}/commit/{commit}")),
+        ),
+        (None, None, None) => ("already up to date".into(), None),
+    };
+    BumpView {
+        place: format!("{} ({}): {}", bump.repo, bump.branch, bump.file),
+        changes: bump
+            .changes
+            .iter()
+            .map(|c| {
+                format!(
+                    "line {} {}: {} → {}",
+                    c.line,
+                    c.place,
+                    c.old.as_deref().unwrap_or("(new)"),
+                    c.new
+                )
+            })
+            .collect(),
+        outcome,
+        link,
+    }
+}
+
+/// The commit's and the pull request's pages on the forge, when the payload named the
+/// repo's web address.
+fn forge_links(run: &Run) -> (Option<String>, Option<String>) {
+    let Some(web) = run
+        .event
+        .as_ref()
+        .and_then(|event| event.repo.as_ref())
+        .and_then(|repo| repo.web_url.clone())
+    else {
+        return (None, None);
+    };
+    let web = web.trim_end_matches('/');
+    let forge = match run.forge.as_str() {
+        "gitlab" => Forge::Gitlab,
+        "gitea" => Forge::Gitea,
+        _ => Forge::Github,
+    };
+    let commit = match forge {
+        Forge::Gitlab => format!("{web}/-/commit/{}", run.commit_sha),
+        _ => format!("{web}/commit/{}", run.commit_sha),
+    };
+    let pull_request = run.pr_number.map(|number| match forge {
+        Forge::Github => format!("{web}/pull/{number}"),
+        Forge::Gitlab => format!("{web}/-/merge_requests/{number}"),
+        Forge::Gitea => format!("{web}/pulls/{number}"),
+    });
+    (Some(commit), pull_request)
+}
+
+/// What the run ran for: `PR #12`, a branch, or a tag.
+fn target(run: &Run) -> String {
+    if let Some(number) = run.pr_number {
+        return format!("PR #{number}");
+    }
+    run.git_ref
+        .strip_prefix("refs/heads/")
+        .or_else(|| run.git_ref.strip_prefix("refs/tags/"))
+        .unwrap_or(&run.git_ref)
+        .to_owned()
+}
+
+/// `1m 5s` between two stored times; up to now while only the start is known.
+fn duration(started: Option<&str>, finished: Option<&str>) -> String {
+    let parse = |text: &str| chrono::DateTime::parse_from_rfc3339(text).ok();
+    let Some(start) = started.and_then(parse) else {
+        return String::new();
+    };
+    let end = finished
+        .and_then(parse)
+        .map_or_else(chrono::Utc::now, |end| end.with_timezone(&chrono::Utc));
+    let millis = (end - start.with_timezone(&chrono::Utc))
+        .num_milliseconds()
+        .max(0);
+    let seconds = millis / 1000;
+    match seconds {
+        0 => format!("{:.1}s", millis as f64 / 1000.0),
+        1..=59 => format!("{seconds}s"),
+        60..=3599 => format!("{}m {}s", seconds / 60, seconds % 60),
+        _ => format!("{}h {}m", seconds / 3600, seconds % 3600 / 60),
+    }
+}
+
+/// `2026-11-26 03:25:08` from a stored RFC 3339 time.
+fn short_time(text: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| text.to_owned())
+}
+
+fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> HttpResponse {
+    match rendered {
+        Ok(body) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(body),
+        Err(err) => {
+            tracing::error!(error = %err, "rendering a page failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+fn unavailable(err: anyhow::Error) -> HttpResponse {
+    tracing::error!(error = ?err, "page store query failed");
+    let page = MissingPage {
+        message: "The store is unavailable; try again shortly.".into(),
+    };
+    html(StatusCode::SERVICE_UNAVAILABLE, page.render())
+}
