@@ -26,6 +26,27 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Buckets for stage durations, in seconds: from a quick check to a long build.
+const STAGE_DURATION_BUCKETS: [f64; 12] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub repo: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForgeLabels {
+    pub forge: &'static str,
+}
+
 /// Every metric Gantry exports. Cheap to clone: the metrics inside are shared.
 #[derive(Clone)]
 pub struct Metrics {
@@ -35,6 +56,10 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     pub bumps: Family<OutcomeLabels, Counter>,
     pub bump_conflicts: Counter,
+    pub bump_pushes: Counter,
+    pub runs: Family<RunLabels, Counter>,
+    pub stage_durations: Family<ResultLabels, Histogram>,
+    pub status_failures: Family<ForgeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -78,6 +103,28 @@ impl Metrics {
             "Bump pushes rejected because the config branch had moved on (each is retried)",
             bump_conflicts.clone(),
         );
+        let bump_pushes = Counter::default();
+        registry.register(
+            "bump_pushes",
+            "Pushes to config repos by bumps (a batch of bumps is one push)",
+            bump_pushes.clone(),
+        );
+        let runs = Family::<RunLabels, Counter>::default();
+        registry.register("runs", "Finished runs, by repo and result", runs.clone());
+        let stage_durations = Family::<ResultLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(STAGE_DURATION_BUCKETS)
+        });
+        registry.register(
+            "stage_duration_seconds",
+            "How long stages ran, by result (skipped stages are not counted)",
+            stage_durations.clone(),
+        );
+        let status_failures = Family::<ForgeLabels, Counter>::default();
+        registry.register(
+            "status_delivery_failures",
+            "Commit status requests a forge refused or did not answer (each may be retried)",
+            status_failures.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             deliveries,
@@ -85,6 +132,10 @@ impl Metrics {
             queue_depth,
             bumps,
             bump_conflicts,
+            bump_pushes,
+            runs,
+            stage_durations,
+            status_failures,
         }
     }
 

@@ -85,8 +85,9 @@ impl Application {
                     executor,
                     settings.clone(),
                     Some(forges.clone()),
-                );
-                reporter = Some(Reporter::new(store.clone(), forges));
+                )
+                .with_metrics(metrics.clone());
+                reporter = Some(Reporter::new(store.clone(), forges).with_metrics(metrics.clone()));
                 // A previous process's leftovers are taken back before anything new runs; an
                 // engine that is down now only delays that to the next start.
                 if let Err(err) = scheduler.recover().await {

@@ -1,6 +1,7 @@
 //! Delivering queued commit statuses: in order per commit and context, with retries and
 //! backoff on server errors and rate limits. A run never waits for this.
 
+use crate::metrics::{ForgeLabels, Metrics};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -23,11 +24,22 @@ const BACKOFF_CAP: Duration = Duration::from_secs(300);
 pub struct Reporter {
     store: Store,
     forges: Forges,
+    metrics: Option<Metrics>,
 }
 
 impl Reporter {
     pub fn new(store: Store, forges: Forges) -> Self {
-        Self { store, forges }
+        Self {
+            store,
+            forges,
+            metrics: None,
+        }
+    }
+
+    /// Counts failed deliveries by forge.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -62,6 +74,14 @@ impl Reporter {
             let outcome = match &result {
                 Ok(()) => Ok(()),
                 Err(err) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics
+                            .status_failures
+                            .get_or_create(&ForgeLabels {
+                                forge: update.status.forge.as_str(),
+                            })
+                            .inc();
+                    }
                     let retry_at =
                         err.retry_after
                             .filter(|_| attempts < MAX_ATTEMPTS)

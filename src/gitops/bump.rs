@@ -318,6 +318,9 @@ impl Bumper {
                     return Ok(Pushed::Nothing(edits));
                 };
                 let commit = clone.commit(&head, &message, &self.author).await?;
+                if let Some(metrics) = &self.metrics {
+                    metrics.bump_pushes.inc();
+                }
                 match clone.push(&commit, &lane.branch, false).await? {
                     true => Ok(Pushed::Commit(commit, edits)),
                     false => Ok(Pushed::Rejected),

@@ -2,6 +2,7 @@
 //! at a time, and carries each from checkout to result. Several replicas can share one
 //! PostgreSQL store; each run is claimed by one of them, which heartbeats while it works.
 
+use crate::metrics::{Metrics, ResultLabels, RunLabels};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub struct Scheduler {
     runner_id: String,
     /// Where statuses can be reported; forges without a token get none.
     forges: Option<Forges>,
+    metrics: Option<Metrics>,
 }
 
 impl Scheduler {
@@ -55,7 +57,14 @@ impl Scheduler {
             settings,
             runner_id,
             forges,
+            metrics: None,
         }
+    }
+
+    /// Counts finished runs and stage durations.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The status every pipeline of this run reports, or `None` when the forge gets none.
@@ -195,6 +204,15 @@ impl Scheduler {
             .await
         {
             tracing::error!(run_id, error = %format!("{err:#}"), "recording a run's end failed");
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .runs
+                .get_or_create(&RunLabels {
+                    repo: claimed.repo.clone(),
+                    result: state.as_str(),
+                })
+                .inc();
         }
         tracing::info!(run_id, state = state.as_str(), "run finished");
     }
@@ -404,6 +422,18 @@ impl Scheduler {
         }
         while let Some(result) = tasks.join_next().await {
             let (name, file, outcome) = result.context("a pipeline task failed")?;
+            if let Some(metrics) = &self.metrics {
+                for (_, stage) in &outcome.stages {
+                    if stage.attempts > 0 {
+                        metrics
+                            .stage_durations
+                            .get_or_create(&ResultLabels {
+                                result: stage.state.as_str(),
+                            })
+                            .observe(stage.duration.as_secs_f64());
+                    }
+                }
+            }
             let failed = outcome
                 .stages
                 .iter()

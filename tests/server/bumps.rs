@@ -108,6 +108,16 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     assert_eq!(run["state"], "success", "{run:#}");
     assert_eq!(run["bumps"][0]["commit"], serde_json::Value::Null);
     assert_eq!(git(&bare, &["rev-parse", "main"]), head);
+    let metric = |name: &'static str| server.metric(name);
+    assert_eq!(
+        metric("gantry_bumps_total{outcome=\"applied\"}").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric("gantry_bumps_total{outcome=\"unchanged\"}").await,
+        Some(1.0)
+    );
+    assert_eq!(metric("gantry_bump_pushes_total").await, Some(1.0));
 }
 
 #[tokio::test]

@@ -194,6 +194,18 @@ impl Server {
             .unwrap()
     }
 
+    /// The value of one sample of `/metrics` (`name{labels}` exactly as printed), if any.
+    async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.address))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+    }
+
     async fn log(&self, id: i64) -> String {
         reqwest::get(format!("{}/api/runs/{id}/log", self.address))
             .await
@@ -273,6 +285,14 @@ async fn a_signed_push_runs_its_pipeline_to_success() {
         "the secret must be masked: {log}"
     );
     assert!(!log.contains("t0ps3cret"));
+    let runs = server
+        .metric("gantry_runs_total{repo=\"acme/app\",result=\"success\"}")
+        .await;
+    assert_eq!(runs, Some(1.0));
+    let stages = server
+        .metric("gantry_stage_duration_seconds_count{result=\"success\"}")
+        .await;
+    assert_eq!(stages, Some(2.0), "check and manifests");
 }
 
 #[tokio::test]

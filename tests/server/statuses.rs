@@ -271,6 +271,10 @@ async fn a_flaky_forge_gets_every_status_in_the_end_and_never_an_older_one_last(
     );
     assert!(fake.requests() >= 4);
     assert_eq!(fake.unexpected(), Vec::<String>::new());
+    let failures = server
+        .metric("gantry_status_delivery_failures_total{forge=\"github\"}")
+        .await;
+    assert_eq!(failures, Some(3.0), "two 503s and one rate limit");
 }
 
 #[tokio::test]
