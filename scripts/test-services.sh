@@ -7,7 +7,7 @@
 # to stderr.
 set -euo pipefail
 
-PACKAGES=(docker.io docker-registry busybox-static postgresql git apache2-utils openssh-server chromium chromium-driver)
+PACKAGES=(docker.io docker-registry busybox-static postgresql git apache2-utils openssh-server chromium chromium-driver openssl)
 # How long to wait for a daemon to answer after starting it.
 START_TIMEOUT_SECONDS=60
 PG_USER=gantry

@@ -100,3 +100,91 @@ pub(super) fn create_pull_request(
         "body": pr.body,
     }))
 }
+
+/// `POST /repos/{repo}/check-runs`: a new check run for each update. GitHub shows the newest
+/// one per name, so the last update is what people see, like a status.
+pub(super) fn check_run_request(
+    http: &reqwest::Client,
+    base: &str,
+    token: &Secret,
+    status: &CommitStatus,
+) -> reqwest::RequestBuilder {
+    api(
+        http.post(format!("{base}/repos/{}/check-runs", status.repo)),
+        token,
+    )
+    .json(&check_run_body(status))
+}
+
+fn check_run_body(status: &CommitStatus) -> serde_json::Value {
+    let (run_status, conclusion) = match status.state {
+        StatusState::Pending => ("queued", None),
+        StatusState::Running => ("in_progress", None),
+        StatusState::Success => ("completed", Some("success")),
+        StatusState::Failure | StatusState::Error => ("completed", Some("failure")),
+        StatusState::Canceled => ("completed", Some("cancelled")),
+    };
+    let annotations: Vec<serde_json::Value> = match conclusion {
+        Some("failure") => annotation(&status.description).into_iter().collect(),
+        _ => Vec::new(),
+    };
+    let mut body = json!({
+        "name": status.context,
+        "head_sha": status.sha,
+        "details_url": status.target_url,
+        "status": run_status,
+        "output": {
+            "title": status.description,
+            "summary": format!("{}\n\n[The run in Gantry]({})", status.description, status.target_url),
+            "annotations": annotations,
+        },
+    });
+    if let Some(conclusion) = conclusion {
+        body["conclusion"] = json!(conclusion);
+    }
+    body
+}
+
+/// An annotation at the place a description names (`file:line:col: message`, as pipeline
+/// file errors read), so the error shows on the file's line in the pull request.
+fn annotation(description: &str) -> Option<serde_json::Value> {
+    let mut parts = description.splitn(4, ':');
+    let (path, line, column, message) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let line: u64 = line.parse().ok()?;
+    let column: u64 = column.parse().ok()?;
+    if path.is_empty() || path.contains(' ') || line == 0 {
+        return None;
+    }
+    Some(json!({
+        "path": path,
+        "start_line": line,
+        "end_line": line,
+        "start_column": column,
+        "end_column": column,
+        "annotation_level": "failure",
+        "message": message.trim(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_errors_become_annotations_and_other_descriptions_do_not() {
+        let found =
+            annotation(".gantry/web.yml:8:5: unknown key `need`; did you mean `needs`?").unwrap();
+        assert_eq!(found["path"], ".gantry/web.yml");
+        assert_eq!(
+            (found["start_line"].as_u64(), found["start_column"].as_u64()),
+            (Some(8), Some(5))
+        );
+        assert_eq!(
+            found["message"],
+            "unknown key `need`; did you mean `needs`?"
+        );
+        assert!(annotation("test: exit code 2").is_none());
+        assert!(annotation("build: registry.example.com:5000: unauthorized").is_none());
+    }
+}

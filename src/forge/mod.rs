@@ -7,9 +7,11 @@
 
 mod gitea;
 mod github;
+mod github_app;
 mod gitlab;
 pub mod reporter;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -102,6 +104,8 @@ pub struct Forges {
     github: Option<Api>,
     gitlab: Option<Api>,
     gitea: Option<Api>,
+    /// With a GitHub App, GitHub gets check runs, authenticated per installation.
+    github_app: Option<(String, Arc<github_app::GithubApp>)>,
 }
 
 #[derive(Clone)]
@@ -123,8 +127,17 @@ impl Forges {
                 token: token?.clone(),
             })
         };
+        let github_app = match (settings.github.app_id, &settings.github.private_key_file) {
+            (Some(app_id), Some(file)) => Some((
+                settings.github.api_url.trim_end_matches('/').to_owned(),
+                Arc::new(github_app::GithubApp::load(app_id, file)?),
+            )),
+            (None, None) => None,
+            _ => anyhow::bail!("github.app_id and github.private_key_file go together"),
+        };
         Ok(Self {
             http,
+            github_app,
             github: api(
                 Some(&settings.github.api_url),
                 settings.github.token.as_ref(),
@@ -142,7 +155,39 @@ impl Forges {
 
     /// Whether statuses can be sent to `forge` (a token and API URL are configured).
     pub fn reports_to(&self, forge: Forge) -> bool {
-        self.api(forge).is_some()
+        self.api(forge).is_some() || (forge == Forge::Github && self.github_app.is_some())
+    }
+
+    /// The API base and the token to use for `repo`: a GitHub App's installation token
+    /// where an app is configured, else the configured token.
+    async fn credentials(&self, forge: Forge, repo: &str) -> Result<(String, Secret), ForgeError> {
+        if forge == Forge::Github
+            && let Some((base, app)) = &self.github_app
+        {
+            let token = app.installation_token(&self.http, base, repo).await?;
+            return Ok((base.clone(), token));
+        }
+        match self.api(forge) {
+            Some(api) => Ok((api.base.clone(), api.token.clone())),
+            None => Err(ForgeError {
+                message: format!("no {forge} token configured"),
+                retry_after: None,
+            }),
+        }
+    }
+
+    /// The token git uses to fetch `repo` over HTTPS, if any.
+    pub async fn git_token(&self, forge: Forge, repo: &str) -> Option<Secret> {
+        if !self.reports_to(forge) {
+            return None;
+        }
+        match self.credentials(forge, repo).await {
+            Ok((_, token)) => Some(token),
+            Err(err) => {
+                tracing::warn!(%forge, repo, error = %err, "no token for git; fetching without");
+                None
+            }
+        }
     }
 
     fn api(&self, forge: Forge) -> Option<&Api> {
@@ -155,16 +200,14 @@ impl Forges {
 
     /// Sets one status.
     pub async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
-        let Some(api) = self.api(status.forge) else {
-            return Err(ForgeError {
-                message: format!("no {} token configured", status.forge),
-                retry_after: None,
-            });
-        };
+        let (base, token) = self.credentials(status.forge, &status.repo).await?;
         let request = match status.forge {
-            Forge::Github => github::status_request(&self.http, &api.base, &api.token, status),
-            Forge::Gitlab => gitlab::status_request(&self.http, &api.base, &api.token, status),
-            Forge::Gitea => gitea::status_request(&self.http, &api.base, &api.token, status),
+            Forge::Github if self.github_app.is_some() => {
+                github::check_run_request(&self.http, &base, &token, status)
+            }
+            Forge::Github => github::status_request(&self.http, &base, &token, status),
+            Forge::Gitlab => gitlab::status_request(&self.http, &base, &token, status),
+            Forge::Gitea => gitea::status_request(&self.http, &base, &token, status),
         };
         send(status.forge, request).await.map(|_| ())
     }
@@ -176,13 +219,8 @@ impl Forges {
         forge: Forge,
         request: &PullRequest,
     ) -> Result<String, ForgeError> {
-        let Some(api) = self.api(forge) else {
-            return Err(ForgeError {
-                message: format!("no {forge} token configured for pull requests"),
-                retry_after: None,
-            });
-        };
-        let (http, base, token) = (&self.http, api.base.as_str(), &api.token);
+        let (base, token) = self.credentials(forge, &request.repo).await?;
+        let (http, base, token) = (&self.http, base.as_str(), &token);
         let open = match forge {
             Forge::Github => github::find_pull_request(http, base, token, request),
             Forge::Gitlab => gitlab::find_pull_request(http, base, token, request),

@@ -261,7 +261,11 @@ impl Scheduler {
             _ => (None, None, None, false),
         };
         let url = url.context("the event names no clone URL and the repo config sets none")?;
-        let token = forge_token(&self.settings, event.forge).map(|token| (event.forge, token));
+        let token = match &self.forges {
+            Some(forges) => forges.git_token(event.forge, &claimed.repo).await,
+            None => forge_token(&self.settings, event.forge).cloned(),
+        };
+        let token = token.as_ref().map(|token| (event.forge, token));
         let checkout = Checkout::fetch(&url, &request.commit_sha, fallback_ref.as_deref(), token)
             .await
             .with_context(|| format!("checking out {}", request.commit_sha))?;

@@ -1,7 +1,8 @@
 //! A stateful fake of the GitHub, GitLab and Gitea status APIs, served by wiremock. It checks
 //! each request the way the real API does (path, auth header, body fields, allowed states,
 //! GitHub's 140-character description limit), keeps every status it accepted per (commit,
-//! context), and records anything it did not expect.
+//! context), and records anything it did not expect. As a GitHub App's GitHub it also checks
+//! the app's signed token, hands out installation tokens, and keeps check runs.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -26,8 +27,21 @@ pub struct Accepted {
     pub target_url: String,
 }
 
+/// Installation tokens the fake GitHub hands to the app.
+pub const INSTALLATION_TOKEN: &str = "ghs_fake_installation_token";
+const INSTALLATION_ID: u64 = 4242;
+
+/// What the fake knows of the GitHub App it serves.
+struct App {
+    id: u64,
+    /// The app's public key (PKCS#1 DER), to check its tokens' signatures.
+    public_key: Vec<u8>,
+}
+
 #[derive(Default)]
 struct State {
+    /// (sha, name) → every accepted check run, in order.
+    checks: BTreeMap<(String, String), Vec<Value>>,
     /// (sha, context) → every accepted status, in order.
     statuses: BTreeMap<(String, String), Vec<Accepted>>,
     unexpected: Vec<String>,
@@ -41,6 +55,7 @@ pub struct FakeForge {
     kind: Kind,
     repo: String,
     state: Arc<Mutex<State>>,
+    app: Option<Arc<App>>,
 }
 
 impl FakeForge {
@@ -50,12 +65,187 @@ impl FakeForge {
             kind,
             repo: repo.to_owned(),
             state: Arc::default(),
+            app: None,
         };
         Mock::given(any())
             .respond_with(fake.clone())
             .mount(&server)
             .await;
         (fake, server)
+    }
+
+    /// GitHub as a GitHub App `app_id` (whose PKCS#1 PEM key is at `key_file`) sees it.
+    pub async fn start_app(
+        repo: &str,
+        app_id: u64,
+        key_file: &std::path::Path,
+    ) -> (Self, MockServer) {
+        use base64::Engine as _;
+        let pem = std::fs::read_to_string(key_file).unwrap();
+        let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(der)
+            .unwrap();
+        let key = ring::signature::RsaKeyPair::from_der(&der).unwrap();
+        let server = MockServer::start().await;
+        let fake = Self {
+            kind: Kind::Github,
+            repo: repo.to_owned(),
+            state: Arc::default(),
+            app: Some(Arc::new(App {
+                id: app_id,
+                public_key: key.public().as_ref().to_vec(),
+            })),
+        };
+        Mock::given(any())
+            .respond_with(fake.clone())
+            .mount(&server)
+            .await;
+        (fake, server)
+    }
+
+    pub fn checks(&self, sha: &str, name: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .checks
+            .get(&(sha.to_owned(), name.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Checks the app's JWT as GitHub does: RS256 by the app's key, issued by the app, at
+    /// most ten minutes long, not expired.
+    fn app_token_ok(&self, app: &App, authorization: Option<String>) -> Result<(), String> {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let token = authorization
+            .and_then(|h| h.strip_prefix("Bearer ").map(str::to_owned))
+            .ok_or("no bearer token")?;
+        let (message, signature) = token.rsplit_once('.').ok_or("not a JWT")?;
+        let signature = engine
+            .decode(signature)
+            .map_err(|_| "bad signature encoding")?;
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            &app.public_key,
+        )
+        .verify(message.as_bytes(), &signature)
+        .map_err(|_| "signature does not verify")?;
+        let (header, claims) = message.split_once('.').ok_or("not a JWT")?;
+        let header: Value = serde_json::from_slice(&engine.decode(header).map_err(|_| "header")?)
+            .map_err(|_| "header")?;
+        let claims: Value = serde_json::from_slice(&engine.decode(claims).map_err(|_| "claims")?)
+            .map_err(|_| "claims")?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (iat, exp) = (
+            claims["iat"].as_u64().unwrap_or(0),
+            claims["exp"].as_u64().unwrap_or(0),
+        );
+        if header["alg"] != "RS256"
+            || claims["iss"].as_str() != Some(app.id.to_string().as_str())
+            || exp <= now
+            || iat > now
+            || exp - iat > 600
+        {
+            return Err(format!("JWT refused: {header} {claims}"));
+        }
+        Ok(())
+    }
+
+    fn handle_app(&self, app: &App, request: &Request, state: &mut State) -> ResponseTemplate {
+        let path = request.url.path().to_owned();
+        let method = request.method.as_str().to_owned();
+        let authorization = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let repo_prefix = format!("/repos/{}", self.repo);
+        if method == "GET" && path == format!("{repo_prefix}/installation")
+            || method == "POST"
+                && path == format!("/app/installations/{INSTALLATION_ID}/access_tokens")
+        {
+            if let Err(why) = self.app_token_ok(app, authorization) {
+                return self.error(state, 401, why);
+            }
+            if method == "GET" {
+                return ResponseTemplate::new(200).set_body_json(json!({ "id": INSTALLATION_ID }));
+            }
+            let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+            return ResponseTemplate::new(201).set_body_json(json!({
+                "token": INSTALLATION_TOKEN,
+                "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }));
+        }
+        if method != "POST" || path != format!("{repo_prefix}/check-runs") {
+            return self.error(
+                state,
+                404,
+                format!("{method} {path} (an app reports check runs)"),
+            );
+        }
+        if authorization != Some(format!("Bearer {INSTALLATION_TOKEN}")) {
+            return self.error(state, 401, "check runs need the installation token".into());
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return self.error(state, 400, "body is not JSON".into());
+        };
+        let text = |pointer: &str| {
+            body.pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let (Some(name), Some(sha), Some(status)) =
+            (text("/name"), text("/head_sha"), text("/status"))
+        else {
+            return self.error(
+                state,
+                422,
+                format!("name, head_sha and status are required: {body}"),
+            );
+        };
+        let conclusion = text("/conclusion");
+        let valid_status = match status.as_str() {
+            "queued" | "in_progress" => conclusion.is_none(),
+            "completed" => conclusion.as_deref().is_some_and(|c| {
+                [
+                    "action_required",
+                    "cancelled",
+                    "failure",
+                    "neutral",
+                    "success",
+                    "skipped",
+                    "timed_out",
+                ]
+                .contains(&c)
+            }),
+            _ => false,
+        };
+        let output_ok = text("/output/title").is_some() && text("/output/summary").is_some();
+        let annotations_ok = body["output"]["annotations"].as_array().is_none_or(|all| {
+            all.iter().all(|a| {
+                a["path"].is_string()
+                    && a["start_line"].is_u64()
+                    && a["end_line"].is_u64()
+                    && a["message"].is_string()
+                    && ["notice", "warning", "failure"]
+                        .contains(&a["annotation_level"].as_str().unwrap_or(""))
+            })
+        });
+        let url_ok = text("/details_url").is_some_and(|u| u.starts_with("http"));
+        if !valid_status || !output_ok || !annotations_ok || !url_ok || sha.len() != 40 {
+            return self.error(state, 422, format!("Validation Failed: {body}"));
+        }
+        state
+            .checks
+            .entry((sha, name))
+            .or_default()
+            .push(body.clone());
+        ResponseTemplate::new(201).set_body_json(json!({ "id": state.requests }))
     }
 
     /// The next answers, before the fake behaves normally again.
@@ -239,6 +429,9 @@ impl Respond for FakeForge {
             }
             return response;
         }
-        self.handle(request, &mut state)
+        match &self.app {
+            Some(app) => self.handle_app(app, request, &mut state),
+            None => self.handle(request, &mut state),
+        }
     }
 }

@@ -299,3 +299,78 @@ async fn an_undeliverable_status_shows_on_the_run() {
     );
     assert!(!fake.unexpected().is_empty());
 }
+
+/// With a GitHub App, each pipeline becomes a check run, authenticated by an installation
+/// token bought with the app's signed token; a broken pipeline file is annotated at its line.
+#[tokio::test]
+async fn a_github_app_reports_check_runs_with_an_annotation_at_the_broken_line() {
+    let broken = (".gantry/broken.yml", "stages:\n  - name: x\n    imgae: y\n");
+    let forge = forge_with(&[PIPELINES[0], broken]);
+    let sha = forge.push("main");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("app.pem");
+    let generated = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .unwrap();
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let (fake, mock) = FakeForge::start_app(REPO, 987, &key).await;
+    let path = config(dir.path(), &forge, Kind::Github, &mock.uri());
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &format!("token = \"{TOKEN}\"\n"),
+        &format!("app_id = 987\nprivate_key_file = \"{}\"\n", key.display()),
+    );
+    std::fs::write(&path, text).unwrap();
+    let server = Server::start(&path);
+    let id = deliver_push(&server, Kind::Github, &sha).await;
+    let run = settled_statuses(&server, id).await;
+    assert_eq!(run["state"], "error", "{run:#}");
+
+    let ci = fake.checks(&sha, "gantry/ci");
+    let last = ci.last().expect("check runs for gantry/ci");
+    assert_eq!(
+        (last["status"].as_str(), last["conclusion"].as_str()),
+        (Some("completed"), Some("success"))
+    );
+    assert_eq!(last["details_url"], format!("{PUBLIC_URL}/runs/{id}"));
+    let order: Vec<&str> = ci.iter().map(|c| c["status"].as_str().unwrap()).collect();
+    let rank = |s: &str| {
+        ["queued", "in_progress", "completed"]
+            .iter()
+            .position(|x| *x == s)
+    };
+    assert!(
+        order.windows(2).all(|w| rank(w[0]) <= rank(w[1])),
+        "{order:?}"
+    );
+
+    let checks = fake.checks(&sha, "gantry/broken");
+    let last = checks.last().expect("a check run for the broken pipeline");
+    assert_eq!(last["conclusion"], "failure");
+    let annotation = &last["output"]["annotations"][0];
+    assert_eq!(annotation["path"], ".gantry/broken.yml", "{last:#}");
+    assert_eq!(
+        (
+            annotation["start_line"].as_u64(),
+            annotation["annotation_level"].as_str()
+        ),
+        (Some(3), Some("failure"))
+    );
+    assert!(
+        annotation["message"].as_str().unwrap().contains("imgae"),
+        "{annotation}"
+    );
+    assert!(
+        last["output"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/runs/{id}"))
+    );
+    assert_eq!(fake.unexpected(), Vec::<String>::new());
+}
