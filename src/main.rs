@@ -241,6 +241,14 @@ fn validate(files: Vec<PathBuf>) -> ExitCode {
     }
 }
 
+/// The async runtime every command but `validate` runs on.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|err| {
+        eprintln!("gantry: starting the async runtime: {err}");
+        ExitCode::FAILURE
+    })
+}
+
 /// Loads the config: an explicit `-c` must exist; the default file is optional.
 fn load_settings(config: Option<PathBuf>) -> Result<Settings, ExitCode> {
     let path = config.or_else(|| {
@@ -262,12 +270,9 @@ fn run_local(request: gantry::runner::local::LocalRun) -> ExitCode {
         filter: "warn".into(),
         ..settings.log.clone()
     });
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("gantry: starting the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(gantry::runner::local::run(
         request,
@@ -301,12 +306,9 @@ fn bump(config: Option<PathBuf>, mut request: gantry::gitops::bump::BumpRequest)
         Err(code) => return code,
     };
     request.forge = request.forge.or(settings.gitops.forge);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("gantry: starting the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let author = gantry::gitops::bump::Author::parse(&settings.gitops.author)?;
@@ -343,12 +345,9 @@ fn serve(config: Option<PathBuf>, role: Role) -> ExitCode {
         Err(code) => return code,
     };
     gantry::telemetry::init(&settings.log);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("gantry: starting the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let app = Application::build(settings, role).await?;

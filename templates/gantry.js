@@ -61,6 +61,50 @@
     }
     return null;
   }
+  // A page opened before the run's pipelines were known builds their tables as they come.
+  function pipelineSection(name) {
+    var sections = root.querySelectorAll("section[data-pipeline-section]");
+    for (var i = 0; i < sections.length; i++) {
+      if (sections[i].dataset.pipelineSection === name) { return sections[i]; }
+    }
+    var section = document.createElement("section");
+    section.className = "pipeline";
+    section.dataset.pipelineSection = name;
+    var title = document.createElement("h2");
+    title.textContent = name + " ";
+    var badge = document.createElement("span");
+    badge.dataset.pipelineState = name;
+    title.appendChild(badge);
+    var table = document.createElement("table");
+    table.className = "stages";
+    table.appendChild(document.createElement("tbody"));
+    section.appendChild(title);
+    section.appendChild(table);
+    document.getElementById("live-pipelines").appendChild(section);
+    return section;
+  }
+  function stageRow(pipeline, stage) {
+    var row = find("tr[data-pipeline]", pipeline, stage);
+    if (row) { return row; }
+    row = document.createElement("tr");
+    row.dataset.pipeline = pipeline;
+    row.dataset.stage = stage;
+    var name = document.createElement("td");
+    name.textContent = stage;
+    var state = document.createElement("td");
+    var badge = document.createElement("span");
+    badge.dataset.role = "state";
+    state.appendChild(badge);
+    row.appendChild(name);
+    row.appendChild(state);
+    ["duration", "message"].forEach(function (role) {
+      var cell = document.createElement("td");
+      cell.dataset.role = role;
+      row.appendChild(cell);
+    });
+    pipelineSection(pipeline).querySelector("tbody").appendChild(row);
+    return row;
+  }
   function logFor(pipeline, stage) {
     var pre = find("pre[data-pipeline]", pipeline, stage);
     if (pre) { return pre; }
@@ -74,7 +118,7 @@
     pre.dataset.stage = stage;
     details.appendChild(summary);
     details.appendChild(pre);
-    document.getElementById("live-logs").appendChild(details);
+    pipelineSection(pipeline).appendChild(details);
     return pre;
   }
   function setState(element, state) {
@@ -102,13 +146,13 @@
     var data = JSON.parse(event.data);
     setState(document.getElementById("run-state"), data.state);
     data.pipelines.forEach(function (pipeline) {
+      pipeline.stages.forEach(function (stage) { stageRow(pipeline.pipeline, stage.stage); });
       var badges = root.querySelectorAll("[data-pipeline-state]");
       for (var i = 0; i < badges.length; i++) {
         if (badges[i].dataset.pipelineState === pipeline.pipeline) { setState(badges[i], pipeline.state); }
       }
       pipeline.stages.forEach(function (stage) {
-        var row = find("tr[data-pipeline]", pipeline.pipeline, stage.stage);
-        if (!row) { return; }
+        var row = stageRow(pipeline.pipeline, stage.stage);
         setState(row.querySelector("[data-role=state]"), stage.state);
         row.querySelector("[data-role=duration]").textContent = seconds(stage.started_at, stage.finished_at);
         row.querySelector("[data-role=message]").textContent = stage.message || "";

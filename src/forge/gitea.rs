@@ -61,7 +61,7 @@ pub(super) fn update_pull_request(
         http.patch(format!("{base}/repos/{}/pulls/{number}", pr.repo)),
         token,
     )
-    .json(&serde_json::json!({ "title": pr.title, "body": pr.body }))
+    .json(&super::github::pull_request_update(pr))
 }
 
 pub(super) fn create_pull_request(
@@ -70,10 +70,6 @@ pub(super) fn create_pull_request(
     token: &Secret,
     pr: &PullRequest,
 ) -> reqwest::RequestBuilder {
-    api(http.post(format!("{base}/repos/{}/pulls", pr.repo)), token).json(&serde_json::json!({
-        "head": pr.head,
-        "base": pr.base,
-        "title": pr.title,
-        "body": pr.body,
-    }))
+    api(http.post(format!("{base}/repos/{}/pulls", pr.repo)), token)
+        .json(&super::github::pull_request_create(pr))
 }

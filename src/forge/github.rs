@@ -84,7 +84,17 @@ pub(super) fn update_pull_request(
         http.patch(format!("{base}/repos/{}/pulls/{number}", pr.repo)),
         token,
     )
-    .json(&json!({ "title": pr.title, "body": pr.body }))
+    .json(&pull_request_update(pr))
+}
+
+/// The body of a pull request update; Gitea takes the same.
+pub(super) fn pull_request_update(pr: &PullRequest) -> serde_json::Value {
+    json!({ "title": pr.title, "body": pr.body })
+}
+
+/// The body of a new pull request; Gitea takes the same.
+pub(super) fn pull_request_create(pr: &PullRequest) -> serde_json::Value {
+    json!({ "title": pr.title, "head": pr.head, "base": pr.base, "body": pr.body })
 }
 
 pub(super) fn create_pull_request(
@@ -93,12 +103,7 @@ pub(super) fn create_pull_request(
     token: &Secret,
     pr: &PullRequest,
 ) -> reqwest::RequestBuilder {
-    api(http.post(format!("{base}/repos/{}/pulls", pr.repo)), token).json(&json!({
-        "title": pr.title,
-        "head": pr.head,
-        "base": pr.base,
-        "body": pr.body,
-    }))
+    api(http.post(format!("{base}/repos/{}/pulls", pr.repo)), token).json(&pull_request_create(pr))
 }
 
 /// `POST /repos/{repo}/check-runs`: a new check run for each update. GitHub shows the newest

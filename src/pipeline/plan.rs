@@ -128,6 +128,16 @@ pub struct PlannedStage {
     pub retries: u32,
 }
 
+impl PlannedStage {
+    /// The value of one of the stage's variables; empty when it has none by that name.
+    pub fn env_value(&self, name: &str) -> &str {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum StageAction {
     Run {

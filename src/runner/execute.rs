@@ -522,14 +522,7 @@ impl StageContext {
         else {
             return (StageState::Error, None, Some("not a build stage".into()));
         };
-        let env = |name: &str| {
-            stage
-                .env
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
+        let env = |name: &str| stage.env_value(name).to_owned();
         // The OCI annotations that tie an image to its source, as `docker buildx` sets them.
         let mut all_labels = vec![
             (
@@ -662,14 +655,7 @@ impl StageContext {
         if *pin != BumpPin::Digest && tag.is_none() {
             return fail("the build gave the image no tag to bump to".into());
         }
-        let env = |name: &str| {
-            stage
-                .env
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
+        let env = |name: &str| stage.env_value(name).to_owned();
         let request = BumpRequest {
             repo: ConfigRepo {
                 url: repo.clone(),

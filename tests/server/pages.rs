@@ -15,7 +15,7 @@ const SLOW_PIPELINE: &str = "stages:
     image: IMAGE
     run: |
       echo first line
-      sleep 3
+      sleep 4
       echo '<script>window.pwned = true</script><img src=x onerror=\"window.pwned=true\">'
       printf '\\033[1;31mred alert\\033[0m plain\\n'
       sleep 1
@@ -117,6 +117,8 @@ async fn a_running_run_is_watched_live_in_a_browser_and_markup_in_its_log_stays_
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
+    // The browser is up before the run starts, so its page is open while the run goes on.
+    let browser = Browser::start().await;
     let id = server
         .push(push_payload(
             "main",
@@ -124,10 +126,6 @@ async fn a_running_run_is_watched_live_in_a_browser_and_markup_in_its_log_stays_
             "<b>bold</b> <script>window.pwned=1</script>",
         ))
         .await;
-    server
-        .wait_for(id, "its first line", |run| run["state"] == "running")
-        .await;
-    let browser = Browser::start().await;
     browser
         .client
         .goto(&format!("{}/runs/{id}", server.address))
@@ -137,11 +135,12 @@ async fn a_running_run_is_watched_live_in_a_browser_and_markup_in_its_log_stays_
     browser
         .eval("window.sameDocument = 'yes'; return null;")
         .await;
-    assert_eq!(
-        browser
-            .wait_text("#run-state", Duration::from_secs(20), |t| t == "running")
-            .await,
-        "running"
+    let at_load = browser
+        .wait_text("#run-state", Duration::from_secs(5), |_| true)
+        .await;
+    assert!(
+        at_load == "queued" || at_load == "running",
+        "the page opened on a run still under way, not {at_load}"
     );
     let log = browser
         .wait_text("pre[data-stage=talk]", Duration::from_secs(30), |t| {
