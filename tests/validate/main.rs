@@ -177,6 +177,11 @@ const BROKEN: &[(&str, &str, &str)] = &[
         "FILE:5:41: unknown value `merge`; expected one of commit, pull_request",
     ),
     (
+        "unknown bump pin",
+        "stages:\n  - name: image\n    build: {image: registry.local/app}\n  - name: deploy\n    bump: {repo: r, file: f.yaml, pin: sha}\n",
+        "FILE:5:40: unknown value `sha`; expected one of tag, digest, tag@digest",
+    ),
+    (
         "image name with a tag",
         "stages:\n  - name: image\n    build: {image: 'registry.local/App:latest'}\n",
         "FILE:3:20: `registry.local/App:latest` is not an image name like `registry.example.com/team/app` (lowercase, no tag: tags go in `tags`)",
