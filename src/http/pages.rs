@@ -22,6 +22,8 @@ const PAGE_SIZE: u32 = 100;
 pub struct RunsQuery {
     repo: Option<String>,
     state: Option<String>,
+    /// Runs older than this id: the next page.
+    before: Option<i64>,
 }
 
 /// One row of the run list.
@@ -44,6 +46,8 @@ struct RunsPage {
     states: Vec<&'static str>,
     repo: String,
     state: String,
+    /// The query of the next (older) page, when there may be one.
+    older: Option<String>,
 }
 
 /// One stage as the run page shows it.
@@ -98,14 +102,25 @@ pub async fn runs_page(state: web::Data<AppState>, query: web::Query<RunsQuery>)
     let filter = RunFilter {
         repo: query.repo.clone().filter(|r| !r.is_empty()),
         state: filter_state,
-        before: None,
+        before: query.before,
         limit: PAGE_SIZE,
     };
     let runs = match state.store.list_runs(&filter).await {
         Ok(runs) => runs,
         Err(err) => return unavailable(err),
     };
+    let older = (runs.len() == PAGE_SIZE as usize)
+        .then(|| runs.last().map(|run| run.id))
+        .flatten()
+        .map(|before| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("repo", query.repo.as_deref().unwrap_or_default())
+                .append_pair("state", query.state.as_deref().unwrap_or_default())
+                .append_pair("before", &before.to_string())
+                .finish()
+        });
     let page = RunsPage {
+        older,
         runs: runs
             .iter()
             .map(|run| RunRow {

@@ -55,6 +55,34 @@ async fn run_list_filters_by_repo_and_state() {
     assert_eq!(done["runs"].as_array().unwrap().len(), 0);
 }
 
+/// The run list page shows a hundred runs and links to the older ones, keeping the filter.
+#[tokio::test]
+async fn the_run_list_page_pages_by_a_hundred() {
+    let app = TestApp::spawn().await;
+    let body = fixture("github/push/goscm__push.json");
+    for _ in 0..101 {
+        app.post_hook("github", &github("push", &body)).await;
+    }
+    let page = |path: String| {
+        let client = app.client.clone();
+        let url = format!("{}{path}", app.address);
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let first = page("/?state=queued".into()).await;
+    assert_eq!(first.matches("href=\"/runs/").count(), 100);
+    let older = first
+        .split("href=\"/?")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link to older runs")
+        .replace("&#38;", "&");
+    assert_eq!(older, "repo=&state=queued&before=2");
+    let second = page(format!("/?{older}")).await;
+    assert_eq!(second.matches("href=\"/runs/").count(), 1);
+    assert!(second.contains("href=\"/runs/1\""));
+    assert!(!second.contains("Older runs"));
+}
+
 #[tokio::test]
 async fn bad_api_queries_get_clear_errors() {
     let app = TestApp::spawn().await;
