@@ -642,16 +642,25 @@ impl StageContext {
                 "config repo `{repo}` is not listed in `[gitops] repos`; Gantry pushes only there"
             ));
         }
-        let (tag, pushed_digest) = (output("GANTRY_IMAGE_TAG"), output("GANTRY_IMAGE_DIGEST"));
-        let digest = pushed_digest.clone();
+        // Only a pushed image can be deployed: a pull request's build, or `push: false`,
+        // leaves nothing in the registry for the config repo to point at.
+        let Some(pushed_digest) = output("GANTRY_IMAGE_DIGEST") else {
+            return (
+                StageState::Skipped,
+                None,
+                Some(
+                    "the build did not push the image (a pull request, or `push: false`), so \
+                     there is nothing to deploy"
+                        .into(),
+                ),
+            );
+        };
+        let tag = output("GANTRY_IMAGE_TAG");
         let (tag, digest) = match pin {
             BumpPin::Tag => (tag, None),
-            BumpPin::Digest => (None, digest),
-            BumpPin::TagAndDigest => (tag, digest),
+            BumpPin::Digest => (None, Some(pushed_digest.clone())),
+            BumpPin::TagAndDigest => (tag, Some(pushed_digest.clone())),
         };
-        if *pin != BumpPin::Tag && digest.is_none() {
-            return fail("the build pushed no image, so there is no digest to pin".into());
-        }
         if *pin != BumpPin::Digest && tag.is_none() {
             return fail("the build gave the image no tag to bump to".into());
         }
@@ -678,7 +687,7 @@ impl StageContext {
                     setup.public_url.trim_end_matches('/'),
                     env("GANTRY_RUN_ID")
                 )),
-                digest: pushed_digest,
+                digest: Some(pushed_digest),
             }),
         };
         let log = |line: &str| self.observer.log_line(&self.pipeline, &stage.name, line);

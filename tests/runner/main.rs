@@ -4,6 +4,8 @@
 mod build;
 mod cli;
 mod executor;
+#[path = "../common/registry.rs"]
+mod registry;
 
 /// The image every test stage runs in.
 pub fn image() -> String {

@@ -3,29 +3,32 @@
 
 use std::path::Path;
 
+use crate::registry::{PASSWORD, Registry, USER};
 use crate::{Forge, Server, config_dir, finished, git, push_payload};
 
 const OVERLAY: &str = "apps/app/overlays/dev/kustomization.yaml";
 
+/// Builds and pushes to REGISTRY, then pins the tag and the pushed digest in the overlay.
 const PIPELINE: &str = "stages:
   - name: image
     build:
-      image: registry.example.com/acme/app
+      image: REGISTRY/acme/app
       tags: ['${GANTRY_COMMIT_SHA}']
-      push: false
+      PUSH
   - name: deploy-dev
     bump:
       repo: CONFIG_URL
       file: apps/app/overlays/dev/kustomization.yaml
+      pin: tag@digest
 ";
 
-/// A bare config repo holding the overlay, with its URL.
-fn config_repo(dir: &Path) -> String {
+/// A bare config repo holding the overlay for `registry`'s image, with its URL.
+fn config_repo(dir: &Path, registry: &str) -> String {
     let work = dir.join("config-work");
     std::fs::create_dir_all(work.join("apps/app/overlays/dev")).unwrap();
     std::fs::write(
         work.join(OVERLAY),
-        "kind: Kustomization\nimages:\n  - name: registry.example.com/acme/app\n    newTag: old # set by Gantry\n",
+        format!("kind: Kustomization\nimages:\n  - name: {registry}/acme/app\n    newTag: old # set by Gantry\n"),
     )
     .unwrap();
     git(dir, &["init", "-q", "--bare", "config.git"]);
@@ -44,8 +47,14 @@ fn config_repo(dir: &Path) -> String {
     format!("file://{}", dir.join("config.git").display())
 }
 
-fn app_with_dockerfile(config_url: &str) -> Forge {
-    let forge = Forge::new(&PIPELINE.replace("CONFIG_URL", config_url));
+/// The app repo; `push` is the build's `push:` line (empty: push, as on any push event).
+fn app_with_dockerfile(config_url: &str, registry: &str, push: &str) -> Forge {
+    let forge = Forge::new(
+        &PIPELINE
+            .replace("CONFIG_URL", config_url)
+            .replace("REGISTRY", registry)
+            .replace("PUSH", push),
+    );
     std::fs::write(
         forge.work().join("Dockerfile"),
         format!("FROM {}\nCOPY README /README\n", crate::image()),
@@ -58,13 +67,16 @@ fn app_with_dockerfile(config_url: &str) -> Forge {
 
 #[tokio::test]
 async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
+    let registry = Registry::start();
     let configs = tempfile::tempdir().unwrap();
-    let config_url = config_repo(configs.path());
-    let forge = app_with_dockerfile(&config_url);
+    let config_url = config_repo(configs.path(), &registry.host);
+    let forge = app_with_dockerfile(&config_url, &registry.host, "");
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| {
         format!(
-            "{text}[gitops]\nauthor = \"Gantry Bot <bot@example.com>\"\nrepos = [\"{config_url}\"]\n"
+            "{text}[registries.\"{host}\"]\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
+             [gitops]\nauthor = \"Gantry Bot <bot@example.com>\"\nrepos = [\"{config_url}\"]\n",
+            host = registry.host
         )
     });
     let server = Server::start(&config_path);
@@ -73,9 +85,12 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     assert_eq!(run["state"], "success", "{run:#}");
 
     let bare = configs.path().join("config.git");
+    let digest = registry.manifest_digest("acme/app", &sha).await;
     let file = git(&bare, &["show", &format!("main:{OVERLAY}")]);
     assert!(
-        file.contains(&format!("    newTag: {sha} # set by Gantry")),
+        file.ends_with(&format!(
+            "    newTag: {sha} # set by Gantry\n    digest: {digest}"
+        )),
         "{file}"
     );
     let head = git(&bare, &["rev-parse", "main"]);
@@ -84,9 +99,14 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     assert_eq!(bump["file"], OVERLAY);
     assert_eq!(bump["changes"][0]["old"], "old");
     assert_eq!(bump["changes"][0]["new"], sha.as_str());
+    assert_eq!(bump["changes"][1]["new"], digest.as_str());
     let message = git(&bare, &["log", "-1", "--format=%B%n%an", "main"]);
     assert!(
         message.contains(&format!("Source: acme/app@{sha}")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("Image: {}/acme/app:{sha}@{digest}", registry.host)),
         "{message}"
     );
     assert!(
@@ -123,8 +143,8 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
 #[tokio::test]
 async fn a_bump_to_a_repo_not_listed_in_gitops_repos_fails_and_pushes_nothing() {
     let configs = tempfile::tempdir().unwrap();
-    let config_url = config_repo(configs.path());
-    let forge = app_with_dockerfile(&config_url);
+    let config_url = config_repo(configs.path(), "registry.example.com");
+    let forge = app_with_dockerfile(&config_url, "registry.example.com", "push: false");
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
@@ -140,6 +160,33 @@ async fn a_bump_to_a_repo_not_listed_in_gitops_repos_fails_and_pushes_nothing() 
             .contains("is not listed in `[gitops] repos`"),
         "{run:#}"
     );
+    let bare = configs.path().join("config.git");
+    assert_eq!(git(&bare, &["rev-list", "--count", "main"]), "1");
+}
+
+#[tokio::test]
+async fn an_image_that_was_not_pushed_is_not_bumped() {
+    let configs = tempfile::tempdir().unwrap();
+    let config_url = config_repo(configs.path(), "registry.example.com");
+    let forge = app_with_dockerfile(&config_url, "registry.example.com", "push: false");
+    let sha = forge.push("main");
+    let (_dir, config_path) = config_dir(&forge, |text| {
+        format!("{text}[gitops]\nrepos = [\"{config_url}\"]\n")
+    });
+    let server = Server::start(&config_path);
+    let id = server.push(push_payload("main", &sha, "ship it")).await;
+    let run = server.wait_for(id, "an end", finished).await;
+    assert_eq!(run["state"], "success", "{run:#}");
+    let stage = &run["pipelines"][0]["stages"][1];
+    assert_eq!(stage["state"], "skipped", "{run:#}");
+    assert!(
+        stage["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the build did not push the image"),
+        "{run:#}"
+    );
+    assert_eq!(run["bumps"], serde_json::json!([]));
     let bare = configs.path().join("config.git");
     assert_eq!(git(&bare, &["rev-list", "--count", "main"]), "1");
 }

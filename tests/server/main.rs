@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 mod bumps;
 mod fake_forge;
 mod pages;
+#[path = "../common/registry.rs"]
+mod registry;
 mod statuses;
 
 const SECRET: &str = "loop-secret";
