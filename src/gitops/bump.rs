@@ -1,9 +1,9 @@
 //! The GitOps hand-off: a new image written into a config repo, as one commit pushed to its
 //! branch or as a pull request.
 //!
-//! Git work is plumbing on a bare, shallow clone: the file is read from the fetched head,
-//! edited in memory, and the new tree and commit are written without a checkout, so a
-//! config repo of thousands of files costs one fetch and a few object writes.
+//! Git work is plumbing on a bare, shallow clone (`config_clone.rs`): the file is read from
+//! the fetched head, edited in memory, and the new tree and commit are written without a
+//! checkout.
 //!
 //! Correctness under concurrency rests on three things. Bumps to one repo and branch go
 //! through one lane inside the process (several waiting ones become one commit, at most one
@@ -12,7 +12,7 @@
 //! is fetched, re-applied on the new head and pushed again; a value already in place makes
 //! no commit, so a bump repeated after a crash is never applied twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,9 +21,9 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::config_clone::ConfigClone;
 use super::edit::{self, Change, EditError, NewImage, ReferenceError};
 use crate::forge::{Forges, PullRequest};
-use crate::git::Git;
 use crate::metrics::Metrics;
 use crate::pipeline::BumpMode;
 use crate::store::Store;
@@ -37,8 +37,6 @@ const PUSH_BACKOFF: Duration = Duration::from_millis(40);
 const PUSH_BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// Bumps folded into one commit at most.
 const MAX_BATCH: usize = 64;
-/// The local ref a fetched branch head is kept under.
-const BASE_REF: &str = "refs/gantry/base";
 
 /// A config repo branch: where bumps land, and the unit they are serialised by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -437,7 +435,7 @@ impl Bumper {
         {
             return Ok(clone.clone());
         }
-        let clone = Arc::new(ConfigClone::open(self, &lane.url).await?);
+        let clone = Arc::new(ConfigClone::open(&self.auth, &lane.url).await?);
         self.clones
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -663,215 +661,6 @@ fn backoff(attempt: u32) -> Duration {
         .min(PUSH_BACKOFF_CAP);
     let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as u32;
     base.mul_f64(0.5 + f64::from(jitter) / 2000.0)
-}
-
-/// A bare, shallow clone of the config repo in a temporary folder.
-struct ConfigClone {
-    git: Git,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl ConfigClone {
-    async fn open(bumper: &Bumper, url: &str) -> Result<Self, BumpError> {
-        let dir = tempfile::Builder::new()
-            .prefix("gantry-bump-")
-            .tempdir()
-            .map_err(|err| BumpError::Git(format!("creating a work folder: {err}")))?;
-        let mut git = Git::new(dir.path()).with_env(
-            "GIT_INDEX_FILE",
-            dir.path().join("gantry-index").display().to_string(),
-        );
-        git = match &bumper.auth {
-            GitAuth::None => git,
-            GitAuth::Token { user, token } => git.with_basic_auth(user, token),
-            GitAuth::SshKey { key, known_hosts } => git.with_ssh_key(key, known_hosts.as_deref()),
-        };
-        // No template: hook samples are not needed and cost a third of a small bump.
-        git.run(&["init", "-q", "--bare", "--template="])
-            .await
-            .map_err(|err| BumpError::Git(format!("{err:#}")))?;
-        Ok(Self {
-            git,
-            url: url.to_owned(),
-            _dir: dir,
-        })
-    }
-
-    /// Fetches the branch's newest commit (only it) and returns its id.
-    async fn fetch(&self, branch: &str) -> Result<String, BumpError> {
-        let refspec = format!("+refs/heads/{branch}:{BASE_REF}");
-        self.git
-            .run(&[
-                "fetch",
-                "-q",
-                "--depth",
-                "1",
-                "--no-tags",
-                "--",
-                &self.url,
-                &refspec,
-            ])
-            .await
-            .map_err(|err| {
-                let text = format!("{err:#}");
-                if text.contains("couldn't find remote ref") {
-                    BumpError::Git(format!("branch {branch} does not exist in {}", self.url))
-                } else {
-                    BumpError::Git(text)
-                }
-            })?;
-        Ok(self
-            .git_out(&["rev-parse", BASE_REF])
-            .await?
-            .trim()
-            .to_owned())
-    }
-
-    /// Each request's changes on top of `head`, in order (a later request sees the earlier
-    /// ones' edits). The edited files are written as blobs and staged in the index.
-    async fn edit(
-        &self,
-        head: &str,
-        requests: &[&BumpRequest],
-        branch: &str,
-    ) -> Result<Vec<Result<Vec<Change>, BumpError>>, BumpError> {
-        let mut files: BTreeMap<String, (String, String)> = BTreeMap::new();
-        let mut results = Vec::with_capacity(requests.len());
-        let mut changed: Vec<String> = Vec::new();
-        for request in requests {
-            let file = &request.file;
-            if !files.contains_key(file) {
-                match self.read(head, file).await? {
-                    Some(entry) => {
-                        files.insert(file.clone(), entry);
-                    }
-                    None => {
-                        results.push(Err(BumpError::MissingFile {
-                            file: file.clone(),
-                            branch: branch.to_owned(),
-                        }));
-                        continue;
-                    }
-                }
-            }
-            let (_, text) = &files[file];
-            match edit::apply(text, &request.new) {
-                Ok(edited) => {
-                    if !edited.changes.is_empty() {
-                        if !changed.contains(file) {
-                            changed.push(file.clone());
-                        }
-                        if let Some(entry) = files.get_mut(file) {
-                            entry.1 = edited.text;
-                        }
-                    }
-                    results.push(Ok(edited.changes));
-                }
-                Err(source) => results.push(Err(BumpError::Edit {
-                    file: file.clone(),
-                    source,
-                })),
-            }
-        }
-        if !changed.is_empty() {
-            self.git_out(&["read-tree", head]).await?;
-            for file in &changed {
-                let (mode, text) = &files[file];
-                let blob = self
-                    .git
-                    .run_with_input(&["hash-object", "-w", "--stdin"], Some(text.as_bytes()))
-                    .await
-                    .map_err(|err| BumpError::Git(format!("{err:#}")))?;
-                let cacheinfo = format!("{mode},{},{file}", blob.trim());
-                self.git_out(&["update-index", "--cacheinfo", &cacheinfo])
-                    .await?;
-            }
-        }
-        Ok(results)
-    }
-
-    /// The file's mode and text at `head`; `None` when it is not there.
-    async fn read(&self, head: &str, file: &str) -> Result<Option<(String, String)>, BumpError> {
-        let listing = self.git_out(&["ls-tree", "-z", head, "--", file]).await?;
-        let Some((meta, _)) = listing.split_once('\t') else {
-            return Ok(None);
-        };
-        let mut fields = meta.split(' ');
-        let (Some(mode), Some(kind), Some(blob)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Ok(None);
-        };
-        if kind != "blob" || !mode.starts_with("100") {
-            return Err(BumpError::Git(format!("{file} is not a regular file")));
-        }
-        let text = self
-            .git_out(&["cat-file", "blob", blob])
-            .await
-            .map_err(|_| BumpError::Git(format!("{file} could not be read (is it UTF-8 text?)")))?;
-        Ok(Some((mode.to_owned(), text)))
-    }
-
-    async fn commit(
-        &self,
-        head: &str,
-        message: &str,
-        author: &Author,
-    ) -> Result<String, BumpError> {
-        let tree = self.git_out(&["write-tree"]).await?;
-        let commit = self
-            .git
-            .clone()
-            .with_env("GIT_AUTHOR_NAME", author.name.clone())
-            .with_env("GIT_AUTHOR_EMAIL", author.email.clone())
-            .with_env("GIT_COMMITTER_NAME", author.name.clone())
-            .with_env("GIT_COMMITTER_EMAIL", author.email.clone())
-            .run_with_input(
-                &["commit-tree", tree.trim(), "-p", head, "-F", "-"],
-                Some(message.as_bytes()),
-            )
-            .await
-            .map_err(|err| BumpError::Git(format!("{err:#}")))?;
-        Ok(commit.trim().to_owned())
-    }
-
-    /// Pushes `commit` to `branch`. `Ok(false)`: rejected because the branch moved on.
-    async fn push(&self, commit: &str, branch: &str, force: bool) -> Result<bool, BumpError> {
-        let refspec = format!(
-            "{}{commit}:refs/heads/{branch}",
-            if force { "+" } else { "" }
-        );
-        match self.git.run(&["push", "--", &self.url, &refspec]).await {
-            Ok(_) => Ok(true),
-            Err(err) => {
-                let text = format!("{err:#}");
-                let lost_race = [
-                    "[rejected]",
-                    "[remote rejected]",
-                    "Updates were rejected",
-                    "non-fast-forward",
-                    "fetch first",
-                    "cannot lock ref",
-                    "failed to update ref",
-                    "stale info",
-                ]
-                .iter()
-                .any(|sign| text.contains(sign));
-                if lost_race {
-                    Ok(false)
-                } else {
-                    Err(BumpError::Git(text))
-                }
-            }
-        }
-    }
-
-    async fn git_out(&self, args: &[&str]) -> Result<String, BumpError> {
-        self.git
-            .run(args)
-            .await
-            .map_err(|err| BumpError::Git(format!("{err:#}")))
-    }
 }
 
 #[cfg(test)]

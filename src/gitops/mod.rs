@@ -2,5 +2,6 @@
 //! stage) and handing new images over to it (the `bump` stage and `gantry bump`).
 
 pub mod bump;
+mod config_clone;
 pub mod edit;
 pub mod validate;
