@@ -269,15 +269,25 @@ impl Bumper {
     }
 
     async fn drain(self, lane: ConfigRepo) {
+        // However this task ends (a panic included), the lane is freed: its waiting bumps
+        // are answered `Dropped` instead of waiting for a drain that will never come.
+        let mut guard = LaneGuard {
+            lanes: self.lanes.clone(),
+            lane: lane.clone(),
+            ended: false,
+        };
         loop {
             let batch = {
                 let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(entry) = lanes.get_mut(&lane) else {
+                    guard.ended = true;
                     return;
                 };
                 let batch = take_batch(&mut entry.pending);
                 if batch.is_empty() {
+                    // Removed under the lock: a bump arriving next starts a new lane.
                     lanes.remove(&lane);
+                    guard.ended = true;
                     return;
                 }
                 batch
@@ -505,6 +515,25 @@ impl Bumper {
             }
         }
         Some(message.trim_end().to_owned() + "\n")
+    }
+}
+
+/// Frees a lane whose drain task ended without emptying it (a panic).
+struct LaneGuard {
+    lanes: Arc<Mutex<HashMap<ConfigRepo, Lane>>>,
+    lane: ConfigRepo,
+    /// Set when the task removed the lane itself, under the lock.
+    ended: bool,
+}
+
+impl Drop for LaneGuard {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.lanes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.lane);
+        }
     }
 }
 

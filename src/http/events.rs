@@ -83,6 +83,9 @@ async fn stream(store: Store, run_id: i64, mut after: i64, sender: mpsc::Sender<
     let mut last_state: Option<StateEvent> = None;
     let mut quiet = Duration::ZERO;
     loop {
+        if sender.is_closed() {
+            return;
+        }
         // Read the state first: output stored before a run ends is then read after it.
         let run = match store.run(run_id).await {
             Ok(Some(run)) => run,

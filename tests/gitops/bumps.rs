@@ -209,13 +209,7 @@ async fn concurrent_bumps_and_another_writer_lose_nothing_and_apply_nothing_twic
     let images: Vec<String> = (0..30)
         .map(|i| format!("registry.example.com/acme/svc{i:02}"))
         .collect();
-    let overlay: String = std::iter::once("kind: Kustomization\nimages:\n".to_owned())
-        .chain(
-            images
-                .iter()
-                .map(|image| format!("  - name: {image}\n    newTag: v0\n")),
-        )
-        .collect();
+    let overlay = crate::repos::kustomization(&images);
     let repo = Arc::new(ConfigRepo::new(&[
         (OVERLAY, &overlay),
         ("notes.txt", "0\n"),

@@ -127,13 +127,7 @@ fn concurrent_gantry_bump_processes_all_land() {
     let images: Vec<String> = (0..8)
         .map(|i| format!("registry.example.com/acme/svc{i}"))
         .collect();
-    let overlay: String = std::iter::once("kind: Kustomization\nimages:\n".to_owned())
-        .chain(
-            images
-                .iter()
-                .map(|image| format!("  - name: {image}\n    newTag: v0\n")),
-        )
-        .collect();
+    let overlay = crate::repos::kustomization(&images);
     let repo = ConfigRepo::new(&[("kustomization.yaml", &overlay)]);
     let cwd = tempfile::tempdir().unwrap();
     let children: Vec<_> = images

@@ -4,6 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A Kustomization pinning every image of `images` at tag `v0`.
+pub fn kustomization(images: &[String]) -> String {
+    let mut text = "kind: Kustomization\nimages:\n".to_owned();
+    for image in images {
+        text.push_str(&format!("  - name: {image}\n    newTag: v0\n"));
+    }
+    text
+}
+
 pub struct ConfigRepo {
     _dir: tempfile::TempDir,
     pub bare: PathBuf,
