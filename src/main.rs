@@ -319,15 +319,8 @@ fn bump(config: Option<PathBuf>, mut request: gantry::gitops::bump::BumpRequest)
     });
     match result {
         Ok(outcome) => {
-            for change in &outcome.changes {
-                println!(
-                    "{}:{} {}: {} -> {}",
-                    outcome.file,
-                    change.line,
-                    change.place,
-                    change.old.as_deref().unwrap_or("(new)"),
-                    change.new
-                );
+            for line in outcome.change_lines() {
+                println!("{line}");
             }
             println!("{}", outcome.summary());
             ExitCode::SUCCESS

@@ -83,6 +83,21 @@ pub struct BumpOutcome {
 }
 
 impl BumpOutcome {
+    /// One line per changed value, `file:line place: old -> new`: the stage's log and the
+    /// CLI's output.
+    pub fn change_lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.changes.iter().map(|change| {
+            format!(
+                "{}:{} {}: {} -> {}",
+                self.file,
+                change.line,
+                change.place,
+                change.old.as_deref().unwrap_or("(new)"),
+                change.new
+            )
+        })
+    }
+
     /// One line for people: the stage message and the CLI's answer.
     pub fn summary(&self) -> String {
         let values = self

@@ -602,25 +602,18 @@ impl StageContext {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let output = |name: &str| {
+        // The newest value a build handed on under `name`.
+        let lookup = |name: &str| {
             outputs
                 .iter()
                 .rev()
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .filter(|v| !v.is_empty())
+                .map(|(_, v)| v.as_str())
         };
+        let output = |name: &str| lookup(name).filter(|v| !v.is_empty()).map(str::to_owned);
         let fail = |message: String| (StageState::Failure, None, Some(message));
         // `${GANTRY_IMAGE…}` were left for now, when the build has run.
-        let expand = |text: &str| {
-            crate::pipeline::vars::expand(text, |name| {
-                outputs
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.as_str())
-            })
-        };
+        let expand = |text: &str| crate::pipeline::vars::expand(text, lookup);
         let expanded = (|| -> Result<_, String> {
             Ok((
                 expand(repo)?,
@@ -709,15 +702,8 @@ impl StageContext {
         };
         let answer = match result {
             Ok(outcome) => {
-                for change in &outcome.changes {
-                    log(&format!(
-                        "gantry: {}:{} {}: {} -> {}",
-                        outcome.file,
-                        change.line,
-                        change.place,
-                        change.old.as_deref().unwrap_or("(new)"),
-                        change.new
-                    ));
+                for line in outcome.change_lines() {
+                    log(&format!("gantry: {line}"));
                 }
                 let summary = outcome.summary();
                 log(&format!("gantry: {summary}"));
