@@ -76,6 +76,11 @@ pub struct CommitStatus {
     pub target_url: String,
 }
 
+/// The status context of a pipeline: what the forge lists it as on a commit.
+pub fn status_context(pipeline: &str) -> String {
+    format!("gantry/{pipeline}")
+}
+
 /// Cuts a description to what the forges accept, marking the cut.
 pub fn clamp_description(text: &str) -> String {
     let text = text.lines().next().unwrap_or_default();

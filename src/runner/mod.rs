@@ -8,6 +8,7 @@ mod engine;
 pub mod execute;
 pub mod local;
 pub mod logs;
+mod prepare;
 mod record;
 pub mod scheduler;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::execute::{Observer, StageOutcome, StageState};
-use crate::forge::{CommitStatus, StatusState, clamp_description};
+use crate::forge::{CommitStatus, StatusState, clamp_description, status_context};
 use crate::store::{BumpReport, LogChunk, StageUpdate, Store};
 
 /// Output is stored when a stage's buffer reaches this size…
@@ -45,7 +45,7 @@ impl StatusTemplate {
         description: &str,
     ) -> CommitStatus {
         CommitStatus {
-            context: format!("gantry/{pipeline}"),
+            context: status_context(pipeline),
             state,
             description: clamp_description(description),
             ..self.status.clone()

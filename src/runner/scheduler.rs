@@ -5,20 +5,24 @@
 use crate::metrics::{Metrics, ResultLabels, RunLabels};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::checkout::{Checkout, forge_token};
 use super::execute::{Executor, Observer, PipelineJob, PipelineOutcome, StageState, overall};
+use super::prepare::{Prepared, Skip, Verdict, prepare};
 use super::record::{Recorder, StatusTemplate};
 use crate::config::Settings;
 use crate::forge::{CommitStatus, Forges, StatusState};
-use crate::pipeline::{self, ChangedPaths, RunContext, skip_ci_requested};
 use crate::store::{Backend, ClaimedRun, RunState, Store};
-use crate::webhook::{EventKind, GitRef};
+
+mod announce;
+
+/// A pipeline's description when its `on:`/`when:` leaves the event out.
+const NOT_TRIGGERED: &str = "not triggered by this event";
 
 /// How often a busy runner says it still owns its runs (and looks for cancel requests).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -36,6 +40,8 @@ pub struct Scheduler {
     /// Where statuses can be reported; forges without a token get none.
     forges: Option<Forges>,
     metrics: Option<Metrics>,
+    /// Whether an announcement pass (`announce.rs`) is going on.
+    announcing: AtomicBool,
 }
 
 impl Scheduler {
@@ -58,6 +64,7 @@ impl Scheduler {
             runner_id,
             forges,
             metrics: None,
+            announcing: AtomicBool::new(false),
         }
     }
 
@@ -149,6 +156,9 @@ impl Scheduler {
             if let Err(err) = self.store.supersede_older_runs().await {
                 tracing::error!(error = %format!("{err:#}"), "superseding older runs failed");
             }
+            if let Err(err) = self.store.resolve_abandoned_pipelines().await {
+                tracing::error!(error = %format!("{err:#}"), "resolving abandoned pipelines failed");
+            }
             while let Ok(permit) = slots.clone().try_acquire_owned() {
                 match self.store.claim_run(&self.runner_id).await {
                     Ok(Some(claimed)) => {
@@ -164,6 +174,9 @@ impl Scheduler {
                         break;
                     }
                 }
+            }
+            if slots.available_permits() == 0 {
+                self.announce_waiting();
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -222,148 +235,58 @@ impl Scheduler {
         claimed: &ClaimedRun,
         cancel: &CancellationToken,
     ) -> anyhow::Result<(RunState, Option<String>)> {
-        let event = &claimed.event;
-        let repo = self
-            .settings
-            .repo(event.forge, &claimed.repo)
-            .with_context(|| format!("repo `{}` is no longer configured", claimed.repo))?;
-        let request = event
-            .run_request()
-            .map_err(|reason| anyhow::anyhow!("the event asks for no run: {reason}"))?;
-        if skip_ci_requested(request.commit_message.as_deref()) {
-            return Ok((
-                RunState::Skipped,
-                Some("[skip ci] in the commit message".into()),
-            ));
-        }
-        let (url, fallback_ref, before, from_fork) = match &event.kind {
-            EventKind::Push(push) => (
-                repo.clone_url
-                    .clone()
-                    .or_else(|| event.repo.as_ref().map(|r| r.clone_url.clone())),
-                Some(push.git_ref.full()),
-                push.before.clone(),
-                false,
-            ),
-            EventKind::PullRequest(pr) => (
-                // A fork's commits are fetched from the fork.
-                if pr.from_fork {
-                    pr.head_clone_url.clone()
-                } else {
-                    None
-                }
-                .or_else(|| repo.clone_url.clone())
-                .or_else(|| event.repo.as_ref().map(|r| r.clone_url.clone())),
-                Some(GitRef::Branch(pr.head_ref.clone()).full()),
-                pr.base_sha.clone(),
-                pr.from_fork,
-            ),
-            _ => (None, None, None, false),
+        let prepared = match prepare(&self.settings, self.forges.as_ref(), claimed).await? {
+            Ok(prepared) => prepared,
+            Err(Skip(why)) => return Ok((RunState::Skipped, Some(why))),
         };
-        let url = url.context("the event names no clone URL and the repo config sets none")?;
-        let token = match &self.forges {
-            Some(forges) => forges.git_token(event.forge, &claimed.repo).await,
-            None => forge_token(&self.settings, event.forge).cloned(),
-        };
-        let token = token.as_ref().map(|token| (event.forge, token));
-        let checkout = Checkout::fetch(&url, &request.commit_sha, fallback_ref.as_deref(), token)
-            .await
-            .with_context(|| format!("checking out {}", request.commit_sha))?;
-        let changed = match ChangedPaths::from_event(event) {
-            ChangedPaths::Unknown => {
-                checkout
-                    .changed_since(&url, before.as_ref(), &request.commit_sha)
-                    .await
-            }
-            known => known,
-        };
-
-        let pipelines_dir = checkout.dir.path().join(&repo.pipelines);
-        if !pipelines_dir.is_dir() {
-            return Ok((
-                RunState::Skipped,
-                Some(format!("no `{}` folder at this commit", repo.pipelines)),
-            ));
-        }
-        let loaded = pipeline::load_dir(&pipelines_dir, &repo.pipelines)
-            .context("reading pipeline files")?;
-        let workspace = super::WORKSPACE_DIR;
-        let context = RunContext::for_event(claimed.id, event, workspace, changed, &repo.secrets)
-            .context("the event has no commit to run")?;
-
+        let Prepared {
+            repo,
+            checkout,
+            from_fork,
+            verdicts,
+        } = prepared;
         let template = self.status_template(claimed);
         let mut plans = Vec::new();
         let mut states = Vec::new();
-        for entry in &loaded {
-            let pipeline = match &entry.result {
-                Ok(pipeline) => pipeline,
-                Err(diagnostics) => {
-                    let name = entry.file.rsplit('/').next().unwrap_or(&entry.file);
-                    let name = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
-                    let description = diagnostics.first().map(ToString::to_string);
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Runs(plan) => plans.push(plan),
+                Verdict::NotTriggered { name, file } => {
                     self.store
                         .set_pipeline(
                             claimed.id,
-                            name,
-                            &entry.file,
-                            StageState::Error.as_str(),
-                            description.as_deref(),
-                        )
-                        .await?;
-                    let text = description.as_deref().unwrap_or("invalid pipeline file");
-                    self.report(
-                        claimed.id,
-                        template.as_ref(),
-                        name,
-                        StatusState::Error,
-                        text,
-                    )
-                    .await;
-                    states.push(StageState::Error);
-                    continue;
-                }
-            };
-            match pipeline.plan(&context) {
-                Ok(Some(plan)) => plans.push(plan),
-                Ok(None) => {
-                    self.store
-                        .set_pipeline(
-                            claimed.id,
-                            &pipeline.name,
-                            &pipeline.file,
-                            "skipped",
-                            Some("not triggered by this event"),
+                            &name,
+                            &file,
+                            StageState::Skipped.as_str(),
+                            Some(NOT_TRIGGERED),
                         )
                         .await?;
                 }
-                Err(err) => {
+                Verdict::Broken {
+                    name,
+                    file,
+                    description,
+                } => {
                     self.store
                         .set_pipeline(
                             claimed.id,
-                            &pipeline.name,
-                            &pipeline.file,
+                            &name,
+                            &file,
                             StageState::Error.as_str(),
-                            Some(&err.to_string()),
+                            Some(&description),
                         )
                         .await?;
-                    let text = err.to_string();
                     self.report(
                         claimed.id,
                         template.as_ref(),
-                        &pipeline.name,
+                        &name,
                         StatusState::Error,
-                        &text,
+                        &description,
                     )
                     .await;
                     states.push(StageState::Error);
                 }
             }
-        }
-        if plans.is_empty() && states.is_empty() {
-            return Ok((
-                RunState::Skipped,
-                Some("no pipeline is triggered by this event".into()),
-            ));
         }
 
         let mut positions = HashMap::new();
@@ -382,7 +305,7 @@ impl Scheduler {
                 template.as_ref(),
                 &plan.pipeline,
                 StatusState::Pending,
-                "waiting to run",
+                "starting",
             )
             .await;
             for (position, stage) in plan.stages.iter().enumerate() {

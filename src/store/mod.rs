@@ -5,6 +5,7 @@
 //! the common subset of the two (`$n` parameters, `ON CONFLICT`, `RETURNING`). Each backend
 //! has its own migrations, run at start.
 
+mod announcements;
 mod bumps;
 mod intake;
 mod locks;
@@ -22,6 +23,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 use tokio::sync::Notify;
 
+pub use announcements::AnnouncedPipeline;
 pub use bumps::BumpReport;
 pub use intake::{NewDelivery, Recorded};
 pub use locks::LaneLock;

@@ -29,30 +29,48 @@ pub struct StatusReport {
     pub last_error: Option<String>,
 }
 
+/// Inserts a waiting update (see [`super::Store::queue_status`]); returns whether it was.
+pub(super) async fn insert_status<'c, E>(
+    executor: E,
+    run_id: i64,
+    status: &CommitStatus,
+) -> anyhow::Result<bool>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let inserted = sqlx::query(
+        "INSERT INTO status_updates (run_id, forge, repo, commit_sha, git_ref, context, state, \
+         description, target_url, delivery, next_attempt_at, created_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'waiting', $10, $10 \
+         WHERE NOT EXISTS (SELECT 1 FROM status_updates WHERE repo = $3 AND commit_sha = $4 \
+         AND context = $6 AND run_id > $1)",
+    )
+    .bind(run_id)
+    .bind(status.forge.as_str())
+    .bind(&status.repo)
+    .bind(&status.sha)
+    .bind(&status.git_ref)
+    .bind(&status.context)
+    .bind(status.state.as_str())
+    .bind(&status.description)
+    .bind(&status.target_url)
+    .bind(now_millis())
+    .execute(executor)
+    .await
+    .context("queueing a commit status")?
+    .rows_affected();
+    Ok(inserted > 0)
+}
+
 const SAME_KEY: &str = "other.repo = status_updates.repo AND other.commit_sha = status_updates.commit_sha \
      AND other.context = status_updates.context";
 
 impl super::Store {
+    /// Queues `status` for delivery, unless a newer run already queued one for the same
+    /// commit and context (a rerun, or a push and a pull request on one commit): a later
+    /// run's state is never overwritten by an earlier run's.
     pub async fn queue_status(&self, run_id: i64, status: &CommitStatus) -> anyhow::Result<()> {
-        let now = now_millis();
-        sqlx::query(
-            "INSERT INTO status_updates (run_id, forge, repo, commit_sha, git_ref, context, state, \
-             description, target_url, delivery, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'waiting', $10, $10)",
-        )
-        .bind(run_id)
-        .bind(status.forge.as_str())
-        .bind(&status.repo)
-        .bind(&status.sha)
-        .bind(&status.git_ref)
-        .bind(&status.context)
-        .bind(status.state.as_str())
-        .bind(&status.description)
-        .bind(&status.target_url)
-        .bind(now)
-        .execute(self.pool())
-        .await
-        .context("queueing a commit status")?;
+        insert_status(self.pool(), run_id, status).await?;
         self.statuses_queued.notify_one();
         Ok(())
     }

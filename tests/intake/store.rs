@@ -1,6 +1,7 @@
 //! The same store behaviour on SQLite and PostgreSQL.
 
-use gantry::store::{NewDelivery, Recorded, RunFilter, RunState, Store};
+use gantry::forge::{CommitStatus, StatusState};
+use gantry::store::{AnnouncedPipeline, NewDelivery, Recorded, RunFilter, RunState, Store};
 use gantry::webhook::{self, Forge};
 
 use crate::helpers::{Backend, fixture, fresh_store_url, signed};
@@ -214,6 +215,119 @@ async fn runs_are_listed_newest_first_with_filters_and_pages(backend: Backend) {
     );
 }
 on_both_backends!(listing, runs_are_listed_newest_first_with_filters_and_pages);
+
+async fn queue_one(store: &Store) -> i64 {
+    let Recorded::Queued { run_id } = store.record_delivery(push_delivery(None)).await.unwrap()
+    else {
+        panic!("a fresh delivery queues a run");
+    };
+    run_id
+}
+
+fn ci_status(state: StatusState, description: &str) -> CommitStatus {
+    CommitStatus {
+        forge: Forge::Github,
+        repo: "Codertocat/Hello-World".into(),
+        sha: "199eddf46df50de8d02e99bf1c5fdb4101338224".into(),
+        git_ref: "master".into(),
+        context: "gantry/ci".into(),
+        state,
+        description: description.into(),
+        target_url: "http://gantry.test/runs/1".into(),
+    }
+}
+
+/// An announcement lands once and only while its run waits; a pipeline a finished run left
+/// pending is resolved once, with the run's reason; an older run never overrides a newer
+/// run's status on the same commit and context.
+async fn announcements_and_abandoned_pipelines(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let claimed = queue_one(&store).await;
+    let waiting = queue_one(&store).await;
+    let pipeline = AnnouncedPipeline {
+        pipeline: "ci",
+        file: ".gantry/ci.yml",
+        state: "pending",
+        description: Some("queued"),
+    };
+    let pending = ci_status(StatusState::Pending, "queued");
+
+    assert_eq!(
+        store.claim_run("runner-1").await.unwrap().unwrap().id,
+        claimed
+    );
+    assert!(
+        !store
+            .announce_run(
+                claimed,
+                std::slice::from_ref(&pipeline),
+                std::slice::from_ref(&pending)
+            )
+            .await
+            .unwrap(),
+        "a claimed run is its runner's to report"
+    );
+    assert!(store.run_statuses(claimed).await.unwrap().is_empty());
+    assert!(store.pipeline_results(claimed).await.unwrap().is_empty());
+
+    assert_eq!(store.unannounced_runs(10).await.unwrap().len(), 1);
+    assert!(
+        store
+            .announce_run(
+                waiting,
+                std::slice::from_ref(&pipeline),
+                std::slice::from_ref(&pending)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .announce_run(waiting, &[pipeline], &[pending])
+            .await
+            .unwrap(),
+        "a second replica's announcement of the same run writes nothing"
+    );
+    assert!(store.unannounced_runs(10).await.unwrap().is_empty());
+    let statuses = store.run_statuses(waiting).await.unwrap();
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(
+        (statuses[0].state.as_str(), statuses[0].delivery.as_str()),
+        ("pending", "waiting")
+    );
+
+    // Nothing to resolve while the run waits; once it is canceled, its pipeline ends once.
+    assert_eq!(store.resolve_abandoned_pipelines().await.unwrap(), 0);
+    assert!(store.request_cancel(waiting).await.unwrap());
+    assert_eq!(store.resolve_abandoned_pipelines().await.unwrap(), 1);
+    assert_eq!(store.resolve_abandoned_pipelines().await.unwrap(), 0);
+    let pipelines = store.pipeline_results(waiting).await.unwrap();
+    assert_eq!(
+        (
+            pipelines[0].state.as_str(),
+            pipelines[0].description.as_deref()
+        ),
+        ("canceled", Some("canceled"))
+    );
+    let statuses = store.run_statuses(waiting).await.unwrap();
+    assert_eq!(
+        (
+            statuses[0].state.as_str(),
+            statuses[0].description.as_str(),
+            statuses[0].target_url.as_str()
+        ),
+        ("canceled", "canceled", "http://gantry.test/runs/1")
+    );
+
+    // The claimed (older) run ends after the newer one spoke for this commit and context:
+    // its status is not queued.
+    store
+        .queue_status(claimed, &ci_status(StatusState::Success, "passed"))
+        .await
+        .unwrap();
+    assert!(store.run_statuses(claimed).await.unwrap().is_empty());
+}
+on_both_backends!(announcements, announcements_and_abandoned_pipelines);
 
 async fn reopening_keeps_everything_and_migrations_are_idempotent(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();

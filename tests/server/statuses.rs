@@ -70,17 +70,23 @@ fn config(dir: &std::path::Path, forge: &Forge, kind: Kind, api: &str) -> std::p
 
 /// A push of `sha` to main, as `kind` would deliver it.
 async fn deliver_push(server: &Server, kind: Kind, sha: &str) -> i64 {
+    deliver_push_to(server, kind, "main", sha).await
+}
+
+/// A push of `sha` to `branch`, as `kind` would deliver it.
+async fn deliver_push_to(server: &Server, kind: Kind, branch: &str, sha: &str) -> i64 {
+    let git_ref = format!("refs/heads/{branch}");
     let zero = "0".repeat(40);
     let (path, body, headers): (&str, Value, Vec<(&str, String)>) = match kind {
         Kind::Github => {
             return server
-                .push(crate::push_payload("main", sha, "change"))
+                .push(crate::push_payload(branch, sha, "change"))
                 .await;
         }
         Kind::Gitlab => (
             "gitlab",
             json!({
-                "object_kind": "push", "ref": "refs/heads/main", "before": zero, "after": sha,
+                "object_kind": "push", "ref": git_ref, "before": zero, "after": sha,
                 "checkout_sha": sha, "user_username": "dev", "total_commits_count": 1,
                 "commits": [{ "id": sha, "message": "change" }],
                 "project": { "path_with_namespace": REPO, "git_http_url": "https://gitlab.invalid/acme/app.git", "web_url": "https://gitlab.invalid/acme/app" }
@@ -93,7 +99,7 @@ async fn deliver_push(server: &Server, kind: Kind, sha: &str) -> i64 {
         Kind::Gitea => (
             "gitea",
             json!({
-                "ref": "refs/heads/main", "before": zero, "after": sha,
+                "ref": git_ref, "before": zero, "after": sha,
                 "commits": [{ "id": sha, "message": "change" }],
                 "head_commit": { "id": sha, "message": "change" },
                 "repository": { "full_name": REPO, "clone_url": "https://gitea.invalid/acme/app.git", "html_url": "https://gitea.invalid/acme/app" },
@@ -154,7 +160,7 @@ async fn full_loop(kind: Kind, expected_ok: &[&str], expected_bad: &[&str]) {
 
     let ok = fake.statuses(&sha, "gantry/ci");
     assert_eq!(states(&ok), expected_ok, "{ok:?}");
-    assert_eq!(ok[0].description, "waiting to run");
+    assert_eq!(ok[0].description, "starting");
     assert_eq!(ok[1].description, "running check");
     assert!(ok[2].description.starts_with("passed in "), "{ok:?}");
     let bad = fake.statuses(&sha, "gantry/bad");
@@ -372,5 +378,115 @@ async fn a_github_app_reports_check_runs_with_an_annotation_at_the_broken_line()
             .unwrap()
             .contains(&format!("/runs/{id}"))
     );
+    assert_eq!(fake.unexpected(), Vec::<String>::new());
+}
+
+/// Waits until the fake holds `count` statuses for the commit and context, and returns them.
+async fn statuses_reach(
+    fake: &FakeForge,
+    sha: &str,
+    context: &str,
+    count: usize,
+) -> Vec<crate::fake_forge::Accepted> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let accepted = fake.statuses(sha, context);
+        if accepted.len() >= count {
+            return accepted;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{context} on {sha} never reached {count} statuses: {accepted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A run waiting for a slot shows pending on the forge at once; one superseded or canceled
+/// while it waits ends as canceled, never left pending.
+#[tokio::test]
+async fn waiting_runs_show_pending_and_end_canceled_when_they_never_run() {
+    let forge = forge_with(&[(
+        ".gantry/ci.yml",
+        "stages:\n  - name: nap\n    image: IMAGE\n    run: sleep 4\n",
+    )]);
+    let busy_sha = forge.push("main");
+    let (fake, mock) = FakeForge::start(Kind::Gitlab, REPO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), &forge, Kind::Gitlab, &mock.uri());
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[server]\n", "[server]\napi_token = \"status-api-token\"\n")
+        .replace("[runner]\n", "[runner]\nmax_parallel_runs = 1\n");
+    std::fs::write(&path, text).unwrap();
+    let server = Server::start(&path);
+    // The only slot is taken by a run on main.
+    let busy = deliver_push(&server, Kind::Gitlab, &busy_sha).await;
+    server
+        .wait_for(busy, "to start", |run| run["state"] == "running")
+        .await;
+
+    git(
+        &forge.work(),
+        &["commit", "-q", "--allow-empty", "-m", "two"],
+    );
+    let waiting_sha = forge.push("other");
+    let waiting = deliver_push_to(&server, Kind::Gitlab, "other", &waiting_sha).await;
+    let announced = statuses_reach(&fake, &waiting_sha, "gantry/ci", 1).await;
+    assert_eq!(server.run(waiting).await["state"], "queued");
+    assert_eq!(states(&announced), ["pending"]);
+    assert_eq!(
+        announced[0].description,
+        "queued: waiting for a free runner"
+    );
+    assert_eq!(
+        announced[0].target_url,
+        format!("{PUBLIC_URL}/runs/{waiting}")
+    );
+    let run = server.run(waiting).await;
+    assert_eq!(
+        (
+            run["pipelines"][0]["pipeline"].as_str(),
+            run["pipelines"][0]["state"].as_str()
+        ),
+        (Some("ci"), Some("pending")),
+        "{run:#}"
+    );
+
+    // A newer push to the same branch supersedes the waiting run.
+    git(
+        &forge.work(),
+        &["commit", "-q", "--allow-empty", "-m", "three"],
+    );
+    let newest_sha = forge.push("other");
+    let newest = deliver_push_to(&server, Kind::Gitlab, "other", &newest_sha).await;
+    let superseded = statuses_reach(&fake, &waiting_sha, "gantry/ci", 2).await;
+    assert_eq!(states(&superseded), ["pending", "canceled"]);
+    assert_eq!(
+        superseded[1].description,
+        "superseded by a newer run for the same ref"
+    );
+    let run = server.run(waiting).await;
+    assert_eq!(run["state"], "canceled");
+    assert_eq!(run["pipelines"][0]["state"], "canceled", "{run:#}");
+
+    // The newest waits too, and is canceled through the API before it runs.
+    statuses_reach(&fake, &newest_sha, "gantry/ci", 1).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/runs/{newest}/cancel", server.address))
+        .bearer_auth("status-api-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let canceled = statuses_reach(&fake, &newest_sha, "gantry/ci", 2).await;
+    assert_eq!(states(&canceled), ["pending", "canceled"]);
+    assert_eq!(canceled[1].description, "canceled");
+
+    // The run that had the slot is untouched by all this, and nothing stays pending.
+    let busy_run = server.wait_for(busy, "an end", finished).await;
+    assert_eq!(busy_run["state"], "success", "{busy_run:#}");
+    let done = statuses_reach(&fake, &busy_sha, "gantry/ci", 3).await;
+    assert_eq!(states(&done), ["pending", "running", "success"]);
     assert_eq!(fake.unexpected(), Vec::<String>::new());
 }

@@ -1,0 +1,167 @@
+//! Getting a queued run ready: fetching its commit and deciding, pipeline file by pipeline
+//! file, what will run. The runner does this when it claims a run; the announcer does it
+//! earlier, for runs that wait for a free slot, so their pipelines show as pending on the
+//! forge while they wait.
+
+use anyhow::Context;
+
+use super::checkout::{Checkout, forge_token};
+use crate::config::{RepoSettings, Settings};
+use crate::forge::Forges;
+use crate::pipeline::{self, ChangedPaths, Plan, RunContext, skip_ci_requested};
+use crate::store::ClaimedRun;
+use crate::webhook::{EventKind, GitRef};
+
+/// A run whose commit is fetched and whose pipeline files are read and fitted to the event.
+pub struct Prepared {
+    pub repo: RepoSettings,
+    pub checkout: Checkout,
+    pub from_fork: bool,
+    /// One per pipeline file, in file order.
+    pub verdicts: Vec<Verdict>,
+}
+
+/// What one pipeline file means for this run.
+pub enum Verdict {
+    /// It runs, as planned.
+    Runs(Plan),
+    /// Its `on:` or `when:` leaves this event out.
+    NotTriggered { name: String, file: String },
+    /// It cannot run: the file is invalid (`file:line:col: message`) or cannot be fitted
+    /// to this event.
+    Broken {
+        name: String,
+        file: String,
+        description: String,
+    },
+}
+
+impl Verdict {
+    /// The pipeline's name and file.
+    pub fn pipeline(&self) -> (&str, &str) {
+        match self {
+            Verdict::Runs(plan) => (&plan.pipeline, &plan.file),
+            Verdict::NotTriggered { name, file } | Verdict::Broken { name, file, .. } => {
+                (name, file)
+            }
+        }
+    }
+}
+
+/// A run that needs no work, and why.
+pub struct Skip(pub String);
+
+/// Fetches the run's commit and fits each pipeline file to its event. `Err(Skip)` inside
+/// `Ok` when the run has nothing to do (`[skip ci]`, no pipeline folder, nothing
+/// triggered).
+pub async fn prepare(
+    settings: &Settings,
+    forges: Option<&Forges>,
+    run: &ClaimedRun,
+) -> anyhow::Result<Result<Prepared, Skip>> {
+    let event = &run.event;
+    let repo = settings
+        .repo(event.forge, &run.repo)
+        .with_context(|| format!("repo `{}` is no longer configured", run.repo))?;
+    let request = event
+        .run_request()
+        .map_err(|reason| anyhow::anyhow!("the event asks for no run: {reason}"))?;
+    if skip_ci_requested(request.commit_message.as_deref()) {
+        return Ok(Err(Skip("[skip ci] in the commit message".into())));
+    }
+    let (url, fallback_ref, before, from_fork) = match &event.kind {
+        EventKind::Push(push) => (
+            repo.clone_url
+                .clone()
+                .or_else(|| event.repo.as_ref().map(|r| r.clone_url.clone())),
+            Some(push.git_ref.full()),
+            push.before.clone(),
+            false,
+        ),
+        EventKind::PullRequest(pr) => (
+            // A fork's commits are fetched from the fork.
+            if pr.from_fork {
+                pr.head_clone_url.clone()
+            } else {
+                None
+            }
+            .or_else(|| repo.clone_url.clone())
+            .or_else(|| event.repo.as_ref().map(|r| r.clone_url.clone())),
+            Some(GitRef::Branch(pr.head_ref.clone()).full()),
+            pr.base_sha.clone(),
+            pr.from_fork,
+        ),
+        _ => (None, None, None, false),
+    };
+    let url = url.context("the event names no clone URL and the repo config sets none")?;
+    let token = match forges {
+        Some(forges) => forges.git_token(event.forge, &run.repo).await,
+        None => forge_token(settings, event.forge).cloned(),
+    };
+    let token = token.as_ref().map(|token| (event.forge, token));
+    let checkout = Checkout::fetch(&url, &request.commit_sha, fallback_ref.as_deref(), token)
+        .await
+        .with_context(|| format!("checking out {}", request.commit_sha))?;
+    let changed = match ChangedPaths::from_event(event) {
+        ChangedPaths::Unknown => {
+            checkout
+                .changed_since(&url, before.as_ref(), &request.commit_sha)
+                .await
+        }
+        known => known,
+    };
+
+    let pipelines_dir = checkout.dir.path().join(&repo.pipelines);
+    if !pipelines_dir.is_dir() {
+        return Ok(Err(Skip(format!(
+            "no `{}` folder at this commit",
+            repo.pipelines
+        ))));
+    }
+    let loaded =
+        pipeline::load_dir(&pipelines_dir, &repo.pipelines).context("reading pipeline files")?;
+    let context =
+        RunContext::for_event(run.id, event, super::WORKSPACE_DIR, changed, &repo.secrets)
+            .context("the event has no commit to run")?;
+
+    let verdicts: Vec<Verdict> = loaded
+        .into_iter()
+        .map(|entry| match entry.result {
+            Err(diagnostics) => {
+                let name = entry.file.rsplit('/').next().unwrap_or(&entry.file);
+                let name = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+                Verdict::Broken {
+                    name: name.to_owned(),
+                    description: diagnostics
+                        .first()
+                        .map_or_else(|| "invalid pipeline file".into(), ToString::to_string),
+                    file: entry.file.clone(),
+                }
+            }
+            Ok(pipeline) => match pipeline.plan(&context) {
+                Ok(Some(plan)) => Verdict::Runs(plan),
+                Ok(None) => Verdict::NotTriggered {
+                    name: pipeline.name,
+                    file: pipeline.file,
+                },
+                Err(err) => Verdict::Broken {
+                    description: err.to_string(),
+                    name: pipeline.name,
+                    file: pipeline.file,
+                },
+            },
+        })
+        .collect();
+    if verdicts
+        .iter()
+        .all(|verdict| matches!(verdict, Verdict::NotTriggered { .. }))
+    {
+        return Ok(Err(Skip("no pipeline is triggered by this event".into())));
+    }
+    Ok(Ok(Prepared {
+        repo: repo.clone(),
+        checkout,
+        from_fork,
+        verdicts,
+    }))
+}

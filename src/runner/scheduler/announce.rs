@@ -1,0 +1,99 @@
+//! Announcing runs that wait for a free slot: their pipelines are read and posted as
+//! pending at once, so a pull request shows its checks while the run waits, not only once
+//! it starts. One announcement pass at a time per process; across replicas, the store lets
+//! one announcement per run through.
+
+use std::sync::atomic::Ordering;
+
+use super::Scheduler;
+use crate::forge::StatusState;
+use crate::runner::StageState;
+use crate::runner::prepare::{Skip, Verdict, prepare};
+use crate::store::{AnnouncedPipeline, ClaimedRun};
+
+/// Runs read from the store per round of a pass.
+const BATCH: i64 = 10;
+/// What a waiting pipeline's status says.
+pub const WAITING: &str = "queued: waiting for a free runner";
+
+impl Scheduler {
+    /// Starts a pass over the unannounced queued runs unless one is going on.
+    pub(super) fn announce_waiting(self: &std::sync::Arc<Self>) {
+        if self.forges.is_none() || self.announcing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let scheduler = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = scheduler.announce_pass().await {
+                tracing::error!(error = %format!("{err:#}"), "announcing waiting runs failed");
+            }
+            scheduler.announcing.store(false, Ordering::SeqCst);
+        });
+    }
+
+    async fn announce_pass(&self) -> anyhow::Result<()> {
+        loop {
+            let runs = self.store.unannounced_runs(BATCH).await?;
+            if runs.is_empty() {
+                return Ok(());
+            }
+            for run in runs {
+                self.announce(&run).await?;
+            }
+        }
+    }
+
+    /// Reads the run's pipelines and records them with pending statuses; a run that needs
+    /// no statuses, or whose commit cannot be read now, is only marked (its runner reports
+    /// what happened).
+    async fn announce(&self, run: &ClaimedRun) -> anyhow::Result<()> {
+        let template = self.status_template(run);
+        let prepared = match &template {
+            Some(_) => prepare(&self.settings, self.forges.as_ref(), run).await,
+            None => Ok(Err(Skip("no statuses for this forge".into()))),
+        };
+        let verdicts = match prepared {
+            Ok(Ok(prepared)) => prepared.verdicts,
+            Ok(Err(Skip(_))) => Vec::new(),
+            Err(err) => {
+                tracing::warn!(run_id = run.id, error = %format!("{err:#}"), "a waiting run could not be read");
+                Vec::new()
+            }
+        };
+        let mut pipelines = Vec::new();
+        let mut statuses = Vec::new();
+        for verdict in &verdicts {
+            let (name, file) = verdict.pipeline();
+            let (state, description, status) = match verdict {
+                Verdict::Runs(_) => (StageState::Pending, WAITING, Some(StatusState::Pending)),
+                Verdict::NotTriggered { .. } => (StageState::Skipped, super::NOT_TRIGGERED, None),
+                Verdict::Broken { description, .. } => (
+                    StageState::Error,
+                    description.as_str(),
+                    Some(StatusState::Error),
+                ),
+            };
+            pipelines.push(AnnouncedPipeline {
+                pipeline: name,
+                file,
+                state: state.as_str(),
+                description: Some(description),
+            });
+            if let (Some(template), Some(status)) = (&template, status) {
+                statuses.push(template.for_pipeline(name, status, description));
+            }
+        }
+        let announced = self
+            .store
+            .announce_run(run.id, &pipelines, &statuses)
+            .await?;
+        if announced && !statuses.is_empty() {
+            tracing::info!(
+                run_id = run.id,
+                pipelines = statuses.len(),
+                "announced a waiting run"
+            );
+        }
+        Ok(())
+    }
+}

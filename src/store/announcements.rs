@@ -1,0 +1,203 @@
+//! Statuses outside a runner's hands: pipelines announced as pending while their run waits
+//! for a slot, and pipelines a run left pending or running when it ended some other way
+//! (canceled or superseded while queued, given up after crashes, an internal error).
+//! Together they keep the forge's view prompt and never stale.
+
+use anyhow::Context;
+use sqlx::Row;
+
+use super::statuses::insert_status;
+use super::{ClaimedRun, RunState, now_millis};
+use crate::forge::{CommitStatus, StatusState, clamp_description, status_context};
+
+/// One pipeline of a waiting run, as announced.
+#[derive(Debug, Clone)]
+pub struct AnnouncedPipeline<'a> {
+    pub pipeline: &'a str,
+    pub file: &'a str,
+    pub state: &'a str,
+    pub description: Option<&'a str>,
+}
+
+/// Pipeline (and stage) states that a finished run must not keep.
+const UNFINISHED: &str = "('pending', 'running')";
+
+impl super::Store {
+    /// Queued runs whose pipelines were not announced yet, oldest first.
+    pub async fn unannounced_runs(&self, limit: i64) -> anyhow::Result<Vec<ClaimedRun>> {
+        let rows = sqlx::query(
+            "SELECT id, repo, event, attempts FROM runs \
+             WHERE state = 'queued' AND announced_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .context("listing runs to announce")?;
+        rows.iter()
+            .map(|row| {
+                let event: String = row.try_get(2)?;
+                Ok(ClaimedRun {
+                    id: row.try_get(0)?,
+                    repo: row.try_get(1)?,
+                    event: serde_json::from_str(&event).context("decoding a queued run's event")?,
+                    attempts: row.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a waiting run's pipelines and queues their statuses, in one transaction and
+    /// only while the run is still queued and not yet announced. Returns false, having
+    /// written nothing, when it no longer is: a runner claimed it (its own statuses are
+    /// newer), it was canceled, or another replica announced it.
+    pub async fn announce_run(
+        &self,
+        run_id: i64,
+        pipelines: &[AnnouncedPipeline<'_>],
+        statuses: &[CommitStatus],
+    ) -> anyhow::Result<bool> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .context("starting an announcement")?;
+        // Written first: it takes the run's row lock (PostgreSQL) or the write lock
+        // (SQLite), so a claim cannot slip in between the check and the inserts.
+        let marked = sqlx::query(
+            "UPDATE runs SET announced_at = $1 \
+             WHERE id = $2 AND state = 'queued' AND announced_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .context("marking a run announced")?
+        .rows_affected();
+        if marked == 0 {
+            return Ok(false);
+        }
+        for pipeline in pipelines {
+            sqlx::query(
+                "INSERT INTO run_pipelines (run_id, pipeline, file, state, description) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, pipeline) \
+                 DO UPDATE SET state = excluded.state, description = excluded.description",
+            )
+            .bind(run_id)
+            .bind(pipeline.pipeline)
+            .bind(pipeline.file)
+            .bind(pipeline.state)
+            .bind(pipeline.description)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("announcing pipeline {}", pipeline.pipeline))?;
+        }
+        for status in statuses {
+            insert_status(&mut *tx, run_id, status).await?;
+        }
+        tx.commit().await.context("committing an announcement")?;
+        if !statuses.is_empty() {
+            self.statuses_queued().notify_one();
+        }
+        Ok(true)
+    }
+
+    /// Ends the pipelines (and their stages) that finished runs left pending or running,
+    /// with the run's own end as the reason, and queues the matching status where the
+    /// forge last heard pending or running. Returns how many pipelines were resolved.
+    pub async fn resolve_abandoned_pipelines(&self) -> anyhow::Result<u64> {
+        let rows = sqlx::query(&format!(
+            "SELECT p.run_id, p.pipeline, r.state, r.description FROM run_pipelines AS p \
+             JOIN runs AS r ON r.id = p.run_id \
+             WHERE p.state IN {UNFINISHED} AND r.state NOT IN ('queued', 'running')"
+        ))
+        .fetch_all(self.pool())
+        .await
+        .context("looking for abandoned pipelines")?;
+        let mut resolved = 0;
+        for row in rows {
+            let run_id: i64 = row.try_get(0)?;
+            let pipeline: String = row.try_get(1)?;
+            let run_state: String = row.try_get(2)?;
+            let description: Option<String> = row.try_get(3)?;
+            let (state, status) = match RunState::parse(&run_state) {
+                Some(RunState::Canceled) => ("canceled", StatusState::Canceled),
+                _ => ("error", StatusState::Error),
+            };
+            let description = clamp_description(
+                description
+                    .as_deref()
+                    .unwrap_or("the run ended before this pipeline did"),
+            );
+            if self
+                .resolve_pipeline(run_id, &pipeline, state, status, &description)
+                .await?
+            {
+                resolved += 1;
+            }
+        }
+        if resolved > 0 {
+            self.statuses_queued().notify_one();
+        }
+        Ok(resolved)
+    }
+
+    async fn resolve_pipeline(
+        &self,
+        run_id: i64,
+        pipeline: &str,
+        state: &str,
+        status: StatusState,
+        description: &str,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.pool().begin().await.context("starting a resolution")?;
+        // The guard: of two replicas resolving one pipeline, one changes the row.
+        let changed = sqlx::query(&format!(
+            "UPDATE run_pipelines SET state = $1, description = $2 \
+             WHERE run_id = $3 AND pipeline = $4 AND state IN {UNFINISHED}"
+        ))
+        .bind(state)
+        .bind(description)
+        .bind(run_id)
+        .bind(pipeline)
+        .execute(&mut *tx)
+        .await
+        .context("resolving an abandoned pipeline")?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        sqlx::query(&format!(
+            "UPDATE stages SET state = $1 WHERE run_id = $2 AND pipeline = $3 \
+             AND state IN {UNFINISHED}"
+        ))
+        .bind(state)
+        .bind(run_id)
+        .bind(pipeline)
+        .execute(&mut *tx)
+        .await
+        .context("resolving an abandoned pipeline's stages")?;
+        // A copy of the newest update of this pipeline's status with the new state, if
+        // the forge was told pending or running and no newer run took the context over.
+        sqlx::query(&format!(
+            "INSERT INTO status_updates (run_id, forge, repo, commit_sha, git_ref, context, \
+             state, description, target_url, delivery, next_attempt_at, created_at) \
+             SELECT run_id, forge, repo, commit_sha, git_ref, context, $1, $2, target_url, \
+             'waiting', $3, $3 FROM status_updates AS last \
+             WHERE last.id = (SELECT MAX(id) FROM status_updates WHERE run_id = $4 \
+             AND context = $5) AND last.state IN {UNFINISHED} \
+             AND NOT EXISTS (SELECT 1 FROM status_updates AS other \
+             WHERE other.repo = last.repo AND other.commit_sha = last.commit_sha \
+             AND other.context = last.context AND other.run_id > last.run_id)"
+        ))
+        .bind(status.as_str())
+        .bind(description)
+        .bind(now_millis())
+        .bind(run_id)
+        .bind(status_context(pipeline))
+        .execute(&mut *tx)
+        .await
+        .context("queueing an abandoned pipeline's status")?;
+        tx.commit().await.context("committing a resolution")?;
+        Ok(true)
+    }
+}
