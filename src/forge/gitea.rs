@@ -1,39 +1,17 @@
-//! Gitea and Forgejo commit statuses: `POST /repos/{owner}/{repo}/statuses/{sha}`, the same
-//! body and states as GitHub's; only the auth header differs.
+//! Gitea and Forgejo: commit statuses (`POST /repos/{owner}/{repo}/statuses/{sha}`) and pull
+//! requests take GitHub's bodies and states; the auth header (`token …`) and finding an open
+//! pull request differ.
 
-use super::github::status_body;
-use super::{CommitStatus, PullRequest};
-use crate::config::Secret;
+use super::{ApiCall, PullRequest};
 
-pub(super) fn status_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    status: &CommitStatus,
-) -> reqwest::RequestBuilder {
-    api(
-        http.post(format!(
-            "{base}/repos/{}/statuses/{}",
-            status.repo, status.sha
-        )),
-        token,
-    )
-    .json(&status_body(status))
-}
-
-fn api(request: reqwest::RequestBuilder, token: &Secret) -> reqwest::RequestBuilder {
-    request.header("Authorization", format!("token {}", token.expose()))
-}
+pub(super) use super::github::{create_pull_request, status_call, update_pull_request};
 
 /// Open pull requests; Gitea's list has no head filter, so [`existing_pull_request`] looks.
-pub(super) fn find_pull_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    pr: &PullRequest,
-) -> reqwest::RequestBuilder {
-    api(http.get(format!("{base}/repos/{}/pulls", pr.repo)), token)
-        .query(&[("state", "open"), ("limit", "50")])
+pub(super) fn find_pull_request(pr: &PullRequest) -> ApiCall {
+    ApiCall::get(
+        format!("/repos/{}/pulls", pr.repo),
+        &[("state", "open"), ("limit", "50")],
+    )
 }
 
 pub(super) fn existing_pull_request(
@@ -48,28 +26,4 @@ pub(super) fn existing_pull_request(
         found.get("number")?.as_u64()?.to_string(),
         found.get("html_url")?.as_str()?.to_owned(),
     ))
-}
-
-pub(super) fn update_pull_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    pr: &PullRequest,
-    number: &str,
-) -> reqwest::RequestBuilder {
-    api(
-        http.patch(format!("{base}/repos/{}/pulls/{number}", pr.repo)),
-        token,
-    )
-    .json(&super::github::pull_request_update(pr))
-}
-
-pub(super) fn create_pull_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    pr: &PullRequest,
-) -> reqwest::RequestBuilder {
-    api(http.post(format!("{base}/repos/{}/pulls", pr.repo)), token)
-        .json(&super::github::pull_request_create(pr))
 }

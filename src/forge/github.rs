@@ -1,9 +1,218 @@
-//! GitHub commit statuses: `POST /repos/{owner}/{repo}/statuses/{sha}`.
+//! GitHub, through octocrab: commit statuses with a token; with a GitHub App, check runs
+//! (with annotations) authenticated per installation, octocrab signing the app's token and
+//! minting and renewing installation tokens. `api_url` points it at GitHub Enterprise.
+//!
+//! Requests go through octocrab's raw calls rather than its typed ones, so that the
+//! answer's status and rate-limit headers reach the reporter's retry logic like the other
+//! forges' do, and on the same reqwest client.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use http_body_util::BodyExt;
+use octocrab::Octocrab;
+use octocrab::models::{AppId, InstallationId};
+use octocrab::secrecy::ExposeSecret;
+use reqwest::Method;
 use serde_json::json;
 
-use super::{CommitStatus, PullRequest, StatusState};
-use crate::config::Secret;
+use super::{ApiCall, CommitStatus, ForgeError, PullRequest, StatusState};
+use crate::config::{GithubSettings, Secret};
+use crate::webhook::Forge;
+
+/// The REST API version Gantry is written against.
+const API_VERSION: &str = "2022-11-28";
+/// A token handed to git must outlive the fetch it is for.
+const GIT_TOKEN_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+pub(super) struct Github {
+    auth: Auth,
+}
+
+enum Auth {
+    /// The configured token, which git uses too.
+    Token(Octocrab, Secret),
+    App {
+        app: Octocrab,
+        installations: Mutex<Installations>,
+    },
+}
+
+/// Installation clients are shared, never cloned: each keeps its own token cache.
+#[derive(Default)]
+struct Installations {
+    by_repo: HashMap<String, u64>,
+    clients: HashMap<u64, Arc<Octocrab>>,
+}
+
+impl Github {
+    /// The client the `[github]` settings ask for: an app (`app_id` + `private_key_file`),
+    /// a token, or none.
+    pub fn from_settings(
+        settings: &GithubSettings,
+        http: reqwest::Client,
+    ) -> anyhow::Result<Option<Self>> {
+        let builder = || -> anyhow::Result<octocrab::OctocrabBuilder<_, _, _, _>> {
+            Ok(Octocrab::builder()
+                .base_uri(settings.api_url.as_str())
+                .with_context(|| format!("github.api_url `{}`", settings.api_url))?
+                .add_header(
+                    reqwest::header::ACCEPT,
+                    "application/vnd.github+json".into(),
+                )
+                .add_header(
+                    reqwest::header::HeaderName::from_static("x-github-api-version"),
+                    API_VERSION.into(),
+                ))
+        };
+        let auth = match (settings.app_id, &settings.private_key_file, &settings.token) {
+            (Some(app_id), Some(file), _) => {
+                let pem = std::fs::read(file)
+                    .with_context(|| format!("reading github.private_key_file {file}"))?;
+                let key = octocrab::EncodingKey::from_rsa_pem(&pem).with_context(|| {
+                    format!("github.private_key_file {file} holds no RSA private key")
+                })?;
+                Auth::App {
+                    app: builder()?
+                        .app(AppId(app_id), key)
+                        .build_with_reqwest(http)
+                        .context("building the GitHub App client")?,
+                    installations: Mutex::default(),
+                }
+            }
+            (None, None, Some(token)) => Auth::Token(
+                builder()?
+                    .personal_token(token.expose().to_owned())
+                    .build_with_reqwest(http)
+                    .context("building the GitHub client")?,
+                token.clone(),
+            ),
+            (None, None, None) => return Ok(None),
+            _ => anyhow::bail!("github.app_id and github.private_key_file go together"),
+        };
+        Ok(Some(Self { auth }))
+    }
+
+    /// A commit status, or with an app a check run.
+    pub fn status_call(&self, status: &CommitStatus) -> ApiCall {
+        match self.auth {
+            Auth::Token(..) => status_call(status),
+            Auth::App { .. } => check_run_call(status),
+        }
+    }
+
+    /// The token git uses for `repo`: the configured one, or an installation token that
+    /// stays valid for a while yet.
+    pub async fn git_token(&self, repo: &str) -> Result<Secret, ForgeError> {
+        match &self.auth {
+            Auth::Token(_, token) => Ok(token.clone()),
+            Auth::App { app, installations } => {
+                let client = installation(app, installations, repo).await?;
+                let token = client
+                    .installation_token_with_buffer(GIT_TOKEN_MARGIN)
+                    .await
+                    .map_err(octocrab_error)?;
+                Ok(Secret::new(token.expose_secret()))
+            }
+        }
+    }
+
+    /// Sends `call` on behalf of `repo`.
+    pub async fn send(&self, repo: &str, call: ApiCall) -> Result<serde_json::Value, ForgeError> {
+        match &self.auth {
+            Auth::Token(client, _) => execute(client, call).await,
+            Auth::App { app, installations } => {
+                execute(&*installation(app, installations, repo).await?, call).await
+            }
+        }
+    }
+}
+
+/// The app's client for the installation that covers `repo`, found once per repo.
+async fn installation(
+    app: &Octocrab,
+    installations: &Mutex<Installations>,
+    repo: &str,
+) -> Result<Arc<Octocrab>, ForgeError> {
+    let key = repo.to_ascii_lowercase();
+    let known = {
+        let installations = installations.lock().unwrap_or_else(|e| e.into_inner());
+        installations
+            .by_repo
+            .get(&key)
+            .and_then(|id| installations.clients.get(id))
+            .cloned()
+    };
+    if let Some(client) = known {
+        return Ok(client);
+    }
+    let found = execute(
+        app,
+        ApiCall::get(format!("/repos/{repo}/installation"), &[]),
+    )
+    .await?;
+    let id = found
+        .get("id")
+        .and_then(|id| id.as_u64())
+        .ok_or_else(|| ForgeError {
+            message: format!("github answered an installation of {repo} without an id"),
+            retry_after: Some(Duration::ZERO),
+        })?;
+    let mut installations = installations.lock().unwrap_or_else(|e| e.into_inner());
+    installations.by_repo.insert(key, id);
+    if let Some(client) = installations.clients.get(&id) {
+        return Ok(client.clone());
+    }
+    let client = Arc::new(
+        app.installation(InstallationId(id))
+            .map_err(octocrab_error)?,
+    );
+    installations.clients.insert(id, client.clone());
+    Ok(client)
+}
+
+/// Sends one call through octocrab and reads the answer like any forge's.
+async fn execute(client: &Octocrab, call: ApiCall) -> Result<serde_json::Value, ForgeError> {
+    let body = call.body.as_ref();
+    let response = match call.method {
+        Method::GET => client._get(call.path).await,
+        Method::POST => client._post(call.path, body).await,
+        Method::PATCH => client._patch(call.path, body).await,
+        Method::PUT => client._put(call.path, body).await,
+        other => {
+            return Err(ForgeError {
+                message: format!("no {other} calls to GitHub"),
+                retry_after: None,
+            });
+        }
+    }
+    .map_err(octocrab_error)?;
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.map_err(octocrab_error)?.to_bytes();
+    super::answer(Forge::Github, parts.status, &parts.headers, &bytes)
+}
+
+/// What octocrab could not do itself: GitHub's refusals (of an installation token) keep
+/// their code; anything else is the network, worth another try.
+fn octocrab_error(err: octocrab::Error) -> ForgeError {
+    match &err {
+        octocrab::Error::GitHub { source, .. } => {
+            let code = source.status_code;
+            ForgeError {
+                message: format!("github answered {code}: {}", source.message),
+                retry_after: (code.is_server_error()
+                    || code == reqwest::StatusCode::TOO_MANY_REQUESTS)
+                    .then_some(Duration::ZERO),
+            }
+        }
+        _ => ForgeError {
+            message: format!("github unreachable: {err}"),
+            retry_after: Some(Duration::ZERO),
+        },
+    }
+}
 
 /// GitHub (and Gitea, which copied its API) know no `running` or `canceled`: running shows
 /// as pending, canceled as error (the description says which).
@@ -16,52 +225,30 @@ fn state(state: StatusState) -> &'static str {
     }
 }
 
-pub(super) fn status_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    status: &CommitStatus,
-) -> reqwest::RequestBuilder {
-    api(
-        http.post(format!(
-            "{base}/repos/{}/statuses/{}",
-            status.repo, status.sha
-        )),
-        token,
+/// `POST /repos/{repo}/statuses/{sha}`; Gitea takes the same.
+pub(super) fn status_call(status: &CommitStatus) -> ApiCall {
+    ApiCall::post(
+        format!("/repos/{}/statuses/{}", status.repo, status.sha),
+        json!({
+            "state": state(status.state),
+            "target_url": status.target_url,
+            "description": status.description,
+            "context": status.context,
+        }),
     )
-    .json(&status_body(status))
-}
-
-/// The request body GitHub and Gitea both take.
-pub(super) fn status_body(status: &CommitStatus) -> serde_json::Value {
-    json!({
-        "state": state(status.state),
-        "target_url": status.target_url,
-        "description": status.description,
-        "context": status.context,
-    })
-}
-
-fn api(request: reqwest::RequestBuilder, token: &Secret) -> reqwest::RequestBuilder {
-    request
-        .bearer_auth(token.expose())
-        .header("Accept", "application/vnd.github+json")
-        .header("X-GitHub-Api-Version", "2022-11-28")
 }
 
 /// `GET /repos/{repo}/pulls?head=OWNER:BRANCH&state=open`: GitHub filters by head itself.
-pub(super) fn find_pull_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    pr: &PullRequest,
-) -> reqwest::RequestBuilder {
+pub(super) fn find_pull_request(pr: &PullRequest) -> ApiCall {
     let owner = pr.repo.split('/').next().unwrap_or_default();
-    api(http.get(format!("{base}/repos/{}/pulls", pr.repo)), token).query(&[
-        ("state", "open"),
-        ("head", &format!("{owner}:{}", pr.head)),
-        ("base", &pr.base),
-    ])
+    ApiCall::get(
+        format!("/repos/{}/pulls", pr.repo),
+        &[
+            ("state", "open"),
+            ("head", &format!("{owner}:{}", pr.head)),
+            ("base", &pr.base),
+        ],
+    )
 }
 
 /// The number and address of the first open pull request listed.
@@ -73,55 +260,25 @@ pub(super) fn existing_pull_request(listed: &serde_json::Value) -> Option<(Strin
     ))
 }
 
-pub(super) fn update_pull_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    pr: &PullRequest,
-    number: &str,
-) -> reqwest::RequestBuilder {
-    api(
-        http.patch(format!("{base}/repos/{}/pulls/{number}", pr.repo)),
-        token,
+/// `PATCH /repos/{repo}/pulls/{number}`; Gitea takes the same.
+pub(super) fn update_pull_request(pr: &PullRequest, number: &str) -> ApiCall {
+    ApiCall::patch(
+        format!("/repos/{}/pulls/{number}", pr.repo),
+        json!({ "title": pr.title, "body": pr.body }),
     )
-    .json(&pull_request_update(pr))
 }
 
-/// The body of a pull request update; Gitea takes the same.
-pub(super) fn pull_request_update(pr: &PullRequest) -> serde_json::Value {
-    json!({ "title": pr.title, "body": pr.body })
-}
-
-/// The body of a new pull request; Gitea takes the same.
-pub(super) fn pull_request_create(pr: &PullRequest) -> serde_json::Value {
-    json!({ "title": pr.title, "head": pr.head, "base": pr.base, "body": pr.body })
-}
-
-pub(super) fn create_pull_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    pr: &PullRequest,
-) -> reqwest::RequestBuilder {
-    api(http.post(format!("{base}/repos/{}/pulls", pr.repo)), token).json(&pull_request_create(pr))
+/// `POST /repos/{repo}/pulls`; Gitea takes the same.
+pub(super) fn create_pull_request(pr: &PullRequest) -> ApiCall {
+    ApiCall::post(
+        format!("/repos/{}/pulls", pr.repo),
+        json!({ "title": pr.title, "head": pr.head, "base": pr.base, "body": pr.body }),
+    )
 }
 
 /// `POST /repos/{repo}/check-runs`: a new check run for each update. GitHub shows the newest
 /// one per name, so the last update is what people see, like a status.
-pub(super) fn check_run_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    status: &CommitStatus,
-) -> reqwest::RequestBuilder {
-    api(
-        http.post(format!("{base}/repos/{}/check-runs", status.repo)),
-        token,
-    )
-    .json(&check_run_body(status))
-}
-
-fn check_run_body(status: &CommitStatus) -> serde_json::Value {
+fn check_run_call(status: &CommitStatus) -> ApiCall {
     let (run_status, conclusion) = match status.state {
         StatusState::Pending => ("queued", None),
         StatusState::Running => ("in_progress", None),
@@ -147,7 +304,7 @@ fn check_run_body(status: &CommitStatus) -> serde_json::Value {
     if let Some(conclusion) = conclusion {
         body["conclusion"] = json!(conclusion);
     }
-    body
+    ApiCall::post(format!("/repos/{}/check-runs", status.repo), body)
 }
 
 /// An annotation at the place a description names (`file:line:col: message`, as pipeline
@@ -191,5 +348,20 @@ mod tests {
         );
         assert!(annotation("test: exit code 2").is_none());
         assert!(annotation("build: registry.example.com:5000: unauthorized").is_none());
+    }
+
+    #[test]
+    fn pull_request_lookups_encode_the_branch() {
+        let pr = PullRequest {
+            repo: "acme/config".into(),
+            base: "main".into(),
+            head: "gantry/bump/main-web&x=1".into(),
+            title: String::new(),
+            body: String::new(),
+        };
+        assert_eq!(
+            find_pull_request(&pr).path,
+            "/repos/acme/config/pulls?state=open&head=acme%3Agantry%2Fbump%2Fmain-web%26x%3D1&base=main"
+        );
     }
 }

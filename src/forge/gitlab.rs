@@ -1,10 +1,9 @@
-//! GitLab commit statuses: `POST /projects/:id/statuses/:sha`, the project named by its
-//! URL-encoded full path.
+//! GitLab: commit statuses (`POST /projects/:id/statuses/:sha`) and merge requests, the
+//! project named by its URL-encoded full path. Authenticated with `PRIVATE-TOKEN`.
 
 use serde_json::json;
 
-use super::{CommitStatus, PullRequest, StatusState};
-use crate::config::Secret;
+use super::{ApiCall, CommitStatus, PullRequest, StatusState};
 
 /// GitLab has every state Gantry has, under its own names.
 fn state(state: StatusState) -> &'static str {
@@ -17,42 +16,37 @@ fn state(state: StatusState) -> &'static str {
     }
 }
 
-pub(super) fn status_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    status: &CommitStatus,
-) -> reqwest::RequestBuilder {
-    let project: String = url::form_urlencoded::byte_serialize(status.repo.as_bytes()).collect();
-    http.post(format!("{base}/projects/{project}/statuses/{}", status.sha))
-        .header("PRIVATE-TOKEN", token.expose())
-        .json(&json!({
+fn project(repo: &str) -> String {
+    url::form_urlencoded::byte_serialize(repo.as_bytes()).collect()
+}
+
+pub(super) fn status_call(status: &CommitStatus) -> ApiCall {
+    ApiCall::post(
+        format!(
+            "/projects/{}/statuses/{}",
+            project(&status.repo),
+            status.sha
+        ),
+        json!({
             "state": state(status.state),
             "ref": status.git_ref,
             "name": status.context,
             "target_url": status.target_url,
             "description": status.description,
-        }))
-}
-
-fn project(pr: &PullRequest) -> String {
-    url::form_urlencoded::byte_serialize(pr.repo.as_bytes()).collect()
+        }),
+    )
 }
 
 /// `GET /projects/:id/merge_requests?state=opened&source_branch=…&target_branch=…`.
-pub(super) fn find_pull_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    pr: &PullRequest,
-) -> reqwest::RequestBuilder {
-    http.get(format!("{base}/projects/{}/merge_requests", project(pr)))
-        .header("PRIVATE-TOKEN", token.expose())
-        .query(&[
+pub(super) fn find_pull_request(pr: &PullRequest) -> ApiCall {
+    ApiCall::get(
+        format!("/projects/{}/merge_requests", project(&pr.repo)),
+        &[
             ("state", "opened"),
             ("source_branch", &pr.head),
             ("target_branch", &pr.base),
-        ])
+        ],
+    )
 }
 
 /// The `iid` and address of the first open merge request listed.
@@ -64,34 +58,22 @@ pub(super) fn existing_pull_request(listed: &serde_json::Value) -> Option<(Strin
     ))
 }
 
-pub(super) fn update_pull_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    pr: &PullRequest,
-    iid: &str,
-) -> reqwest::RequestBuilder {
-    http.put(format!(
-        "{base}/projects/{}/merge_requests/{iid}",
-        project(pr)
-    ))
-    .header("PRIVATE-TOKEN", token.expose())
-    .json(&json!({ "title": pr.title, "description": pr.body }))
+pub(super) fn update_pull_request(pr: &PullRequest, iid: &str) -> ApiCall {
+    ApiCall::put(
+        format!("/projects/{}/merge_requests/{iid}", project(&pr.repo)),
+        json!({ "title": pr.title, "description": pr.body }),
+    )
 }
 
-pub(super) fn create_pull_request(
-    http: &reqwest::Client,
-    base: &str,
-    token: &Secret,
-    pr: &PullRequest,
-) -> reqwest::RequestBuilder {
-    http.post(format!("{base}/projects/{}/merge_requests", project(pr)))
-        .header("PRIVATE-TOKEN", token.expose())
-        .json(&json!({
+pub(super) fn create_pull_request(pr: &PullRequest) -> ApiCall {
+    ApiCall::post(
+        format!("/projects/{}/merge_requests", project(&pr.repo)),
+        json!({
             "source_branch": pr.head,
             "target_branch": pr.base,
             "title": pr.title,
             "description": pr.body,
             "remove_source_branch": true,
-        }))
+        }),
+    )
 }

@@ -1,13 +1,14 @@
 //! Talking back to the forges: commit statuses, one per pipeline (`gantry/<pipeline>`), and
 //! the pull requests of `pull_request`-mode bumps.
 //!
-//! Each forge's API is a small request builder in its own file; what they share (the HTTP
-//! client, what a failure means, when to retry) lives here. The reporter (`reporter.rs`)
-//! delivers queued updates with retries, so reporting never blocks or fails a run.
+//! Each forge's file describes its API's requests as [`ApiCall`]s; GitHub's also holds its
+//! client (octocrab, with a token or as a GitHub App). What they share (sending GitLab's and
+//! Gitea's calls with reqwest, reading answers, when to retry) lives here. The reporter
+//! (`reporter.rs`) delivers queued updates with retries, so reporting never blocks or fails
+//! a run.
 
 mod gitea;
 mod github;
-mod github_app;
 mod gitlab;
 pub mod reporter;
 
@@ -106,17 +107,64 @@ pub struct ForgeError {
 #[derive(Clone)]
 pub struct Forges {
     http: reqwest::Client,
-    github: Option<Api>,
+    /// GitHub goes through octocrab, with a token or as a GitHub App.
+    github: Option<Arc<github::Github>>,
     gitlab: Option<Api>,
     gitea: Option<Api>,
-    /// With a GitHub App, GitHub gets check runs, authenticated per installation.
-    github_app: Option<(String, Arc<github_app::GithubApp>)>,
 }
 
+/// A forge reached with reqwest: its API base and token.
 #[derive(Clone)]
 struct Api {
     base: String,
     token: Secret,
+}
+
+/// One API request, described apart from the client that sends it (octocrab for GitHub,
+/// reqwest for GitLab and Gitea), so each forge's file says only what its API wants.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ApiCall {
+    pub method: reqwest::Method,
+    /// Under the API base, query included and encoded.
+    pub path: String,
+    pub body: Option<serde_json::Value>,
+}
+
+impl ApiCall {
+    fn get(path: String, query: &[(&str, &str)]) -> Self {
+        let mut path = path;
+        if !query.is_empty() {
+            let encoded = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish();
+            path = format!("{path}?{encoded}");
+        }
+        Self {
+            method: reqwest::Method::GET,
+            path,
+            body: None,
+        }
+    }
+
+    fn with_body(method: reqwest::Method, path: String, body: serde_json::Value) -> Self {
+        Self {
+            method,
+            path,
+            body: Some(body),
+        }
+    }
+
+    fn post(path: String, body: serde_json::Value) -> Self {
+        Self::with_body(reqwest::Method::POST, path, body)
+    }
+
+    fn patch(path: String, body: serde_json::Value) -> Self {
+        Self::with_body(reqwest::Method::PATCH, path, body)
+    }
+
+    fn put(path: String, body: serde_json::Value) -> Self {
+        Self::with_body(reqwest::Method::PUT, path, body)
+    }
 }
 
 impl Forges {
@@ -132,21 +180,8 @@ impl Forges {
                 token: token?.clone(),
             })
         };
-        let github_app = match (settings.github.app_id, &settings.github.private_key_file) {
-            (Some(app_id), Some(file)) => Some((
-                settings.github.api_url.trim_end_matches('/').to_owned(),
-                Arc::new(github_app::GithubApp::load(app_id, file)?),
-            )),
-            (None, None) => None,
-            _ => anyhow::bail!("github.app_id and github.private_key_file go together"),
-        };
         Ok(Self {
-            http,
-            github_app,
-            github: api(
-                Some(&settings.github.api_url),
-                settings.github.token.as_ref(),
-            ),
+            github: github::Github::from_settings(&settings.github, http.clone())?.map(Arc::new),
             gitlab: api(
                 Some(&settings.gitlab.api_url),
                 settings.gitlab.token.as_ref(),
@@ -155,39 +190,29 @@ impl Forges {
                 settings.gitea.api_url.as_ref(),
                 settings.gitea.token.as_ref(),
             ),
+            http,
         })
     }
 
-    /// Whether statuses can be sent to `forge` (a token and API URL are configured).
+    /// Whether statuses can be sent to `forge` (a token, or a GitHub App, is configured).
     pub fn reports_to(&self, forge: Forge) -> bool {
-        self.api(forge).is_some() || (forge == Forge::Github && self.github_app.is_some())
-    }
-
-    /// The API base and the token to use for `repo`: a GitHub App's installation token
-    /// where an app is configured, else the configured token.
-    async fn credentials(&self, forge: Forge, repo: &str) -> Result<(String, Secret), ForgeError> {
-        if forge == Forge::Github
-            && let Some((base, app)) = &self.github_app
-        {
-            let token = app.installation_token(&self.http, base, repo).await?;
-            return Ok((base.clone(), token));
-        }
-        match self.api(forge) {
-            Some(api) => Ok((api.base.clone(), api.token.clone())),
-            None => Err(ForgeError {
-                message: format!("no {forge} token configured"),
-                retry_after: None,
-            }),
+        match forge {
+            Forge::Github => self.github.is_some(),
+            Forge::Gitlab => self.gitlab.is_some(),
+            Forge::Gitea => self.gitea.is_some(),
         }
     }
 
-    /// The token git uses to fetch `repo` over HTTPS, if any.
+    /// The token git uses to fetch `repo` over HTTPS, if any: with a GitHub App, an
+    /// installation token.
     pub async fn git_token(&self, forge: Forge, repo: &str) -> Option<Secret> {
-        if !self.reports_to(forge) {
-            return None;
-        }
-        match self.credentials(forge, repo).await {
-            Ok((_, token)) => Some(token),
+        let token = match forge {
+            Forge::Github => self.github.as_ref()?.git_token(repo).await,
+            Forge::Gitlab => Ok(self.gitlab.as_ref()?.token.clone()),
+            Forge::Gitea => Ok(self.gitea.as_ref()?.token.clone()),
+        };
+        match token {
+            Ok(token) => Some(token),
             Err(err) => {
                 tracing::warn!(%forge, repo, error = %err, "no token for git; fetching without");
                 None
@@ -195,26 +220,63 @@ impl Forges {
         }
     }
 
-    fn api(&self, forge: Forge) -> Option<&Api> {
-        match forge {
-            Forge::Github => self.github.as_ref(),
-            Forge::Gitlab => self.gitlab.as_ref(),
-            Forge::Gitea => self.gitea.as_ref(),
+    /// Sends `call` to `forge` on behalf of `repo`; the answer's JSON (or `null`).
+    async fn send(
+        &self,
+        forge: Forge,
+        repo: &str,
+        call: ApiCall,
+    ) -> Result<serde_json::Value, ForgeError> {
+        let no_token = || ForgeError {
+            message: format!("no {forge} token configured"),
+            retry_after: None,
+        };
+        let (api, auth) = match forge {
+            Forge::Github => {
+                let github = self.github.as_ref().ok_or_else(no_token)?;
+                return github.send(repo, call).await;
+            }
+            Forge::Gitlab => {
+                let api = self.gitlab.as_ref().ok_or_else(no_token)?;
+                (api, ("PRIVATE-TOKEN", api.token.expose().to_owned()))
+            }
+            Forge::Gitea => {
+                let api = self.gitea.as_ref().ok_or_else(no_token)?;
+                (
+                    api,
+                    ("Authorization", format!("token {}", api.token.expose())),
+                )
+            }
+        };
+        let mut request = self
+            .http
+            .request(call.method, format!("{}{}", api.base, call.path))
+            .header(auth.0, auth.1);
+        if let Some(body) = &call.body {
+            request = request.json(body);
         }
+        let response = request.send().await.map_err(|err| ForgeError {
+            message: format!("{forge} unreachable: {}", without_url(&err)),
+            retry_after: Some(Duration::ZERO),
+        })?;
+        let (code, headers) = (response.status(), response.headers().clone());
+        let body = response.bytes().await.unwrap_or_default();
+        answer(forge, code, &headers, &body)
     }
 
-    /// Sets one status.
+    /// Sets one status (with a GitHub App: one check run).
     pub async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
-        let (base, token) = self.credentials(status.forge, &status.repo).await?;
-        let request = match status.forge {
-            Forge::Github if self.github_app.is_some() => {
-                github::check_run_request(&self.http, &base, &token, status)
-            }
-            Forge::Github => github::status_request(&self.http, &base, &token, status),
-            Forge::Gitlab => gitlab::status_request(&self.http, &base, &token, status),
-            Forge::Gitea => gitea::status_request(&self.http, &base, &token, status),
+        let call = match status.forge {
+            Forge::Github => match &self.github {
+                Some(github) => github.status_call(status),
+                None => github::status_call(status),
+            },
+            Forge::Gitlab => gitlab::status_call(status),
+            Forge::Gitea => gitea::status_call(status),
         };
-        send(status.forge, request).await.map(|_| ())
+        self.send(status.forge, &status.repo, call)
+            .await
+            .map(|_| ())
     }
 
     /// Opens a pull (merge) request from `head` to `base`, or, when one from `head` is
@@ -224,41 +286,26 @@ impl Forges {
         forge: Forge,
         request: &PullRequest,
     ) -> Result<String, ForgeError> {
-        let (base, token) = self.credentials(forge, &request.repo).await?;
-        let (http, base, token) = (&self.http, base.as_str(), &token);
-        let open = match forge {
-            Forge::Github => github::find_pull_request(http, base, token, request),
-            Forge::Gitlab => gitlab::find_pull_request(http, base, token, request),
-            Forge::Gitea => gitea::find_pull_request(http, base, token, request),
+        let find = match forge {
+            Forge::Github => github::find_pull_request(request),
+            Forge::Gitlab => gitlab::find_pull_request(request),
+            Forge::Gitea => gitea::find_pull_request(request),
         };
-        let open = send(forge, open).await?;
+        let open = self.send(forge, &request.repo, find).await?;
         let existing = match forge {
             Forge::Github => github::existing_pull_request(&open),
             Forge::Gitlab => gitlab::existing_pull_request(&open),
             Forge::Gitea => gitea::existing_pull_request(&open, request),
         };
-        let answer = match &existing {
-            Some((number, _)) => {
-                let update = match forge {
-                    Forge::Github => {
-                        github::update_pull_request(http, base, token, request, number)
-                    }
-                    Forge::Gitlab => {
-                        gitlab::update_pull_request(http, base, token, request, number)
-                    }
-                    Forge::Gitea => gitea::update_pull_request(http, base, token, request, number),
-                };
-                send(forge, update).await?
-            }
-            None => {
-                let create = match forge {
-                    Forge::Github => github::create_pull_request(http, base, token, request),
-                    Forge::Gitlab => gitlab::create_pull_request(http, base, token, request),
-                    Forge::Gitea => gitea::create_pull_request(http, base, token, request),
-                };
-                send(forge, create).await?
-            }
+        let call = match (&existing, forge) {
+            (Some((number, _)), Forge::Github) => github::update_pull_request(request, number),
+            (Some((iid, _)), Forge::Gitlab) => gitlab::update_pull_request(request, iid),
+            (Some((number, _)), Forge::Gitea) => gitea::update_pull_request(request, number),
+            (None, Forge::Github) => github::create_pull_request(request),
+            (None, Forge::Gitlab) => gitlab::create_pull_request(request),
+            (None, Forge::Gitea) => gitea::create_pull_request(request),
         };
+        let answer = self.send(forge, &request.repo, call).await?;
         // GitHub and Gitea call the page `html_url`, GitLab `web_url`.
         answer
             .get("html_url")
@@ -284,26 +331,21 @@ pub struct PullRequest {
     pub body: String,
 }
 
-/// Sends one API request; a success's JSON body (or `null`), or what went wrong.
-async fn send(
+/// Reads an answer: a success's JSON body (or `null`), or what went wrong and whether to
+/// try again.
+fn answer(
     forge: Forge,
-    request: reqwest::RequestBuilder,
+    code: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
 ) -> Result<serde_json::Value, ForgeError> {
-    let response = request.send().await.map_err(|err| ForgeError {
-        message: format!("{forge} unreachable: {}", without_url(&err)),
-        retry_after: Some(Duration::ZERO),
-    })?;
-    let code = response.status();
     if code.is_success() {
-        let body = response.bytes().await.unwrap_or_default();
-        return Ok(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
+        return Ok(serde_json::from_slice(body).unwrap_or(serde_json::Value::Null));
     }
-    let retry_after = retry_after(code, response.headers());
-    let body = response.text().await.unwrap_or_default();
-    let body: String = body.chars().take(300).collect();
+    let text: String = String::from_utf8_lossy(body).chars().take(300).collect();
     Err(ForgeError {
-        message: format!("{forge} answered {code}: {}", body.trim()),
-        retry_after,
+        message: format!("{forge} answered {code}: {}", text.trim()),
+        retry_after: retry_after(code, headers),
     })
 }
 

@@ -31,6 +31,9 @@ pub struct Accepted {
 pub const INSTALLATION_TOKEN: &str = "ghs_fake_installation_token";
 const INSTALLATION_ID: u64 = 4242;
 
+/// Where GitHub Enterprise Server serves its REST API; the app fake answers only there.
+pub const ENTERPRISE_PREFIX: &str = "/api/v3";
+
 /// What the fake knows of the GitHub App it serves.
 struct App {
     id: u64,
@@ -74,7 +77,8 @@ impl FakeForge {
         (fake, server)
     }
 
-    /// GitHub as a GitHub App `app_id` (whose PKCS#1 PEM key is at `key_file`) sees it.
+    /// GitHub Enterprise (API under [`ENTERPRISE_PREFIX`]) as a GitHub App `app_id` (whose
+    /// PKCS#1 PEM key is at `key_file`) sees it.
     pub async fn start_app(
         repo: &str,
         app_id: u64,
@@ -146,7 +150,9 @@ impl FakeForge {
             claims["exp"].as_u64().unwrap_or(0),
         );
         if header["alg"] != "RS256"
-            || claims["iss"].as_str() != Some(app.id.to_string().as_str())
+            // GitHub takes the app id as a string or a number.
+            || (claims["iss"].as_str() != Some(app.id.to_string().as_str())
+                && claims["iss"].as_u64() != Some(app.id))
             || exp <= now
             || iat > now
             || exp - iat > 600
@@ -157,7 +163,15 @@ impl FakeForge {
     }
 
     fn handle_app(&self, app: &App, request: &Request, state: &mut State) -> ResponseTemplate {
-        let path = request.url.path().to_owned();
+        let Some(path) = request.url.path().strip_prefix(ENTERPRISE_PREFIX) else {
+            let path = request.url.path().to_owned();
+            return self.error(
+                state,
+                404,
+                format!("{path} is not under {ENTERPRISE_PREFIX}"),
+            );
+        };
+        let path = path.to_owned();
         let method = request.method.as_str().to_owned();
         let authorization = request
             .headers
@@ -179,6 +193,8 @@ impl FakeForge {
             return ResponseTemplate::new(201).set_body_json(json!({
                 "token": INSTALLATION_TOKEN,
                 "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "permissions": { "checks": "write", "contents": "read", "metadata": "read" },
+                "repository_selection": "selected",
             }));
         }
         if method != "POST" || path != format!("{repo_prefix}/check-runs") {

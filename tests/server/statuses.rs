@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use gantry::webhook::signature::hmac_hex;
 use serde_json::{Value, json};
 
-use crate::fake_forge::{FakeForge, Kind, TOKEN};
+use crate::fake_forge::{ENTERPRISE_PREFIX, FakeForge, Kind, TOKEN};
 use crate::{Forge, REPO, SECRET, Server, finished, git};
 
 const PUBLIC_URL: &str = "http://gantry.test:8080";
@@ -308,6 +308,7 @@ async fn an_undeliverable_status_shows_on_the_run() {
 
 /// With a GitHub App, each pipeline becomes a check run, authenticated by an installation
 /// token bought with the app's signed token; a broken pipeline file is annotated at its line.
+/// The fake is GitHub Enterprise: every call, the token's too, goes under `api_url`'s path.
 #[tokio::test]
 async fn a_github_app_reports_check_runs_with_an_annotation_at_the_broken_line() {
     let broken = (".gantry/broken.yml", "stages:\n  - name: x\n    imgae: y\n");
@@ -327,7 +328,8 @@ async fn a_github_app_reports_check_runs_with_an_annotation_at_the_broken_line()
         String::from_utf8_lossy(&generated.stderr)
     );
     let (fake, mock) = FakeForge::start_app(REPO, 987, &key).await;
-    let path = config(dir.path(), &forge, Kind::Github, &mock.uri());
+    let enterprise = format!("{}{ENTERPRISE_PREFIX}", mock.uri());
+    let path = config(dir.path(), &forge, Kind::Github, &enterprise);
     let text = std::fs::read_to_string(&path).unwrap().replace(
         &format!("token = \"{TOKEN}\"\n"),
         &format!("app_id = 987\nprivate_key_file = \"{}\"\n", key.display()),
