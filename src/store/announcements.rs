@@ -6,6 +6,7 @@
 use anyhow::Context;
 use sqlx::Row;
 
+use super::results::upsert_pipeline;
 use super::statuses::insert_status;
 use super::{ClaimedRun, RunState, now_millis};
 use crate::forge::{CommitStatus, StatusState, clamp_description, status_context};
@@ -77,19 +78,15 @@ impl super::Store {
             return Ok(false);
         }
         for pipeline in pipelines {
-            sqlx::query(
-                "INSERT INTO run_pipelines (run_id, pipeline, file, state, description) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, pipeline) \
-                 DO UPDATE SET state = excluded.state, description = excluded.description",
+            upsert_pipeline(
+                &mut *tx,
+                run_id,
+                pipeline.pipeline,
+                pipeline.file,
+                pipeline.state,
+                pipeline.description,
             )
-            .bind(run_id)
-            .bind(pipeline.pipeline)
-            .bind(pipeline.file)
-            .bind(pipeline.state)
-            .bind(pipeline.description)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("announcing pipeline {}", pipeline.pipeline))?;
+            .await?;
         }
         for status in statuses {
             insert_status(&mut *tx, run_id, status).await?;

@@ -52,6 +52,34 @@ pub struct LogChunk {
     pub text: String,
 }
 
+/// Records a pipeline's state and why (see [`super::Store::set_pipeline`]).
+pub(super) async fn upsert_pipeline<'c, E>(
+    executor: E,
+    run_id: i64,
+    pipeline: &str,
+    file: &str,
+    state: &str,
+    description: Option<&str>,
+) -> anyhow::Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO run_pipelines (run_id, pipeline, file, state, description) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, pipeline) \
+         DO UPDATE SET state = excluded.state, description = excluded.description",
+    )
+    .bind(run_id)
+    .bind(pipeline)
+    .bind(file)
+    .bind(state)
+    .bind(description)
+    .execute(executor)
+    .await
+    .with_context(|| format!("recording pipeline {pipeline} of run {run_id}"))?;
+    Ok(())
+}
+
 impl super::Store {
     pub async fn set_pipeline(
         &self,
@@ -61,20 +89,7 @@ impl super::Store {
         state: &str,
         description: Option<&str>,
     ) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO run_pipelines (run_id, pipeline, file, state, description) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, pipeline) \
-             DO UPDATE SET state = excluded.state, description = excluded.description",
-        )
-        .bind(run_id)
-        .bind(pipeline)
-        .bind(file)
-        .bind(state)
-        .bind(description)
-        .execute(self.pool())
-        .await
-        .with_context(|| format!("recording pipeline {pipeline} of run {run_id}"))?;
-        Ok(())
+        upsert_pipeline(self.pool(), run_id, pipeline, file, state, description).await
     }
 
     pub async fn set_stage(&self, update: &StageUpdate<'_>) -> anyhow::Result<()> {
