@@ -95,12 +95,33 @@ impl Github {
         Ok(Some(Self { auth }))
     }
 
-    /// A commit status, or with an app a check run.
-    pub fn status_call(&self, status: &CommitStatus) -> ApiCall {
-        match self.auth {
-            Auth::Token(..) => status_call(status),
-            Auth::App { .. } => check_run_call(status),
+    /// A commit status; with an app a check run, created, or updated in place when
+    /// `check_run` names the pipeline's (a vanished one is created again). Returns the
+    /// check run's id.
+    pub async fn set_status(
+        &self,
+        status: &CommitStatus,
+        check_run: Option<&str>,
+    ) -> Result<Option<String>, ForgeError> {
+        if let Auth::Token(..) = self.auth {
+            self.send(&status.repo, status_call(status)).await?;
+            return Ok(None);
         }
+        let updated = match check_run {
+            Some(id) => match self.send(&status.repo, check_run_update(status, id)).await {
+                Err(err) if err.answered == Some(reqwest::StatusCode::NOT_FOUND) => None,
+                answer => Some(answer?),
+            },
+            None => None,
+        };
+        let answer = match updated {
+            Some(answer) => answer,
+            None => self.send(&status.repo, check_run_create(status)).await?,
+        };
+        Ok(answer
+            .get("id")
+            .and_then(|id| id.as_u64())
+            .map(|id| id.to_string()))
     }
 
     /// The token git uses for `repo`: the configured one, or an installation token that
@@ -159,6 +180,7 @@ async fn installation(
         .ok_or_else(|| ForgeError {
             message: format!("github answered an installation of {repo} without an id"),
             retry_after: Some(Duration::ZERO),
+            answered: None,
         })?;
     let mut installations = installations.lock().unwrap_or_else(|e| e.into_inner());
     installations.by_repo.insert(key, id);
@@ -185,6 +207,7 @@ async fn execute(client: &Octocrab, call: ApiCall) -> Result<serde_json::Value, 
             return Err(ForgeError {
                 message: format!("no {other} calls to GitHub"),
                 retry_after: None,
+                answered: None,
             });
         }
     }
@@ -205,11 +228,13 @@ fn octocrab_error(err: octocrab::Error) -> ForgeError {
                 retry_after: (code.is_server_error()
                     || code == reqwest::StatusCode::TOO_MANY_REQUESTS)
                     .then_some(Duration::ZERO),
+                answered: Some(code),
             }
         }
         _ => ForgeError {
             message: format!("github unreachable: {err}"),
             retry_after: Some(Duration::ZERO),
+            answered: None,
         },
     }
 }
@@ -276,9 +301,23 @@ pub(super) fn create_pull_request(pr: &PullRequest) -> ApiCall {
     )
 }
 
-/// `POST /repos/{repo}/check-runs`: a new check run for each update. GitHub shows the newest
-/// one per name, so the last update is what people see, like a status.
-fn check_run_call(status: &CommitStatus) -> ApiCall {
+/// `POST /repos/{repo}/check-runs`: a pipeline's check run, at its first update.
+fn check_run_create(status: &CommitStatus) -> ApiCall {
+    let mut body = check_run_body(status);
+    body["head_sha"] = json!(status.sha);
+    ApiCall::post(format!("/repos/{}/check-runs", status.repo), body)
+}
+
+/// `PATCH /repos/{repo}/check-runs/{id}`: the pipeline's later states, on the same check run.
+fn check_run_update(status: &CommitStatus, id: &str) -> ApiCall {
+    ApiCall::patch(
+        format!("/repos/{}/check-runs/{id}", status.repo),
+        check_run_body(status),
+    )
+}
+
+/// What creating and updating a check run share: its name, link, state and output.
+fn check_run_body(status: &CommitStatus) -> serde_json::Value {
     let (run_status, conclusion) = match status.state {
         StatusState::Pending => ("queued", None),
         StatusState::Running => ("in_progress", None),
@@ -292,7 +331,6 @@ fn check_run_call(status: &CommitStatus) -> ApiCall {
     };
     let mut body = json!({
         "name": status.context,
-        "head_sha": status.sha,
         "details_url": status.target_url,
         "status": run_status,
         "output": {
@@ -304,7 +342,7 @@ fn check_run_call(status: &CommitStatus) -> ApiCall {
     if let Some(conclusion) = conclusion {
         body["conclusion"] = json!(conclusion);
     }
-    ApiCall::post(format!("/repos/{}/check-runs", status.repo), body)
+    body
 }
 
 /// An annotation at the place a description names (`file:line:col: message`, as pipeline

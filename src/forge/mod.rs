@@ -100,6 +100,8 @@ pub fn clamp_description(text: &str) -> String {
 pub struct ForgeError {
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// The forge's answer, when it gave one.
+    pub answered: Option<reqwest::StatusCode>,
 }
 
 /// The forge APIs Gantry reports to, built from the config. Production and tests build it
@@ -230,6 +232,7 @@ impl Forges {
         let no_token = || ForgeError {
             message: format!("no {forge} token configured"),
             retry_after: None,
+            answered: None,
         };
         let (api, auth) = match forge {
             Forge::Github => {
@@ -258,25 +261,33 @@ impl Forges {
         let response = request.send().await.map_err(|err| ForgeError {
             message: format!("{forge} unreachable: {}", without_url(&err)),
             retry_after: Some(Duration::ZERO),
+            answered: None,
         })?;
         let (code, headers) = (response.status(), response.headers().clone());
         let body = response.bytes().await.unwrap_or_default();
         answer(forge, code, &headers, &body)
     }
 
-    /// Sets one status (with a GitHub App: one check run).
-    pub async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
+    /// Sets one status. With a GitHub App it is a check run: created, or updated when
+    /// `remote_id` names the one an earlier update created; its id is returned for the
+    /// next.
+    pub async fn set_status(
+        &self,
+        status: &CommitStatus,
+        remote_id: Option<&str>,
+    ) -> Result<Option<String>, ForgeError> {
+        if status.forge == Forge::Github
+            && let Some(github) = &self.github
+        {
+            return github.set_status(status, remote_id).await;
+        }
         let call = match status.forge {
-            Forge::Github => match &self.github {
-                Some(github) => github.status_call(status),
-                None => github::status_call(status),
-            },
+            Forge::Github => github::status_call(status),
             Forge::Gitlab => gitlab::status_call(status),
             Forge::Gitea => gitea::status_call(status),
         };
-        self.send(status.forge, &status.repo, call)
-            .await
-            .map(|_| ())
+        self.send(status.forge, &status.repo, call).await?;
+        Ok(None)
     }
 
     /// Opens a pull (merge) request from `head` to `base`, or, when one from `head` is
@@ -316,6 +327,7 @@ impl Forges {
             .ok_or_else(|| ForgeError {
                 message: format!("{forge} answered without the pull request's address"),
                 retry_after: None,
+                answered: None,
             })
     }
 }
@@ -346,6 +358,7 @@ fn answer(
     Err(ForgeError {
         message: format!("{forge} answered {code}: {}", text.trim()),
         retry_after: retry_after(code, headers),
+        answered: Some(code),
     })
 }
 

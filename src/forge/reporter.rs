@@ -69,10 +69,13 @@ impl Reporter {
             .claim_statuses(BATCH, LEASE.as_millis() as i64)
             .await?;
         for update in &claimed {
-            let result = self.forges.set_status(&update.status).await;
+            let result = self
+                .forges
+                .set_status(&update.status, update.remote_id.as_deref())
+                .await;
             let attempts = update.attempts + 1;
             let outcome = match &result {
-                Ok(()) => Ok(()),
+                Ok(remote_id) => Ok(remote_id.as_deref()),
                 Err(err) => {
                     if let Some(metrics) = &self.metrics {
                         metrics

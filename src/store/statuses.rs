@@ -14,6 +14,9 @@ pub struct ClaimedStatus {
     pub id: i64,
     pub attempts: i64,
     pub status: CommitStatus,
+    /// What an earlier delivered update of the same run and context created on the forge
+    /// (a GitHub check run's id), for this one to update.
+    pub remote_id: Option<String>,
 }
 
 /// The latest update of one context of a run, as the API shows it.
@@ -116,7 +119,7 @@ impl super::Store {
                  WHERE id = $2 AND delivery = 'waiting' AND NOT EXISTS (SELECT 1 FROM \
                  status_updates AS other WHERE {SAME_KEY} AND other.delivery = 'sending') \
                  RETURNING forge, repo, commit_sha, git_ref, context, state, description, \
-                 target_url, attempts"
+                 target_url, attempts, run_id"
             ))
             .bind(now + lease_millis)
             .bind(id)
@@ -126,15 +129,28 @@ impl super::Store {
             let Some(row) = row else { continue };
             let forge: String = row.try_get(0)?;
             let state: String = row.try_get(5)?;
+            let context: String = row.try_get(4)?;
+            let remote_id: Option<String> = sqlx::query(
+                "SELECT remote_id FROM status_updates WHERE run_id = $1 AND context = $2 \
+                 AND remote_id IS NOT NULL ORDER BY id DESC LIMIT 1",
+            )
+            .bind(row.try_get::<i64, _>(9)?)
+            .bind(&context)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading what an earlier status update created")?
+            .map(|row| row.try_get(0))
+            .transpose()?;
             claimed.push(ClaimedStatus {
                 id,
                 attempts: row.try_get(8)?,
+                remote_id,
                 status: CommitStatus {
                     forge: forge.parse::<Forge>().map_err(anyhow::Error::msg)?,
                     repo: row.try_get(1)?,
                     sha: row.try_get(2)?,
                     git_ref: row.try_get(3)?,
-                    context: row.try_get(4)?,
+                    context,
                     state: StatusState::parse(&state).context("unknown stored status state")?,
                     description: row.try_get(6)?,
                     target_url: row.try_get(7)?,
@@ -144,18 +160,20 @@ impl super::Store {
         Ok(claimed)
     }
 
-    /// Records the outcome of one delivery attempt: delivered, to be retried at
-    /// `retry_at_millis`, or given up (`retry_at_millis` `None`).
+    /// Records the outcome of one delivery attempt: delivered (with what it created on the
+    /// forge, if later updates must refer to it), to be retried at `retry_at_millis`, or
+    /// given up (`retry_at_millis` `None`).
     pub async fn status_attempted(
         &self,
         id: i64,
-        result: Result<(), (&str, Option<i64>)>,
+        result: Result<Option<&str>, (&str, Option<i64>)>,
     ) -> anyhow::Result<()> {
         let query = match result {
-            Ok(()) => sqlx::query(
+            Ok(remote_id) => sqlx::query(
                 "UPDATE status_updates SET delivery = 'delivered', attempts = attempts + 1, \
-                 last_error = NULL WHERE id = $1",
+                 last_error = NULL, remote_id = $1 WHERE id = $2",
             )
+            .bind(remote_id.map(str::to_owned))
             .bind(id),
             Err((error, Some(retry_at))) => sqlx::query(
                 "UPDATE status_updates SET delivery = 'waiting', attempts = attempts + 1, \

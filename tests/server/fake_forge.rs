@@ -43,8 +43,8 @@ struct App {
 
 #[derive(Default)]
 struct State {
-    /// (sha, name) → every accepted check run, in order.
-    checks: BTreeMap<(String, String), Vec<Value>>,
+    /// Check run id (from 1) → the check run after each accepted create or update.
+    check_runs: BTreeMap<u64, Vec<Value>>,
     /// (sha, context) → every accepted status, in order.
     statuses: BTreeMap<(String, String), Vec<Accepted>>,
     unexpected: Vec<String>,
@@ -108,14 +108,21 @@ impl FakeForge {
         (fake, server)
     }
 
-    pub fn checks(&self, sha: &str, name: &str) -> Vec<Value> {
+    /// The check runs named `name` on `sha`, each as it was after every accepted create or
+    /// update, in order.
+    pub fn check_runs(&self, sha: &str, name: &str) -> Vec<Vec<Value>> {
         self.state
             .lock()
             .unwrap()
-            .checks
-            .get(&(sha.to_owned(), name.to_owned()))
+            .check_runs
+            .values()
+            .filter(|history| {
+                history
+                    .last()
+                    .is_some_and(|run| run["head_sha"] == sha && run["name"] == name)
+            })
             .cloned()
-            .unwrap_or_default()
+            .collect()
     }
 
     /// Checks the app's JWT as GitHub does: RS256 by the app's key, issued by the app, at
@@ -197,71 +204,55 @@ impl FakeForge {
                 "repository_selection": "selected",
             }));
         }
-        if method != "POST" || path != format!("{repo_prefix}/check-runs") {
-            return self.error(
-                state,
-                404,
-                format!("{method} {path} (an app reports check runs)"),
-            );
-        }
+        let check_runs = format!("{repo_prefix}/check-runs");
+        let updating = match (method.as_str(), path.strip_prefix(&check_runs)) {
+            ("POST", Some("")) => None,
+            ("PATCH", Some(id)) => match id.strip_prefix('/').and_then(|id| id.parse().ok()) {
+                Some(id) => Some(id),
+                None => return self.error(state, 404, format!("no check run {id}")),
+            },
+            _ => {
+                return self.error(
+                    state,
+                    404,
+                    format!("{method} {path} (an app reports check runs)"),
+                );
+            }
+        };
         if authorization != Some(format!("Bearer {INSTALLATION_TOKEN}")) {
             return self.error(state, 401, "check runs need the installation token".into());
         }
         let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
             return self.error(state, 400, "body is not JSON".into());
         };
-        let text = |pointer: &str| {
-            body.pointer(pointer)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+        // An update changes the fields it names; the check run must be valid afterwards.
+        let (id, merged) = match updating {
+            None => {
+                if body["head_sha"].as_str().is_none_or(|sha| sha.len() != 40) {
+                    return self.error(state, 422, format!("head_sha is required: {body}"));
+                }
+                (state.check_runs.len() as u64 + 1, body)
+            }
+            Some(id) => {
+                let Some(run) = state.check_runs.get(&id) else {
+                    return self.error(state, 404, format!("no check run {id}"));
+                };
+                let mut merged = run.last().cloned().unwrap_or_default();
+                for (key, value) in body.as_object().into_iter().flatten() {
+                    merged[key] = value.clone();
+                }
+                if body.get("status").is_some() && body["status"] != "completed" {
+                    merged.as_object_mut().unwrap().remove("conclusion");
+                }
+                (id, merged)
+            }
         };
-        let (Some(name), Some(sha), Some(status)) =
-            (text("/name"), text("/head_sha"), text("/status"))
-        else {
-            return self.error(
-                state,
-                422,
-                format!("name, head_sha and status are required: {body}"),
-            );
-        };
-        let conclusion = text("/conclusion");
-        let valid_status = match status.as_str() {
-            "queued" | "in_progress" => conclusion.is_none(),
-            "completed" => conclusion.as_deref().is_some_and(|c| {
-                [
-                    "action_required",
-                    "cancelled",
-                    "failure",
-                    "neutral",
-                    "success",
-                    "skipped",
-                    "timed_out",
-                ]
-                .contains(&c)
-            }),
-            _ => false,
-        };
-        let output_ok = text("/output/title").is_some() && text("/output/summary").is_some();
-        let annotations_ok = body["output"]["annotations"].as_array().is_none_or(|all| {
-            all.iter().all(|a| {
-                a["path"].is_string()
-                    && a["start_line"].is_u64()
-                    && a["end_line"].is_u64()
-                    && a["message"].is_string()
-                    && ["notice", "warning", "failure"]
-                        .contains(&a["annotation_level"].as_str().unwrap_or(""))
-            })
-        });
-        let url_ok = text("/details_url").is_some_and(|u| u.starts_with("http"));
-        if !valid_status || !output_ok || !annotations_ok || !url_ok || sha.len() != 40 {
-            return self.error(state, 422, format!("Validation Failed: {body}"));
+        if let Err(why) = check_run_valid(&merged) {
+            return self.error(state, 422, format!("Validation Failed: {why}: {merged}"));
         }
-        state
-            .checks
-            .entry((sha, name))
-            .or_default()
-            .push(body.clone());
-        ResponseTemplate::new(201).set_body_json(json!({ "id": state.requests }))
+        state.check_runs.entry(id).or_default().push(merged);
+        let code = if updating.is_some() { 200 } else { 201 };
+        ResponseTemplate::new(code).set_body_json(json!({ "id": id }))
     }
 
     /// The next answers, before the fake behaves normally again.
@@ -450,4 +441,53 @@ impl Respond for FakeForge {
             None => self.handle(request, &mut state),
         }
     }
+}
+
+/// A check run as GitHub validates it: a name, a status that fits its conclusion, an output
+/// with a title and a summary, well-formed annotations, an http details URL.
+fn check_run_valid(run: &Value) -> Result<(), &'static str> {
+    let text = |pointer: &str| run.pointer(pointer).and_then(Value::as_str);
+    if text("/name").is_none() {
+        return Err("name is required");
+    }
+    let conclusion = text("/conclusion");
+    let status_ok = match text("/status") {
+        Some("queued" | "in_progress") => conclusion.is_none(),
+        Some("completed") => conclusion.is_some_and(|c| {
+            [
+                "action_required",
+                "cancelled",
+                "failure",
+                "neutral",
+                "success",
+                "skipped",
+                "timed_out",
+            ]
+            .contains(&c)
+        }),
+        _ => false,
+    };
+    if !status_ok {
+        return Err("status and conclusion do not fit");
+    }
+    if text("/output/title").is_none() || text("/output/summary").is_none() {
+        return Err("output needs a title and a summary");
+    }
+    let annotations_ok = run["output"]["annotations"].as_array().is_none_or(|all| {
+        all.iter().all(|a| {
+            a["path"].is_string()
+                && a["start_line"].is_u64()
+                && a["end_line"].is_u64()
+                && a["message"].is_string()
+                && ["notice", "warning", "failure"]
+                    .contains(&a["annotation_level"].as_str().unwrap_or(""))
+        })
+    });
+    if !annotations_ok {
+        return Err("an annotation is malformed");
+    }
+    if !text("/details_url").is_some_and(|u| u.starts_with("http")) {
+        return Err("details_url must be an http URL");
+    }
+    Ok(())
 }

@@ -306,13 +306,19 @@ async fn an_undeliverable_status_shows_on_the_run() {
     assert!(!fake.unexpected().is_empty());
 }
 
-/// With a GitHub App, each pipeline becomes a check run, authenticated by an installation
-/// token bought with the app's signed token; a broken pipeline file is annotated at its line.
-/// The fake is GitHub Enterprise: every call, the token's too, goes under `api_url`'s path.
+/// With a GitHub App, each pipeline becomes one check run, created at its first state and
+/// updated in place after, authenticated by an installation token bought with the app's
+/// signed token; a broken pipeline file is annotated at its line. The fake is GitHub
+/// Enterprise: every call, the token's too, goes under `api_url`'s path.
 #[tokio::test]
 async fn a_github_app_reports_check_runs_with_an_annotation_at_the_broken_line() {
     let broken = (".gantry/broken.yml", "stages:\n  - name: x\n    imgae: y\n");
-    let forge = forge_with(&[PIPELINES[0], broken]);
+    // Slow enough that its queued and in-progress states reach GitHub before the end.
+    let slow = (
+        ".gantry/ci.yml",
+        "stages:\n  - name: check\n    image: IMAGE\n    run: sleep 2\n",
+    );
+    let forge = forge_with(&[slow, broken]);
     let sha = forge.push("main");
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("app.pem");
@@ -340,8 +346,11 @@ async fn a_github_app_reports_check_runs_with_an_annotation_at_the_broken_line()
     let run = settled_statuses(&server, id).await;
     assert_eq!(run["state"], "error", "{run:#}");
 
-    let ci = fake.checks(&sha, "gantry/ci");
-    let last = ci.last().expect("check runs for gantry/ci");
+    let runs = fake.check_runs(&sha, "gantry/ci");
+    assert_eq!(runs.len(), 1, "one check run per pipeline: {runs:#?}");
+    let ci = &runs[0];
+    assert!(ci.len() >= 2, "later states update the check run: {ci:#?}");
+    let last = ci.last().unwrap();
     assert_eq!(
         (last["status"].as_str(), last["conclusion"].as_str()),
         (Some("completed"), Some("success"))
@@ -358,8 +367,9 @@ async fn a_github_app_reports_check_runs_with_an_annotation_at_the_broken_line()
         "{order:?}"
     );
 
-    let checks = fake.checks(&sha, "gantry/broken");
-    let last = checks.last().expect("a check run for the broken pipeline");
+    let runs = fake.check_runs(&sha, "gantry/broken");
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let last = runs[0].last().unwrap();
     assert_eq!(last["conclusion"], "failure");
     let annotation = &last["output"]["annotations"][0];
     assert_eq!(annotation["path"], ".gantry/broken.yml", "{last:#}");
