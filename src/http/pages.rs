@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::ansi;
-use crate::store::{BumpReport, PipelineResult, Run, RunFilter, RunState};
+use crate::store::{BumpReport, PipelineResult, Run, RunFilter, RunState, StatusReport};
 use crate::webhook::Forge;
 
 /// Runs listed on the front page.
@@ -80,6 +80,8 @@ struct RunPage {
     finished: bool,
     pipelines: Vec<PipelineView>,
     bumps: Vec<BumpView>,
+    /// What the forge was told of each pipeline, and whether it heard.
+    statuses: Vec<StatusReport>,
     /// The last output chunk rendered: the live stream starts after it.
     after: i64,
 }
@@ -164,9 +166,12 @@ pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> HttpRes
     let results = state.store.pipeline_results(id).await;
     let chunks = state.store.run_log_after(id, 0).await;
     let bumps = state.store.run_bumps(id).await;
-    let (results, chunks, bumps) = match (results, chunks, bumps) {
-        (Ok(results), Ok(chunks), Ok(bumps)) => (results, chunks, bumps),
-        (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => return unavailable(err),
+    let statuses = state.store.run_statuses(id).await;
+    let (results, chunks, bumps, statuses) = match (results, chunks, bumps, statuses) {
+        (Ok(results), Ok(chunks), Ok(bumps), Ok(statuses)) => (results, chunks, bumps, statuses),
+        (Err(err), ..) | (_, Err(err), ..) | (_, _, Err(err), _) | (.., Err(err)) => {
+            return unavailable(err);
+        }
     };
     let after = chunks.last().map_or(0, |(id, _)| *id);
     let mut lines: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
@@ -188,6 +193,7 @@ pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> HttpRes
             .map(|pipeline| pipeline_view(pipeline, &mut lines))
             .collect(),
         bumps: bumps.iter().map(bump_view).collect(),
+        statuses,
         after,
         run,
     };

@@ -304,6 +304,20 @@ async fn an_undeliverable_status_shows_on_the_run() {
         "{run:#}"
     );
     assert!(!fake.unexpected().is_empty());
+    // The run's page says so too.
+    let page = reqwest::get(format!("{}/runs/{id}", server.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = page
+        .split("<tr data-context=\"gantry/ci\">")
+        .nth(1)
+        .expect("a status row for gantry/ci");
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("delivery-failed"), "{row}");
+    assert!(row.contains("github answered 404 Not Found"), "{row}");
 }
 
 /// With a GitHub App, each pipeline becomes one check run, created at its first state and
