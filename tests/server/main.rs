@@ -196,25 +196,26 @@ impl Server {
             .unwrap()
     }
 
-    /// The value of one sample of `/metrics` (`name{labels}` exactly as printed), if any.
-    async fn metric(&self, sample: &str) -> Option<f64> {
-        let text = reqwest::get(format!("{}/metrics", self.address))
+    /// The body of `GET path` (`/metrics`, a page), whatever its status.
+    async fn text(&self, path: &str) -> String {
+        reqwest::get(format!("{}{path}", self.address))
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
+            .unwrap()
+    }
+
+    /// The value of one sample of `/metrics` (`name{labels}` exactly as printed), if any.
+    async fn metric(&self, sample: &str) -> Option<f64> {
+        self.text("/metrics")
+            .await
+            .lines()
             .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
     }
 
     async fn log(&self, id: i64) -> String {
-        reqwest::get(format!("{}/api/runs/{id}/log", self.address))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.text(&format!("/api/runs/{id}/log")).await
     }
 
     /// Waits until the run reaches `done` (a predicate on the run's JSON).

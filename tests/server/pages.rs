@@ -331,19 +331,9 @@ async fn pages_escape_what_came_from_the_payload_and_answer_404_for_a_missing_ru
         "{html}"
     );
     assert!(!html.contains("<script>alert"), "{html}");
-    let list = reqwest::get(format!("{}/?state=success&repo=acme%2Fapp", server.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = server.text("/?state=success&repo=acme%2Fapp").await;
     assert!(list.contains(&format!("href=\"/runs/{id}\"")), "{list}");
-    let empty = reqwest::get(format!("{}/?state=failure", server.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let empty = server.text("/?state=failure").await;
     assert!(empty.contains("No runs yet."), "{empty}");
     let missing = reqwest::get(format!("{}/runs/{}", server.address, id + 1))
         .await

@@ -305,12 +305,7 @@ async fn an_undeliverable_status_shows_on_the_run() {
     );
     assert!(!fake.unexpected().is_empty());
     // The run's page says so too.
-    let page = reqwest::get(format!("{}/runs/{id}", server.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = server.text(&format!("/runs/{id}")).await;
     let row = page
         .split("<tr data-context=\"gantry/ci\">")
         .nth(1)
