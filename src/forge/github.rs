@@ -71,9 +71,12 @@ impl Github {
             (Some(app_id), Some(file), _) => {
                 let pem = std::fs::read(file)
                     .with_context(|| format!("reading github.private_key_file {file}"))?;
-                let key = octocrab::EncodingKey::from_rsa_pem(&pem).with_context(|| {
-                    format!("github.private_key_file {file} holds no RSA private key")
-                })?;
+                let key = octocrab::EncodingKey::from_rsa_pem(&pem)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|key| can_sign(&key).map(|()| key))
+                    .with_context(|| {
+                        format!("github.private_key_file {file} holds no usable RSA private key")
+                    })?;
                 Auth::App {
                     app: builder()?
                         .app(AppId(app_id), key)
@@ -193,6 +196,18 @@ async fn installation(
     );
     installations.clients.insert(id, client.clone());
     Ok(client)
+}
+
+/// Whether an app key signs: a key octocrab cannot use fails at start-up, not at the first
+/// status.
+fn can_sign(key: &octocrab::EncodingKey) -> anyhow::Result<()> {
+    use octocrab::jsonwebtoken::{Algorithm, Header, encode};
+    encode(
+        &Header::new(Algorithm::RS256),
+        &json!({ "check": true }),
+        key,
+    )?;
+    Ok(())
 }
 
 /// Sends one call through octocrab and reads the answer like any forge's.
@@ -386,6 +401,30 @@ mod tests {
         );
         assert!(annotation("test: exit code 2").is_none());
         assert!(annotation("build: registry.example.com:5000: unauthorized").is_none());
+    }
+
+    #[test]
+    fn an_app_key_that_cannot_sign_stops_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app.pem");
+        std::fs::write(
+            &file,
+            "-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let settings = GithubSettings {
+            app_id: Some(1),
+            private_key_file: Some(file.display().to_string()),
+            ..GithubSettings::default()
+        };
+        super::super::install_crypto_provider();
+        let err = Github::from_settings(&settings, reqwest::Client::new())
+            .err()
+            .expect("a broken key is refused");
+        assert!(
+            format!("{err:#}").contains("holds no usable RSA private key"),
+            "{err:#}"
+        );
     }
 
     #[test]
