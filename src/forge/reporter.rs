@@ -15,8 +15,10 @@ const BATCH: i64 = 20;
 const LEASE: Duration = Duration::from_secs(60);
 /// How often due retries are looked for when nothing new is queued.
 const INTERVAL: Duration = Duration::from_millis(500);
-/// Attempts before an update is given up (and shown as failed on the run).
-pub const MAX_ATTEMPTS: i64 = 8;
+/// How long an update that fails for a passing reason (a server error, a rate limit, the
+/// network) is retried before it is given up and shown as failed on the run: a forge outage
+/// of hours must not leave a status pending for good.
+pub const DELIVERY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// First retry delay, doubled each attempt, capped: 1 s, 2 s, 4 s … 5 min.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
@@ -86,11 +88,7 @@ impl Reporter {
                             .inc();
                     }
                     let retry_at =
-                        err.retry_after
-                            .filter(|_| attempts < MAX_ATTEMPTS)
-                            .map(|after| {
-                                now_millis() + after.max(backoff(attempts)).as_millis() as i64
-                            });
+                        next_attempt(now_millis(), update.created_at, attempts, err.retry_after);
                     tracing::warn!(
                         context = %update.status.context,
                         sha = %update.status.sha,
@@ -108,6 +106,20 @@ impl Reporter {
     }
 }
 
+/// When to try a failed update again, if ever: not for a refusal the request itself caused
+/// (`retry_after` `None`), nor once [`DELIVERY_WINDOW`] has passed since it was queued;
+/// otherwise after the forge's wait or the backoff, whichever is longer.
+fn next_attempt(
+    now: i64,
+    created_at: i64,
+    attempts: i64,
+    retry_after: Option<Duration>,
+) -> Option<i64> {
+    let after = retry_after?.max(backoff(attempts));
+    let at = now + after.as_millis() as i64;
+    (at <= created_at + DELIVERY_WINDOW.as_millis() as i64).then_some(at)
+}
+
 fn backoff(attempts: i64) -> Duration {
     let factor = 1u32 << attempts.clamp(0, 16) as u32;
     (BACKOFF_BASE * factor / 2).min(BACKOFF_CAP)
@@ -116,6 +128,29 @@ fn backoff(attempts: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passing_failures_are_retried_for_the_whole_window_and_refusals_never() {
+        let hour = 3_600_000;
+        let queued = 1_000_000;
+        // The 30th failure, an hour in: still retried, five minutes on.
+        assert_eq!(
+            next_attempt(queued + hour, queued, 30, Some(Duration::ZERO)),
+            Some(queued + hour + BACKOFF_CAP.as_millis() as i64)
+        );
+        // A rate limit's reset beyond the backoff is honoured.
+        assert_eq!(
+            next_attempt(queued, queued, 1, Some(Duration::from_secs(90))),
+            Some(queued + 90_000)
+        );
+        // Past the window: given up.
+        assert_eq!(
+            next_attempt(queued + 24 * hour, queued, 300, Some(Duration::ZERO)),
+            None
+        );
+        // A 4xx the request caused: given up at once.
+        assert_eq!(next_attempt(queued, queued, 1, None), None);
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

@@ -17,6 +17,8 @@ pub struct ClaimedStatus {
     /// What an earlier delivered update of the same run and context created on the forge
     /// (a GitHub check run's id), for this one to update.
     pub remote_id: Option<String>,
+    /// When it was queued (milliseconds since the epoch).
+    pub created_at: i64,
 }
 
 /// The latest update of one context of a run, as the API shows it.
@@ -119,7 +121,7 @@ impl super::Store {
                  WHERE id = $2 AND delivery = 'waiting' AND NOT EXISTS (SELECT 1 FROM \
                  status_updates AS other WHERE {SAME_KEY} AND other.delivery = 'sending') \
                  RETURNING forge, repo, commit_sha, git_ref, context, state, description, \
-                 target_url, attempts, run_id"
+                 target_url, attempts, run_id, created_at"
             ))
             .bind(now + lease_millis)
             .bind(id)
@@ -145,6 +147,7 @@ impl super::Store {
                 id,
                 attempts: row.try_get(8)?,
                 remote_id,
+                created_at: row.try_get(10)?,
                 status: CommitStatus {
                     forge: forge.parse::<Forge>().map_err(anyhow::Error::msg)?,
                     repo: row.try_get(1)?,
