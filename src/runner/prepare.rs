@@ -5,6 +5,7 @@
 
 use anyhow::Context;
 
+use super::StageState;
 use super::checkout::{Checkout, forge_token};
 use crate::config::{RepoSettings, Settings};
 use crate::forge::Forges;
@@ -21,17 +22,20 @@ pub struct Prepared {
     pub verdicts: Vec<Verdict>,
 }
 
+/// A pipeline's description when its `on:`/`when:` leaves the event out.
+pub const NOT_TRIGGERED: &str = "not triggered by this event";
+
 /// What one pipeline file means for this run.
 pub enum Verdict {
     /// It runs, as planned.
     Runs(Plan),
-    /// Its `on:` or `when:` leaves this event out.
-    NotTriggered { name: String, file: String },
-    /// It cannot run: the file is invalid (`file:line:col: message`) or cannot be fitted
-    /// to this event.
-    Broken {
+    /// It does not run, and this is its end: `skipped` when its `on:` or `when:` leaves the
+    /// event out, `error` when the file is invalid (`file:line:col: message`) or cannot be
+    /// fitted to the event. Only an error is reported to the forge.
+    Ends {
         name: String,
         file: String,
+        state: StageState,
         description: String,
     },
 }
@@ -41,9 +45,7 @@ impl Verdict {
     pub fn pipeline(&self) -> (&str, &str) {
         match self {
             Verdict::Runs(plan) => (&plan.pipeline, &plan.file),
-            Verdict::NotTriggered { name, file } | Verdict::Broken { name, file, .. } => {
-                (name, file)
-            }
+            Verdict::Ends { name, file, .. } => (name, file),
         }
     }
 }
@@ -130,8 +132,9 @@ pub async fn prepare(
             Err(diagnostics) => {
                 let name = entry.file.rsplit('/').next().unwrap_or(&entry.file);
                 let name = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
-                Verdict::Broken {
+                Verdict::Ends {
                     name: name.to_owned(),
+                    state: StageState::Error,
                     description: diagnostics
                         .first()
                         .map_or_else(|| "invalid pipeline file".into(), ToString::to_string),
@@ -140,22 +143,30 @@ pub async fn prepare(
             }
             Ok(pipeline) => match pipeline.plan(&context) {
                 Ok(Some(plan)) => Verdict::Runs(plan),
-                Ok(None) => Verdict::NotTriggered {
+                Ok(None) => Verdict::Ends {
                     name: pipeline.name,
                     file: pipeline.file,
+                    state: StageState::Skipped,
+                    description: NOT_TRIGGERED.into(),
                 },
-                Err(err) => Verdict::Broken {
+                Err(err) => Verdict::Ends {
                     description: err.to_string(),
                     name: pipeline.name,
                     file: pipeline.file,
+                    state: StageState::Error,
                 },
             },
         })
         .collect();
-    if verdicts
-        .iter()
-        .all(|verdict| matches!(verdict, Verdict::NotTriggered { .. }))
-    {
+    if verdicts.iter().all(|verdict| {
+        matches!(
+            verdict,
+            Verdict::Ends {
+                state: StageState::Skipped,
+                ..
+            }
+        )
+    }) {
         return Ok(Err(Skip("no pipeline is triggered by this event".into())));
     }
     Ok(Ok(Prepared {

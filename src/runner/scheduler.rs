@@ -21,9 +21,6 @@ use crate::store::{Backend, ClaimedRun, RunState, Store};
 
 mod announce;
 
-/// A pipeline's description when its `on:`/`when:` leaves the event out.
-const NOT_TRIGGERED: &str = "not triggered by this event";
-
 /// How often a busy runner says it still owns its runs (and looks for cancel requests).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// A run whose runner has not heartbeated for this long is taken back and queued again.
@@ -249,43 +246,31 @@ impl Scheduler {
         let mut plans = Vec::new();
         let mut states = Vec::new();
         for verdict in verdicts {
-            match verdict {
-                Verdict::Runs(plan) => plans.push(plan),
-                Verdict::NotTriggered { name, file } => {
-                    self.store
-                        .set_pipeline(
-                            claimed.id,
-                            &name,
-                            &file,
-                            StageState::Skipped.as_str(),
-                            Some(NOT_TRIGGERED),
-                        )
-                        .await?;
+            let (name, file, state, description) = match verdict {
+                Verdict::Runs(plan) => {
+                    plans.push(plan);
+                    continue;
                 }
-                Verdict::Broken {
+                Verdict::Ends {
                     name,
                     file,
+                    state,
                     description,
-                } => {
-                    self.store
-                        .set_pipeline(
-                            claimed.id,
-                            &name,
-                            &file,
-                            StageState::Error.as_str(),
-                            Some(&description),
-                        )
-                        .await?;
-                    self.report(
-                        claimed.id,
-                        template.as_ref(),
-                        &name,
-                        StatusState::Error,
-                        &description,
-                    )
-                    .await;
-                    states.push(StageState::Error);
-                }
+                } => (name, file, state, description),
+            };
+            self.store
+                .set_pipeline(claimed.id, &name, &file, state.as_str(), Some(&description))
+                .await?;
+            if state == StageState::Error {
+                self.report(
+                    claimed.id,
+                    template.as_ref(),
+                    &name,
+                    StatusState::Error,
+                    &description,
+                )
+                .await;
+                states.push(state);
             }
         }
 

@@ -66,11 +66,12 @@ impl Scheduler {
             let (name, file) = verdict.pipeline();
             let (state, description, status) = match verdict {
                 Verdict::Runs(_) => (StageState::Pending, WAITING, Some(StatusState::Pending)),
-                Verdict::NotTriggered { .. } => (StageState::Skipped, super::NOT_TRIGGERED, None),
-                Verdict::Broken { description, .. } => (
-                    StageState::Error,
+                Verdict::Ends {
+                    state, description, ..
+                } => (
+                    *state,
                     description.as_str(),
-                    Some(StatusState::Error),
+                    (*state == StageState::Error).then_some(StatusState::Error),
                 ),
             };
             pipelines.push(AnnouncedPipeline {
