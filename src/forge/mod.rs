@@ -229,11 +229,7 @@ impl Forges {
         repo: &str,
         call: ApiCall,
     ) -> Result<serde_json::Value, ForgeError> {
-        let no_token = || ForgeError {
-            message: format!("no {forge} token configured"),
-            retry_after: None,
-            answered: None,
-        };
+        let no_token = || no_token(forge);
         let (api, auth) = match forge {
             Forge::Github => {
                 let github = self.github.as_ref().ok_or_else(no_token)?;
@@ -276,13 +272,14 @@ impl Forges {
         status: &CommitStatus,
         remote_id: Option<&str>,
     ) -> Result<Option<String>, ForgeError> {
-        if status.forge == Forge::Github
-            && let Some(github) = &self.github
-        {
-            return github.set_status(status, remote_id).await;
-        }
         let call = match status.forge {
-            Forge::Github => github::status_call(status),
+            Forge::Github => {
+                let github = self
+                    .github
+                    .as_ref()
+                    .ok_or_else(|| no_token(Forge::Github))?;
+                return github.set_status(status, remote_id).await;
+            }
             Forge::Gitlab => gitlab::status_call(status),
             Forge::Gitea => gitea::status_call(status),
         };
@@ -341,6 +338,15 @@ pub struct PullRequest {
     pub head: String,
     pub title: String,
     pub body: String,
+}
+
+/// What sending to a forge Gantry has no credentials for means; never worth a retry.
+fn no_token(forge: Forge) -> ForgeError {
+    ForgeError {
+        message: format!("no {forge} token configured"),
+        retry_after: None,
+        answered: None,
+    }
 }
 
 /// Reads an answer: a success's JSON body (or `null`), or what went wrong and whether to
