@@ -129,27 +129,34 @@ impl super::Store {
             .await
             .context("claiming a status update")?;
             let Some(row) = row else { continue };
-            let forge: String = row.try_get(0)?;
+            let forge = row
+                .try_get::<String, _>(0)?
+                .parse::<Forge>()
+                .map_err(anyhow::Error::msg)?;
             let state: String = row.try_get(5)?;
             let context: String = row.try_get(4)?;
-            let remote_id: Option<String> = sqlx::query(
-                "SELECT remote_id FROM status_updates WHERE run_id = $1 AND context = $2 \
-                 AND remote_id IS NOT NULL ORDER BY id DESC LIMIT 1",
-            )
-            .bind(row.try_get::<i64, _>(9)?)
-            .bind(&context)
-            .fetch_optional(self.pool())
-            .await
-            .context("reading what an earlier status update created")?
-            .map(|row| row.try_get(0))
-            .transpose()?;
+            // Only GitHub check runs are created once and updated after.
+            let remote_id: Option<String> = match forge {
+                Forge::Github => sqlx::query(
+                    "SELECT remote_id FROM status_updates WHERE run_id = $1 AND context = $2 \
+                     AND remote_id IS NOT NULL ORDER BY id DESC LIMIT 1",
+                )
+                .bind(row.try_get::<i64, _>(9)?)
+                .bind(&context)
+                .fetch_optional(self.pool())
+                .await
+                .context("reading what an earlier status update created")?
+                .map(|row| row.try_get(0))
+                .transpose()?,
+                Forge::Gitlab | Forge::Gitea => None,
+            };
             claimed.push(ClaimedStatus {
                 id,
                 attempts: row.try_get(8)?,
                 remote_id,
                 created_at: row.try_get(10)?,
                 status: CommitStatus {
-                    forge: forge.parse::<Forge>().map_err(anyhow::Error::msg)?,
+                    forge,
                     repo: row.try_get(1)?,
                     sha: row.try_get(2)?,
                     git_ref: row.try_get(3)?,
