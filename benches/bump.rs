@@ -3,34 +3,17 @@
 //! service's path: one lane, batched) and through 50 bumpers (separate processes' worst
 //! case: every push races). Run by `scripts/bench-bump.sh`.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
+
+#[path = "../tests/common/git.rs"]
+mod git_cli;
 
 use gantry::gitops::bump::{Author, BumpRequest, Bumper, ConfigRepo, GitAuth};
 use gantry::gitops::edit::NewImage;
 use gantry::pipeline::BumpMode;
+use git_cli::git;
 
 const FILES: usize = 1_000;
-
-fn git(dir: &Path, args: &[&str]) {
-    let output = Command::new("git")
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.com",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 fn manifest(i: usize) -> String {
     format!(

@@ -5,6 +5,8 @@ mod bumps;
 mod cli;
 mod edits;
 mod fake_pulls;
+#[path = "../common/git.rs"]
+mod git_cli;
 mod http_git;
 mod pull_requests;
 mod repos;

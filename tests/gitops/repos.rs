@@ -1,8 +1,10 @@
 //! Config repos for the tests: bare repos on disk (reached over `file://`), filled from a
 //! scratch work tree, and read back with the git CLI.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
+
+pub use crate::git_cli::git;
 
 /// A Kustomization pinning every image of `images` at tag `v0`.
 pub fn kustomization(images: &[String]) -> String {
@@ -17,26 +19,6 @@ pub struct ConfigRepo {
     _dir: tempfile::TempDir,
     pub bare: PathBuf,
     work: PathBuf,
-}
-
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Config Writer",
-            "-c",
-            "user.email=writer@example.com",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 impl ConfigRepo {

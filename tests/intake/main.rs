@@ -5,5 +5,7 @@ mod api;
 mod bad_input;
 mod durability;
 mod fixtures;
+#[path = "../common/git.rs"]
+mod git_cli;
 mod helpers;
 mod store;

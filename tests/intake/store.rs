@@ -4,6 +4,7 @@ use gantry::forge::{CommitStatus, StatusState};
 use gantry::store::{AnnouncedPipeline, NewDelivery, Recorded, RunFilter, RunState, Store};
 use gantry::webhook::{self, Forge};
 
+use crate::git_cli::git;
 use crate::helpers::{Backend, fixture, fresh_store_url, signed};
 
 /// Runs one async test body against each backend, as `<name>_sqlite` and `<name>_postgres`.
@@ -415,19 +416,6 @@ async fn replicas_sharing_postgres_never_race_each_others_pushes() {
     use gantry::gitops::bump::{Author, BumpRequest, Bumper, ConfigRepo, GitAuth};
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_store_url(Backend::Postgres, dir.path()).await;
-    let git = |cwd: &std::path::Path, args: &[&str]| {
-        let status = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .current_dir(cwd)
-            .output()
-            .unwrap();
-        assert!(
-            status.status.success(),
-            "{}",
-            String::from_utf8_lossy(&status.stderr)
-        );
-    };
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let images: Vec<String> = (0..12)

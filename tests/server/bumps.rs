@@ -87,13 +87,14 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     let bare = configs.path().join("config.git");
     let digest = registry.manifest_digest("acme/app", &sha).await;
     let file = git(&bare, &["show", &format!("main:{OVERLAY}")]);
+    let file = file.trim_end();
     assert!(
         file.ends_with(&format!(
             "    newTag: {sha} # set by Gantry\n    digest: {digest}"
         )),
         "{file}"
     );
-    let head = git(&bare, &["rev-parse", "main"]);
+    let head = git(&bare, &["rev-parse", "main"]).trim().to_owned();
     let bump = &run["bumps"][0];
     assert_eq!(bump["commit"], head.as_str(), "{run:#}");
     assert_eq!(bump["file"], OVERLAY);
@@ -101,6 +102,7 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     assert_eq!(bump["changes"][0]["new"], sha.as_str());
     assert_eq!(bump["changes"][1]["new"], digest.as_str());
     let message = git(&bare, &["log", "-1", "--format=%B%n%an", "main"]);
+    let message = message.trim_end();
     assert!(
         message.contains(&format!("Source: acme/app@{sha}")),
         "{message}"
@@ -126,8 +128,12 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     let again = server.push(push_payload("main", &sha, "ship it")).await;
     let run = server.wait_for(again, "an end", finished).await;
     assert_eq!(run["state"], "success", "{run:#}");
-    assert_eq!(run["bumps"][0]["commit"], serde_json::Value::Null);
-    assert_eq!(git(&bare, &["rev-parse", "main"]), head);
+    assert_eq!(
+        run["bumps"][0]["commit"],
+        serde_json::Value::Null,
+        "{run:#}"
+    );
+    assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), head);
     let metric = |name: &'static str| server.metric(name);
     assert_eq!(
         metric("gantry_bumps_total{outcome=\"applied\"}").await,
@@ -161,7 +167,7 @@ async fn a_bump_to_a_repo_not_listed_in_gitops_repos_fails_and_pushes_nothing() 
         "{run:#}"
     );
     let bare = configs.path().join("config.git");
-    assert_eq!(git(&bare, &["rev-list", "--count", "main"]), "1");
+    assert_eq!(git(&bare, &["rev-list", "--count", "main"]).trim(), "1");
 }
 
 #[tokio::test]
@@ -188,5 +194,5 @@ async fn an_image_that_was_not_pushed_is_not_bumped() {
     );
     assert_eq!(run["bumps"], serde_json::json!([]));
     let bare = configs.path().join("config.git");
-    assert_eq!(git(&bare, &["rev-list", "--count", "main"]), "1");
+    assert_eq!(git(&bare, &["rev-list", "--count", "main"]).trim(), "1");
 }

@@ -10,8 +10,12 @@ use std::time::{Duration, Instant};
 use gantry::webhook::signature::hmac_hex;
 use serde_json::{Value, json};
 
+use git_cli::git;
+
 mod bumps;
 mod fake_forge;
+#[path = "../common/git.rs"]
+mod git_cli;
 mod pages;
 #[path = "../common/registry.rs"]
 mod registry;
@@ -23,28 +27,6 @@ const API_TOKEN: &str = "server-api-token";
 
 fn image() -> String {
     std::env::var("GANTRY_TEST_IMAGE").expect("GANTRY_TEST_IMAGE names the local busybox image")
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 /// A bare repo (the "forge") and a work tree that pushes to it.
@@ -85,7 +67,7 @@ impl Forge {
             &self.work(),
             &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")],
         );
-        git(&self.work(), &["rev-parse", "HEAD"])
+        git(&self.work(), &["rev-parse", "HEAD"]).trim().to_owned()
     }
 }
 

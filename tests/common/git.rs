@@ -1,0 +1,30 @@
+//! Running `git` in the repos tests build: a fixed identity, `main` as the first branch, and
+//! git's own message when it fails. Shared by the test crates and the bump bench (`#[path]`
+//! modules).
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `git args` in `dir` and returns its standard output as it is (file contents keep
+/// their last newline; trim ids yourself).
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Test Writer",
+            "-c",
+            "user.email=writer@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("git prints UTF-8")
+}
