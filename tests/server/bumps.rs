@@ -55,9 +55,20 @@ fn app_with_dockerfile(config_url: &str, registry: &str, push: &str) -> Forge {
             .replace("REGISTRY", registry)
             .replace("PUSH", push),
     );
+    // A context no other test builds: identical builds running at once in other tests
+    // would leave the engine two cached layer chains for it, and a re-run could then be
+    // built on the other one, a new image with a new digest.
+    std::fs::write(
+        forge.work().join("build-id"),
+        uuid::Uuid::new_v4().to_string(),
+    )
+    .unwrap();
     std::fs::write(
         forge.work().join("Dockerfile"),
-        format!("FROM {}\nCOPY README /README\n", crate::image()),
+        format!(
+            "FROM {}\nCOPY build-id /build-id\nCOPY README /README\n",
+            crate::image()
+        ),
     )
     .unwrap();
     git(&forge.work(), &["add", "."]);
