@@ -11,7 +11,7 @@ mod git_cli;
 use gantry::gitops::bump::{Author, BumpRequest, Bumper, ConfigRepo, GitAuth};
 use gantry::gitops::edit::NewImage;
 use gantry::pipeline::BumpMode;
-use git_cli::git;
+use git_cli::bare_repo_of;
 
 const FILES: usize = 1_000;
 
@@ -72,15 +72,7 @@ fn main() {
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(folder.join("deployment.yaml"), manifest(i)).unwrap();
     }
-    git(dir.path(), &["init", "-q", "--bare", "config.git"]);
-    git(&work, &["init", "-q"]);
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-qm", "config"]);
-    git(
-        &work,
-        &["push", "-q", "../config.git", "HEAD:refs/heads/main"],
-    );
-    let url = format!("file://{}", dir.path().join("config.git").display());
+    let url = bare_repo_of(&work, &dir.path().join("config.git"));
     println!("config repo: {FILES} manifest files, one commit, bare, {url}");
 
     let runtime = tokio::runtime::Runtime::new().unwrap();

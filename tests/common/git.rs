@@ -28,3 +28,15 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(output.stdout).expect("git prints UTF-8")
 }
+
+/// Makes `bare` a new bare repo whose `main` is one commit of what `work` (a plain folder)
+/// holds, and returns its `file://` URL: a config repo or forge repo in one call.
+pub fn bare_repo_of(work: &Path, bare: &Path) -> String {
+    let bare_path = bare.display().to_string();
+    git(work, &["init", "-q", "--bare", &bare_path]);
+    git(work, &["init", "-q"]);
+    git(work, &["add", "."]);
+    git(work, &["commit", "-qm", "config"]);
+    git(work, &["push", "-q", &bare_path, "HEAD:refs/heads/main"]);
+    format!("file://{bare_path}")
+}

@@ -5,6 +5,8 @@ mod bumps;
 mod cli;
 mod edits;
 mod fake_pulls;
+// The gitops tests keep a work tree per config repo (`repos.rs`), so not every helper.
+#[allow(dead_code)]
 #[path = "../common/git.rs"]
 mod git_cli;
 mod http_git;

@@ -4,7 +4,7 @@ use gantry::forge::{CommitStatus, StatusState};
 use gantry::store::{AnnouncedPipeline, NewDelivery, Recorded, RunFilter, RunState, Store};
 use gantry::webhook::{self, Forge};
 
-use crate::git_cli::git;
+use crate::git_cli::bare_repo_of;
 use crate::helpers::{Backend, fixture, fresh_store_url, signed};
 
 /// Runs one async test body against each backend, as `<name>_sqlite` and `<name>_postgres`.
@@ -429,14 +429,7 @@ async fn replicas_sharing_postgres_never_race_each_others_pushes() {
         )
         .collect();
     std::fs::write(work.join("kustomization.yaml"), overlay).unwrap();
-    git(dir.path(), &["init", "-q", "--bare", "config.git"]);
-    git(&work, &["init", "-q"]);
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-qm", "config"]);
-    git(
-        &work,
-        &["push", "-q", "../config.git", "HEAD:refs/heads/main"],
-    );
+    let config_url = bare_repo_of(&work, &dir.path().join("config.git"));
     let replica = |store: Store| {
         Bumper::new(
             Author::parse("Gantry <g@example.com>").unwrap(),
@@ -455,7 +448,7 @@ async fn replicas_sharing_postgres_never_race_each_others_pushes() {
             let bumper = replicas[i % 2].clone();
             let request = BumpRequest {
                 repo: ConfigRepo {
-                    url: format!("file://{}", dir.path().join("config.git").display()),
+                    url: config_url.clone(),
                     branch: "main".into(),
                 },
                 file: "kustomization.yaml".into(),

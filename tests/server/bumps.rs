@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::git_cli::bare_repo_of;
 use crate::registry::{PASSWORD, Registry, USER};
 use crate::{Forge, Server, config_dir, finished, git, push_payload};
 
@@ -31,20 +32,7 @@ fn config_repo(dir: &Path, registry: &str) -> String {
         format!("kind: Kustomization\nimages:\n  - name: {registry}/acme/app\n    newTag: old # set by Gantry\n"),
     )
     .unwrap();
-    git(dir, &["init", "-q", "--bare", "config.git"]);
-    git(&work, &["init", "-q"]);
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-qm", "config"]);
-    git(
-        &work,
-        &[
-            "push",
-            "-q",
-            &dir.join("config.git").display().to_string(),
-            "HEAD:refs/heads/main",
-        ],
-    );
-    format!("file://{}", dir.join("config.git").display())
+    bare_repo_of(&work, &dir.join("config.git"))
 }
 
 /// The app repo; `push` is the build's `push:` line (empty: push, as on any push event).
