@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/git.rs"]
 mod git_cli;
 
-use gantry::gitops::bump::{Author, BumpRequest, Bumper, ConfigRepo, GitAuth};
+use gantry::git::GitAuth;
+use gantry::gitops::bump::{Author, BumpRequest, Bumper, ConfigRepo};
 use gantry::gitops::edit::NewImage;
 use gantry::pipeline::BumpMode;
 use git_cli::bare_repo_of;

@@ -10,9 +10,38 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use tokio::process::Command;
 
-use crate::config::Secret;
-use crate::pipeline::ChangedPaths;
-use crate::webhook::CommitSha;
+use crate::config::GitopsSettings;
+use crate::domain::{ChangedPaths, CommitSha, Secret};
+
+/// How git authenticates to a remote.
+#[derive(Clone, Default)]
+pub enum GitAuth {
+    #[default]
+    None,
+    /// HTTPS basic auth with a token (user `x-access-token`, `oauth2`, …).
+    Token { user: String, token: Secret },
+    SshKey {
+        key: PathBuf,
+        known_hosts: Option<PathBuf>,
+    },
+}
+
+impl GitAuth {
+    /// How git reaches config repos: an SSH key if one is set, else the token.
+    pub fn for_config_repos(settings: &GitopsSettings) -> Self {
+        match (&settings.ssh_key_file, &settings.token) {
+            (Some(key), _) => GitAuth::SshKey {
+                key: key.clone(),
+                known_hosts: settings.known_hosts_file.clone(),
+            },
+            (None, Some(token)) => GitAuth::Token {
+                user: settings.username.clone(),
+                token: token.clone(),
+            },
+            (None, None) => GitAuth::None,
+        }
+    }
+}
 
 /// A `git` working directory, with the credentials to use for remotes.
 #[derive(Clone)]
@@ -64,6 +93,15 @@ impl Git {
         let credentials = BASE64.encode(format!("{user}:{}", token.expose()));
         self.auth_header = Some(Secret::new(format!("Authorization: Basic {credentials}")));
         self
+    }
+
+    /// Authenticates every remote as `auth` says.
+    pub fn with_auth(self, auth: &GitAuth) -> Self {
+        match auth {
+            GitAuth::None => self,
+            GitAuth::Token { user, token } => self.with_basic_auth(user, token),
+            GitAuth::SshKey { key, known_hosts } => self.with_ssh_key(key, known_hosts.as_deref()),
+        }
     }
 
     pub fn dir(&self) -> &Path {

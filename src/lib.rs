@@ -4,6 +4,7 @@
 //! one noun of the design: see `DESIGN.md`-level names below.
 
 pub mod config;
+pub mod domain;
 pub mod forge;
 pub mod git;
 pub mod gitops;

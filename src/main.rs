@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gantry::config::Settings;
+use gantry::domain::{Forge, Trigger};
 use gantry::startup::{Application, Role};
 
 /// Forge webhooks in, pipeline runs in Docker, image tags handed to GitOps.
@@ -21,8 +22,8 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
         /// `intake`: webhooks and API, runs nothing; `runner`: works the queue only.
-        #[arg(long, value_enum, default_value = "all")]
-        role: RoleArg,
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
     },
     /// Run a local checkout's pipelines now, in Docker.
     Run {
@@ -33,8 +34,8 @@ enum Command {
         #[arg(long)]
         pipeline: Option<String>,
         /// The event to run for.
-        #[arg(long, value_enum, default_value = "push")]
-        event: EventArg,
+        #[arg(long, value_enum, default_value_t = Trigger::Push)]
+        event: Trigger,
         /// Branch (or tag, with `--event tag`); default: the checkout's branch.
         #[arg(long)]
         branch: Option<String>,
@@ -78,32 +79,11 @@ enum Command {
         pull_request: bool,
         /// The forge that hosts the repo, for `--pull-request` (default: `[gitops] forge`).
         #[arg(long, value_enum)]
-        forge: Option<ForgeArg>,
+        forge: Option<Forge>,
         /// Config file with `[gitops]` (author, credentials) and forge tokens.
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ForgeArg {
-    Github,
-    Gitlab,
-    Gitea,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum RoleArg {
-    All,
-    Intake,
-    Runner,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum EventArg {
-    Push,
-    PullRequest,
-    Tag,
 }
 
 /// The config file read when `-c` is not given.
@@ -112,14 +92,7 @@ const DEFAULT_CONFIG_FILE: &str = "gantry.toml";
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, role } => serve(
-            config,
-            match role {
-                RoleArg::All => Role::All,
-                RoleArg::Intake => Role::Intake,
-                RoleArg::Runner => Role::Runner,
-            },
-        ),
+        Command::Serve { config, role } => serve(config, role),
         Command::Run {
             dir,
             pipeline,
@@ -129,11 +102,7 @@ fn main() -> ExitCode {
         } => run_local(gantry::runner::local::LocalRun {
             dir,
             pipeline,
-            trigger: match event {
-                EventArg::Push => gantry::pipeline::Trigger::Push,
-                EventArg::PullRequest => gantry::pipeline::Trigger::PullRequest,
-                EventArg::Tag => gantry::pipeline::Trigger::Tag,
-            },
+            trigger: event,
             branch,
             sha,
         }),
@@ -149,11 +118,6 @@ fn main() -> ExitCode {
             forge,
             config,
         } => {
-            let forge = forge.map(|forge| match forge {
-                ForgeArg::Github => gantry::webhook::Forge::Github,
-                ForgeArg::Gitlab => gantry::webhook::Forge::Gitlab,
-                ForgeArg::Gitea => gantry::webhook::Forge::Gitea,
-            });
             let request = gantry::gitops::bump::BumpRequest {
                 repo: gantry::gitops::bump::ConfigRepo {
                     url: local_path_or_url(&repo),
@@ -313,8 +277,11 @@ fn bump(config: Option<PathBuf>, mut request: gantry::gitops::bump::BumpRequest)
     let result = runtime.block_on(async {
         let author = gantry::gitops::bump::Author::parse(&settings.gitops.author)?;
         let forges = gantry::forge::Forges::from_settings(&settings)?;
-        let bumper = gantry::gitops::bump::Bumper::new(author, settings.gitops.git_auth())
-            .with_forges(forges);
+        let bumper = gantry::gitops::bump::Bumper::new(
+            author,
+            gantry::git::GitAuth::for_config_repos(&settings.gitops),
+        )
+        .with_forges(forges);
         anyhow::Ok(bumper.bump(request).await?)
     });
     match result {

@@ -12,6 +12,7 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Settings;
 use crate::forge::Forges;
 use crate::forge::reporter::Reporter;
+use crate::git::GitAuth;
 use crate::gitops::bump::{Author, Bumper};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -20,7 +21,7 @@ use crate::store::Store;
 use tokio_util::sync::CancellationToken;
 
 /// Which parts of Gantry this process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Role {
     /// Intake, API and runner in one process: the single-node default.
     #[default]
@@ -68,7 +69,7 @@ impl Application {
                 let forges =
                     Forges::from_settings(&settings).context("building forge API clients")?;
                 let author = Author::parse(&settings.gitops.author).context("[gitops] author")?;
-                let bumper = Bumper::new(author, settings.gitops.git_auth())
+                let bumper = Bumper::new(author, GitAuth::for_config_repos(&settings.gitops))
                     .with_store(store.clone())
                     .with_forges(forges.clone())
                     .with_metrics(metrics.clone());

@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-pub use secret::Secret;
-
-use crate::webhook::Forge;
+use crate::domain::{Forge, RepoName, Secret};
 
 /// The forges' own cap on a webhook body (GitHub truncates payloads over 25 MiB), so a larger
 /// body is not a real delivery.
@@ -237,7 +235,7 @@ pub struct RegistryCredentials {
 #[serde(deny_unknown_fields)]
 pub struct RepoSettings {
     /// Full name on the forge: `owner/name`, or `group/subgroup/name` on GitLab.
-    pub name: String,
+    pub name: RepoName,
     pub forge: Forge,
     #[serde(default = "default_pipelines_dir")]
     pub pipelines: String,
@@ -285,24 +283,6 @@ impl Default for GitopsSettings {
             ssh_key_file: None,
             known_hosts_file: None,
             forge: None,
-        }
-    }
-}
-
-impl GitopsSettings {
-    /// How git authenticates to config repos: an SSH key if one is set, else the token.
-    pub fn git_auth(&self) -> crate::gitops::bump::GitAuth {
-        use crate::gitops::bump::GitAuth;
-        match (&self.ssh_key_file, &self.token) {
-            (Some(key), _) => GitAuth::SshKey {
-                key: key.clone(),
-                known_hosts: self.known_hosts_file.clone(),
-            },
-            (None, Some(token)) => GitAuth::Token {
-                user: self.username.clone(),
-                token: token.clone(),
-            },
-            (None, None) => GitAuth::None,
         }
     }
 }
@@ -369,13 +349,20 @@ impl Settings {
     fn check(&self) -> Result<(), ConfigError> {
         let mut seen = std::collections::BTreeSet::new();
         for (index, repo) in self.repos.iter().enumerate() {
-            if repo.name.split('/').filter(|part| !part.is_empty()).count() < 2 {
+            if repo
+                .name
+                .as_str()
+                .split('/')
+                .filter(|part| !part.is_empty())
+                .count()
+                < 2
+            {
                 return Err(ConfigError::Key {
                     key: format!("repos[{index}].name"),
                     message: format!("`{}` is not a full name like `owner/repo`", repo.name),
                 });
             }
-            if !seen.insert((repo.forge, repo.name.to_lowercase())) {
+            if !seen.insert((repo.forge, repo.name.as_str().to_lowercase())) {
                 return Err(ConfigError::Key {
                     key: format!("repos[{index}].name"),
                     message: format!("`{}` is configured twice", repo.name),
@@ -398,10 +385,10 @@ impl Settings {
     }
 
     /// The configured repo that a webhook names, if any. Forge names are case-insensitive.
-    pub fn repo(&self, forge: Forge, full_name: &str) -> Option<&RepoSettings> {
-        self.repos
-            .iter()
-            .find(|repo| repo.forge == forge && repo.name.eq_ignore_ascii_case(full_name))
+    pub fn repo(&self, forge: Forge, full_name: &RepoName) -> Option<&RepoSettings> {
+        self.repos.iter().find(|repo| {
+            repo.forge == forge && repo.name.as_str().eq_ignore_ascii_case(full_name.as_str())
+        })
     }
 }
 
@@ -574,8 +561,9 @@ mod tests {
     fn repo_lookup_ignores_case_but_not_forge() {
         let toml = "[[repos]]\nname = \"Acme/Web\"\nforge = \"github\"\n";
         let settings = load(toml, &[]).unwrap();
-        assert!(settings.repo(Forge::Github, "acme/web").is_some());
-        assert!(settings.repo(Forge::Gitlab, "acme/web").is_none());
+        let name = RepoName::new("acme/web");
+        assert!(settings.repo(Forge::Github, &name).is_some());
+        assert!(settings.repo(Forge::Gitlab, &name).is_none());
     }
 }
 
@@ -630,7 +618,7 @@ mod example_tests {
         std::fs::write(&path, &repo_block).unwrap();
         let settings = Settings::load_with_env(Some(&path), []).expect(&repo_block);
         let repo = settings
-            .repo(Forge::Github, "acme/web")
+            .repo(Forge::Github, &RepoName::new("acme/web"))
             .expect("repo configured");
         assert_eq!(repo.secrets["REGISTRY_TOKEN"].expose(), "literal");
     }

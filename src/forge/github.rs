@@ -18,9 +18,9 @@ use octocrab::secrecy::ExposeSecret;
 use reqwest::Method;
 use serde_json::json;
 
-use super::{ApiCall, CommitStatus, ForgeError, PullRequest, StatusState};
-use crate::config::{GithubSettings, Secret};
-use crate::webhook::Forge;
+use super::{ApiCall, ForgeError, PullRequest};
+use crate::config::GithubSettings;
+use crate::domain::{CommitStatus, Forge, Secret, StatusState};
 
 /// The REST API version Gantry is written against.
 const API_VERSION: &str = "2022-11-28";
@@ -107,11 +107,14 @@ impl Github {
         check_run: Option<&str>,
     ) -> Result<Option<String>, ForgeError> {
         if let Auth::Token(..) = self.auth {
-            self.send(&status.repo, status_call(status)).await?;
+            self.send(status.repo.as_str(), status_call(status)).await?;
             return Ok(None);
         }
         let updated = match check_run {
-            Some(id) => match self.send(&status.repo, check_run_update(status, id)).await {
+            Some(id) => match self
+                .send(status.repo.as_str(), check_run_update(status, id))
+                .await
+            {
                 Err(err) if err.answered == Some(reqwest::StatusCode::NOT_FOUND) => None,
                 answer => Some(answer?),
             },
@@ -119,7 +122,10 @@ impl Github {
         };
         let answer = match updated {
             Some(answer) => answer,
-            None => self.send(&status.repo, check_run_create(status)).await?,
+            None => {
+                self.send(status.repo.as_str(), check_run_create(status))
+                    .await?
+            }
         };
         Ok(answer
             .get("id")

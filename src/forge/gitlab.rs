@@ -3,7 +3,8 @@
 
 use serde_json::json;
 
-use super::{ApiCall, CommitStatus, PullRequest, StatusState};
+use super::{ApiCall, PullRequest};
+use crate::domain::{CommitStatus, StatusState};
 
 /// GitLab has every state Gantry has, under its own names.
 fn state(state: StatusState) -> &'static str {
@@ -24,7 +25,7 @@ pub(super) fn status_call(status: &CommitStatus) -> ApiCall {
     ApiCall::post(
         format!(
             "/projects/{}/statuses/{}",
-            project(&status.repo),
+            project(status.repo.as_str()),
             status.sha
         ),
         json!({

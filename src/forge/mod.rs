@@ -15,67 +15,13 @@ pub mod reporter;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
-use crate::config::{Secret, Settings};
-use crate::webhook::Forge;
+use crate::config::Settings;
+use crate::domain::{CommitStatus, Forge, RepoName, Secret};
 
 /// Longest description GitHub accepts (it answers 422 beyond); the others take it too.
 pub const MAX_DESCRIPTION_CHARS: usize = 140;
 /// One status request may take this long before it counts as failed (and is retried).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A pipeline's state as a forge shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusState {
-    Pending,
-    Running,
-    Success,
-    Failure,
-    Error,
-    Canceled,
-}
-
-impl StatusState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StatusState::Pending => "pending",
-            StatusState::Running => "running",
-            StatusState::Success => "success",
-            StatusState::Failure => "failure",
-            StatusState::Error => "error",
-            StatusState::Canceled => "canceled",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        [
-            StatusState::Pending,
-            StatusState::Running,
-            StatusState::Success,
-            StatusState::Failure,
-            StatusState::Error,
-            StatusState::Canceled,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == name)
-    }
-}
-
-/// One status to set on a commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitStatus {
-    pub forge: Forge,
-    pub repo: String,
-    pub sha: String,
-    /// The branch (GitLab wants it with each status).
-    pub git_ref: String,
-    pub context: String,
-    pub state: StatusState,
-    pub description: String,
-    pub target_url: String,
-}
 
 /// The status context of a pipeline: what the forge lists it as on a commit.
 pub fn status_context(pipeline: &str) -> String {
@@ -207,16 +153,16 @@ impl Forges {
 
     /// The token git uses to fetch `repo` over HTTPS, if any: with a GitHub App, an
     /// installation token.
-    pub async fn git_token(&self, forge: Forge, repo: &str) -> Option<Secret> {
+    pub async fn git_token(&self, forge: Forge, repo: &RepoName) -> Option<Secret> {
         let token = match forge {
-            Forge::Github => self.github.as_ref()?.git_token(repo).await,
+            Forge::Github => self.github.as_ref()?.git_token(repo.as_str()).await,
             Forge::Gitlab => Ok(self.gitlab.as_ref()?.token.clone()),
             Forge::Gitea => Ok(self.gitea.as_ref()?.token.clone()),
         };
         match token {
             Ok(token) => Some(token),
             Err(err) => {
-                tracing::warn!(%forge, repo, error = %err, "no token for git; fetching without");
+                tracing::warn!(%forge, %repo, error = %err, "no token for git; fetching without");
                 None
             }
         }
@@ -283,7 +229,7 @@ impl Forges {
             Forge::Gitlab => gitlab::status_call(status),
             Forge::Gitea => gitea::status_call(status),
         };
-        self.send(status.forge, &status.repo, call).await?;
+        self.send(status.forge, status.repo.as_str(), call).await?;
         Ok(None)
     }
 

@@ -13,7 +13,6 @@
 //! no commit, so a bump repeated after a crash is never applied twice.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,12 +21,13 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::config_clone::ConfigClone;
-use super::edit::{self, Change, EditError, NewImage, ReferenceError};
+use super::edit::{self, EditError, NewImage, ReferenceError};
+use crate::domain::{Forge, ValueChange};
 use crate::forge::{Forges, PullRequest};
+use crate::git::GitAuth;
 use crate::metrics::Metrics;
 use crate::pipeline::BumpMode;
 use crate::store::Store;
-use crate::webhook::Forge;
 
 /// Pushes tried before a bump gives up: each rejected one means another writer won a race,
 /// and each retry starts from the newer head.
@@ -74,7 +74,7 @@ pub struct BumpOutcome {
     pub branch: String,
     pub file: String,
     pub image: String,
-    pub changes: Vec<Change>,
+    pub changes: Vec<ValueChange>,
     /// The commit that carries the bump; `None` when the values were already in place.
     pub commit: Option<String>,
     pub pull_request: Option<String>,
@@ -147,22 +147,6 @@ pub enum BumpError {
     PullRequest(String),
     #[error("the bump was dropped before it finished")]
     Dropped,
-}
-
-/// How git reaches the config repo.
-#[derive(Clone, Default)]
-pub enum GitAuth {
-    #[default]
-    None,
-    /// HTTPS basic auth with a token (user `x-access-token`, `oauth2`, …).
-    Token {
-        user: String,
-        token: crate::config::Secret,
-    },
-    SshKey {
-        key: PathBuf,
-        known_hosts: Option<PathBuf>,
-    },
 }
 
 /// Who commits.
@@ -484,9 +468,9 @@ impl Bumper {
     fn message(
         &self,
         requests: &[&BumpRequest],
-        edits: &[Result<Vec<Change>, BumpError>],
+        edits: &[Result<Vec<ValueChange>, BumpError>],
     ) -> Option<String> {
-        let applied: Vec<(&BumpRequest, &Vec<Change>)> = requests
+        let applied: Vec<(&BumpRequest, &Vec<ValueChange>)> = requests
             .iter()
             .zip(edits)
             .filter_map(|(request, edit)| match edit {
@@ -553,8 +537,8 @@ impl Drop for LaneGuard {
 }
 
 enum Pushed {
-    Commit(String, Vec<Result<Vec<Change>, BumpError>>),
-    Nothing(Vec<Result<Vec<Change>, BumpError>>),
+    Commit(String, Vec<Result<Vec<ValueChange>, BumpError>>),
+    Nothing(Vec<Result<Vec<ValueChange>, BumpError>>),
     Rejected,
 }
 

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::bump::{Author, BumpError, BumpRequest, GitAuth};
-use super::edit::{self, Change};
-use crate::git::Git;
+use super::bump::{Author, BumpError, BumpRequest};
+use super::edit;
+use crate::domain::ValueChange;
+use crate::git::{Git, GitAuth};
 
 /// The local ref a fetched branch head is kept under.
 const BASE_REF: &str = "refs/gantry/base";
@@ -28,11 +29,7 @@ impl ConfigClone {
             "GIT_INDEX_FILE",
             dir.path().join("gantry-index").display().to_string(),
         );
-        git = match auth {
-            GitAuth::None => git,
-            GitAuth::Token { user, token } => git.with_basic_auth(user, token),
-            GitAuth::SshKey { key, known_hosts } => git.with_ssh_key(key, known_hosts.as_deref()),
-        };
+        git = git.with_auth(auth);
         // No template: hook samples are not needed and cost a third of a small bump.
         git.run(&["init", "-q", "--bare", "--template="])
             .await
@@ -81,7 +78,7 @@ impl ConfigClone {
         head: &str,
         requests: &[&BumpRequest],
         branch: &str,
-    ) -> Result<Vec<Result<Vec<Change>, BumpError>>, BumpError> {
+    ) -> Result<Vec<Result<Vec<ValueChange>, BumpError>>, BumpError> {
         let mut files: BTreeMap<String, (String, String)> = BTreeMap::new();
         let mut results = Vec::with_capacity(requests.len());
         let mut changed: Vec<String> = Vec::new();

@@ -5,7 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::{Deserialize, Serialize};
 
 use super::{AppState, error_body};
-use crate::store::{BumpReport, PipelineResult, Run, RunFilter, RunState, StatusReport};
+use crate::domain::{RepoName, RunState};
+use crate::store::{BumpReport, PipelineResult, Run, RunFilter, StatusReport};
 
 /// Runs per page when the caller does not say.
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -129,7 +130,7 @@ pub async fn list_runs(
         .state
         .as_deref()
         .map(|name| {
-            RunState::parse(name).ok_or_else(|| {
+            name.parse::<RunState>().map_err(|_| {
                 let known: Vec<_> = RunState::ALL.iter().map(|state| state.as_str()).collect();
                 ApiError::BadQuery(format!(
                     "unknown state `{name}`; expected one of {}",
@@ -139,7 +140,7 @@ pub async fn list_runs(
         })
         .transpose()?;
     let filter = RunFilter {
-        repo: query.repo,
+        repo: query.repo.map(RepoName::new),
         state: run_state,
         before: query.before,
         limit: query

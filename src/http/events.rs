@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::AppState;
 use super::api::{ApiError, existing_run};
+use crate::domain::RunState;
 use crate::store::{PipelineResult, Store};
 
 /// How often the store is read for news: the recorder stores output every 250 ms.
@@ -43,7 +44,7 @@ struct LogEvent<'a> {
 /// The `data` of a `state` event.
 #[derive(Serialize, PartialEq)]
 struct StateEvent {
-    state: String,
+    state: RunState,
     description: Option<String>,
     pipelines: Vec<PipelineResult>,
 }
@@ -109,7 +110,7 @@ async fn stream(store: Store, run_id: i64, mut after: i64, sender: mpsc::Sender<
             sent = true;
         }
         let snapshot = StateEvent {
-            state: run.state.clone(),
+            state: run.state,
             description: run.description.clone(),
             pipelines,
         };

@@ -10,9 +10,10 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use super::{AppState, error_body};
+use crate::domain::{Forge, RepoName};
 use crate::metrics::DeliveryLabels;
 use crate::store::{NewDelivery, Recorded};
-use crate::webhook::{self, Forge, WebhookError};
+use crate::webhook::{self, WebhookError};
 
 /// Why a delivery got no 2xx. Mapped once to a status below; never a 500 for bad input.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +27,7 @@ pub enum HookError {
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     #[error("repo `{repo}` is not configured for {forge}")]
-    UnknownRepo { forge: Forge, repo: String },
+    UnknownRepo { forge: Forge, repo: RepoName },
     #[error("the store is unavailable; the forge should retry this delivery")]
     Store(#[source] anyhow::Error),
 }
@@ -157,7 +158,7 @@ async fn accept(
         .event
         .repo
         .as_ref()
-        .map(|repo| repo.full_name.to_string())
+        .map(|repo| repo.full_name.clone())
         .ok_or_else(|| WebhookError::BadPayload("payload names no repository".into()))?;
     let repo = settings
         .repo(forge, &repo_name)

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::ansi;
-use crate::store::{BumpReport, PipelineResult, Run, RunFilter, RunState, StatusReport};
-use crate::webhook::Forge;
+use crate::domain::{Forge, RepoName, RunState, StageState, Trigger};
+use crate::store::{BumpReport, PipelineResult, Run, RunFilter, StatusReport};
 
 /// Runs listed on the front page.
 const PAGE_SIZE: u32 = 100;
@@ -29,11 +29,11 @@ pub struct RunsQuery {
 /// One row of the run list.
 struct RunRow {
     id: i64,
-    repo: String,
+    repo: RepoName,
     target: String,
     commit: String,
-    trigger: String,
-    state: String,
+    trigger: Trigger,
+    state: RunState,
     duration: String,
     created_at: String,
 }
@@ -42,7 +42,7 @@ struct RunRow {
 #[template(path = "runs.html")]
 struct RunsPage {
     runs: Vec<RunRow>,
-    repos: Vec<String>,
+    repos: Vec<RepoName>,
     states: Vec<&'static str>,
     repo: String,
     state: String,
@@ -54,7 +54,7 @@ struct RunsPage {
 struct StageView {
     pipeline: String,
     stage: String,
-    state: String,
+    state: StageState,
     message: String,
     duration: String,
     /// Output lines as HTML (escaped, with colour spans).
@@ -64,7 +64,7 @@ struct StageView {
 struct PipelineView {
     name: String,
     file: String,
-    state: String,
+    state: StageState,
     description: String,
     stages: Vec<StageView>,
 }
@@ -100,9 +100,13 @@ struct MissingPage {
 }
 
 pub async fn runs_page(state: web::Data<AppState>, query: web::Query<RunsQuery>) -> HttpResponse {
-    let filter_state = query.state.as_deref().and_then(RunState::parse);
+    let filter_state = query.state.as_deref().and_then(|s| s.parse().ok());
     let filter = RunFilter {
-        repo: query.repo.clone().filter(|r| !r.is_empty()),
+        repo: query
+            .repo
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(RepoName::new),
         state: filter_state,
         before: query.before,
         limit: PAGE_SIZE,
@@ -129,9 +133,9 @@ pub async fn runs_page(state: web::Data<AppState>, query: web::Query<RunsQuery>)
                 id: run.id,
                 repo: run.repo.clone(),
                 target: target(run),
-                commit: run.commit_sha.chars().take(10).collect(),
-                trigger: run.trigger.clone(),
-                state: run.state.clone(),
+                commit: run.commit_sha.as_str()[..10].to_owned(),
+                trigger: run.trigger,
+                state: run.state,
                 duration: duration(run.started_at.as_deref(), run.finished_at.as_deref()),
                 created_at: short_time(&run.created_at),
             })
@@ -187,7 +191,7 @@ pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> HttpRes
         commit_url,
         pull_request_url,
         duration: duration(run.started_at.as_deref(), run.finished_at.as_deref()),
-        finished: !matches!(run.state.as_str(), "queued" | "running"),
+        finished: run.state.is_finished(),
         pipelines: results
             .into_iter()
             .map(|pipeline| pipeline_view(pipeline, &mut lines))
@@ -214,7 +218,7 @@ fn pipeline_view(
                     .unwrap_or_default(),
                 pipeline: pipeline.pipeline.clone(),
                 stage: stage.stage.clone(),
-                state: stage.state.clone(),
+                state: stage.state,
                 message: stage.message.clone().unwrap_or_default(),
                 duration: duration(stage.started_at.as_deref(), stage.finished_at.as_deref()),
             })

@@ -10,8 +10,9 @@ use super::file::{BumpModeFile, OneOrMany, PipelineFile, Scalar, StageFile, Trig
 use super::vars::{self, BUILTIN_VARS, IMAGE_VARS};
 use super::{
     BuildSpec, BumpMode, BumpSpec, Diagnostic, Pattern, Pipeline, PullRequestTrigger, PushTrigger,
-    Stage, StageKind, Trigger, Triggers, When, nearest,
+    Stage, StageKind, Triggers, When, nearest,
 };
+use crate::domain::Trigger;
 
 /// Most stages in one pipeline: far above real use, low enough to keep checking cheap.
 pub const MAX_STAGES: usize = 1000;
@@ -492,7 +493,7 @@ fn check_stage(
                 events
                     .0
                     .iter()
-                    .filter_map(|event| match Trigger::parse(&event.value) {
+                    .filter_map(|event| match event.value.parse::<Trigger>().ok() {
                         Some(trigger) => Some(trigger),
                         None => {
                             findings.at(

@@ -1,17 +1,8 @@
 //! Which events start a pipeline (`on`), which stages run (`when`), and `[skip ci]`.
 
 use super::{Pattern, Pipeline, When};
-pub use crate::webhook::Trigger;
-use crate::webhook::{Event, EventKind, GitRef};
-
-/// Files a push or pull request changed, where known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChangedPaths {
-    Known(Vec<String>),
-    /// Neither the payload nor the checkout could tell (a new branch, a cut commit list):
-    /// `paths` filters then let the pipeline run rather than silently skip it.
-    Unknown,
-}
+use crate::domain::{ChangedPaths, GitRef, Trigger};
+use crate::webhook::{Event, EventKind};
 
 /// What matching needs to know about an event.
 #[derive(Debug, Clone)]
@@ -23,20 +14,6 @@ pub struct EventFacts<'a> {
     /// The branch a pull request targets.
     pub base_branch: Option<&'a str>,
     pub changed_paths: &'a ChangedPaths,
-}
-
-impl ChangedPaths {
-    /// What the payload says, if it says it (GitHub, GitLab and new Gitea list the files of
-    /// the pushed commits when the list is whole; pull request events never do).
-    pub fn from_event(event: &Event) -> Self {
-        match &event.kind {
-            EventKind::Push(push) => match &push.changed_paths {
-                Some(paths) => ChangedPaths::Known(paths.clone()),
-                None => ChangedPaths::Unknown,
-            },
-            _ => ChangedPaths::Unknown,
-        }
-    }
 }
 
 impl<'a> EventFacts<'a> {

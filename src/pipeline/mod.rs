@@ -17,11 +17,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use globset::{GlobBuilder, GlobMatcher};
+
+use crate::domain::Trigger;
 use serde::Serialize;
 
 pub use file::MAX_FILE_BYTES;
 pub(crate) use file::{diagnostic_from_yaml_error, strict_yaml_options};
-pub use matching::{ChangedPaths, EventFacts, Trigger, skip_ci_requested};
+pub use matching::{EventFacts, skip_ci_requested};
 pub use plan::{Plan, PlanError, PlannedStage, RunContext, StageAction};
 pub use vars::BUILTIN_VARS;
 

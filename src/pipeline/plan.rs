@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use super::matching::{ChangedPaths, EventFacts, Trigger};
+use super::matching::EventFacts;
 use super::vars::{self, IMAGE_VARS};
 use super::{BumpMode, BumpPin, Diagnostic, Pattern, Pipeline, StageKind};
-use crate::config::Secret;
-use crate::webhook::{Event, EventKind, GitRef};
+use crate::domain::{ChangedPaths, GitRef, Secret, Trigger};
+use crate::webhook::{Event, EventKind};
 
 /// Everything about a run that a plan depends on.
 #[derive(Debug, Clone)]

@@ -3,10 +3,9 @@
 
 use anyhow::{Context, bail};
 
-use crate::config::{Secret, Settings};
+use crate::config::Settings;
+use crate::domain::{ChangedPaths, CommitSha, Forge, Secret};
 use crate::git::Git;
-use crate::pipeline::ChangedPaths;
-use crate::webhook::{CommitSha, Forge};
 
 /// URL schemes a checkout may use. Anything else (`ext::`, a leading `-`) could make git run
 /// commands or read options.

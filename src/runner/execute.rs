@@ -17,43 +17,11 @@ use super::engine::{
 };
 use super::logs::{LineSplitter, Masker};
 use crate::config::{RegistryCredentials, RunnerSettings};
+use crate::domain::{Forge, StageState};
 use crate::gitops::bump::{BumpRequest, BumpSource, Bumper, ConfigRepo};
 use crate::gitops::edit::NewImage;
 use crate::pipeline::{BumpPin, Plan, PlannedStage, StageAction};
 use crate::store::BumpReport;
-use crate::webhook::Forge;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StageState {
-    Pending,
-    Running,
-    Success,
-    Failure,
-    /// Not run: excluded by `when`, or a stage it needs did not succeed.
-    Skipped,
-    Canceled,
-    /// Gantry could not run it (the engine failed, an image could not be pulled).
-    Error,
-}
-
-impl StageState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageState::Pending => "pending",
-            StageState::Running => "running",
-            StageState::Success => "success",
-            StageState::Failure => "failure",
-            StageState::Skipped => "skipped",
-            StageState::Canceled => "canceled",
-            StageState::Error => "error",
-        }
-    }
-
-    fn is_done_ok(self) -> bool {
-        matches!(self, StageState::Success | StageState::Skipped)
-    }
-}
 
 /// How one stage ended.
 #[derive(Debug, Clone, Serialize)]

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use super::execute::{Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome, StageState};
-use crate::config::{RunnerSettings, Secret};
+use super::execute::{Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome};
+use crate::config::RunnerSettings;
+use crate::domain::{ChangedPaths, Secret, StageState, Trigger};
 use crate::git::Git;
-use crate::pipeline::{self, ChangedPaths, RunContext, Trigger};
+use crate::pipeline::{self, RunContext};
 use crate::runner::Engine;
 
 /// What `gantry run` was asked to do.

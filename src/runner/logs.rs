@@ -4,7 +4,7 @@
 //! [`MAX_LINE_BYTES`] is cut into several so one runaway line cannot grow memory. Secrets are
 //! masked per whole line, so a value split across two chunks is still caught.
 
-use crate::config::Secret;
+use crate::domain::Secret;
 
 /// Longest line kept whole. Longer output without a newline (a progress bar, a minified
 /// file) is split into lines of this size.

@@ -13,7 +13,5 @@ mod record;
 pub mod scheduler;
 
 pub use engine::{DockerError, Engine, EngineError, RUN_LABEL, WORKSPACE_DIR};
-pub use execute::{
-    BumpSetup, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome, StageState,
-};
+pub use execute::{BumpSetup, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome};
 pub use scheduler::Scheduler;

@@ -5,13 +5,13 @@
 
 use anyhow::Context;
 
-use super::StageState;
 use super::checkout::{Checkout, forge_token};
 use crate::config::{RepoSettings, Settings};
+use crate::domain::{ChangedPaths, GitRef, StageState};
 use crate::forge::Forges;
-use crate::pipeline::{self, ChangedPaths, Plan, RunContext, skip_ci_requested};
+use crate::pipeline::{self, Plan, RunContext, skip_ci_requested};
 use crate::store::ClaimedRun;
-use crate::webhook::{EventKind, GitRef};
+use crate::webhook::EventKind;
 
 /// A run whose commit is fetched and whose pipeline files are read and fitted to the event.
 pub struct Prepared {
@@ -104,7 +104,7 @@ pub async fn prepare(
     let checkout = Checkout::fetch(&url, &request.commit_sha, fallback_ref.as_deref(), token)
         .await
         .with_context(|| format!("checking out {}", request.commit_sha))?;
-    let changed = match ChangedPaths::from_event(event) {
+    let changed = match event.changed_paths() {
         ChangedPaths::Unknown => {
             checkout
                 .changed_since(&url, before.as_ref(), &request.commit_sha)

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::execute::{Observer, StageOutcome, StageState};
-use crate::forge::{CommitStatus, StatusState, clamp_description, status_context};
+use super::execute::{Observer, StageOutcome};
+use crate::domain::{CommitStatus, StageState, StatusState};
+use crate::forge::{clamp_description, status_context};
 use crate::store::{BumpReport, LogChunk, StageUpdate, Store};
 
 /// Output is stored when a stage's buffer reaches this size…
@@ -169,7 +170,7 @@ async fn write(
                     pipeline: &key.0,
                     stage: &key.1,
                     position: positions.get(&key).copied().unwrap_or(0),
-                    state: state.as_str(),
+                    state,
                     exit_code: outcome.as_ref().and_then(|o| o.exit_code),
                     message: outcome.as_ref().and_then(|o| o.message.as_deref()),
                     attempts: outcome.as_ref().map_or(0, |o| i64::from(o.attempts)),

@@ -12,14 +12,18 @@ use anyhow::Context;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::execute::{Executor, Observer, PipelineJob, PipelineOutcome, StageState, overall};
+use super::execute::{Executor, Observer, PipelineJob, PipelineOutcome, overall};
 use super::prepare::{Prepared, Skip, Verdict, prepare};
 use super::record::{Recorder, StatusTemplate};
 use crate::config::Settings;
-use crate::forge::{CommitStatus, Forges, StatusState};
-use crate::store::{Backend, ClaimedRun, RunState, Store};
+use crate::domain::{CommitStatus, RunState, StageState, StatusState};
+use crate::forge::Forges;
+use crate::store::{Backend, ClaimedRun, Store};
 
+mod abandoned;
 mod announce;
+
+pub use abandoned::resolve_abandoned_pipelines;
 
 /// How often a busy runner says it still owns its runs (and looks for cancel requests).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -86,7 +90,7 @@ impl Scheduler {
             status: CommitStatus {
                 forge: event.forge,
                 repo: claimed.repo.clone(),
-                sha: request.commit_sha.to_string(),
+                sha: request.commit_sha.clone(),
                 git_ref: request.git_ref.name().to_owned(),
                 context: String::new(),
                 state: StatusState::Pending,
@@ -153,7 +157,7 @@ impl Scheduler {
             if let Err(err) = self.store.supersede_older_runs().await {
                 tracing::error!(error = %format!("{err:#}"), "superseding older runs failed");
             }
-            if let Err(err) = self.store.resolve_abandoned_pipelines().await {
+            if let Err(err) = resolve_abandoned_pipelines(&self.store).await {
                 tracing::error!(error = %format!("{err:#}"), "resolving abandoned pipelines failed");
             }
             while let Ok(permit) = slots.clone().try_acquire_owned() {
@@ -219,7 +223,7 @@ impl Scheduler {
             metrics
                 .runs
                 .get_or_create(&RunLabels {
-                    repo: claimed.repo.clone(),
+                    repo: claimed.repo.to_string(),
                     result: state.as_str(),
                 })
                 .inc();
@@ -259,7 +263,7 @@ impl Scheduler {
                 } => (name, file, state, description),
             };
             self.store
-                .set_pipeline(claimed.id, &name, &file, state.as_str(), Some(&description))
+                .set_pipeline(claimed.id, &name, &file, state, Some(&description))
                 .await?;
             if state == StageState::Error {
                 self.report(
@@ -281,7 +285,7 @@ impl Scheduler {
                     claimed.id,
                     &plan.pipeline,
                     &plan.file,
-                    StageState::Running.as_str(),
+                    StageState::Running,
                     None,
                 )
                 .await?;
@@ -301,7 +305,7 @@ impl Scheduler {
                         pipeline: &plan.pipeline,
                         stage: &stage.name,
                         position: position as i64,
-                        state: StageState::Pending.as_str(),
+                        state: StageState::Pending,
                         exit_code: None,
                         message: None,
                         attempts: 0,
@@ -361,7 +365,7 @@ impl Scheduler {
                     claimed.id,
                     &name,
                     &file,
-                    outcome.state.as_str(),
+                    outcome.state,
                     description.as_deref(),
                 )
                 .await?;

@@ -8,16 +8,36 @@ use sqlx::Row;
 
 use super::results::upsert_pipeline;
 use super::statuses::insert_status;
-use super::{ClaimedRun, RunState, now_millis};
-use crate::forge::{CommitStatus, StatusState, clamp_description, status_context};
+use super::{ClaimedRun, now_millis};
+use crate::domain::{CommitStatus, RunState, StageState, StatusState};
 
 /// One pipeline of a waiting run, as announced.
 #[derive(Debug, Clone)]
 pub struct AnnouncedPipeline<'a> {
     pub pipeline: &'a str,
     pub file: &'a str,
-    pub state: &'a str,
+    pub state: StageState,
     pub description: Option<&'a str>,
+}
+
+/// A pipeline that a finished run left pending or running, with how its run ended.
+#[derive(Debug, Clone)]
+pub struct AbandonedPipeline {
+    pub run_id: i64,
+    pub pipeline: String,
+    pub run_state: RunState,
+    pub run_description: Option<String>,
+}
+
+/// How an abandoned pipeline ends: its own state, and the status the forge gets where it
+/// last heard pending or running.
+#[derive(Debug, Clone)]
+pub struct Resolution<'a> {
+    pub state: StageState,
+    pub status: StatusState,
+    /// The status context the pipeline reported under.
+    pub context: &'a str,
+    pub description: &'a str,
 }
 
 /// Pipeline (and stage) states that a finished run must not keep.
@@ -98,10 +118,8 @@ impl super::Store {
         Ok(true)
     }
 
-    /// Ends the pipelines (and their stages) that finished runs left pending or running,
-    /// with the run's own end as the reason, and queues the matching status where the
-    /// forge last heard pending or running. Returns how many pipelines were resolved.
-    pub async fn resolve_abandoned_pipelines(&self) -> anyhow::Result<u64> {
+    /// Pipelines that finished runs left pending or running.
+    pub async fn abandoned_pipelines(&self) -> anyhow::Result<Vec<AbandonedPipeline>> {
         let rows = sqlx::query(&format!(
             "SELECT p.run_id, p.pipeline, r.state, r.description FROM run_pipelines AS p \
              JOIN runs AS r ON r.id = p.run_id \
@@ -110,41 +128,27 @@ impl super::Store {
         .fetch_all(self.pool())
         .await
         .context("looking for abandoned pipelines")?;
-        let mut resolved = 0;
-        for row in rows {
-            let run_id: i64 = row.try_get(0)?;
-            let pipeline: String = row.try_get(1)?;
-            let run_state: String = row.try_get(2)?;
-            let description: Option<String> = row.try_get(3)?;
-            let (state, status) = match RunState::parse(&run_state) {
-                Some(RunState::Canceled) => ("canceled", StatusState::Canceled),
-                _ => ("error", StatusState::Error),
-            };
-            let description = clamp_description(
-                description
-                    .as_deref()
-                    .unwrap_or("the run ended before this pipeline did"),
-            );
-            if self
-                .resolve_pipeline(run_id, &pipeline, state, status, &description)
-                .await?
-            {
-                resolved += 1;
-            }
-        }
-        if resolved > 0 {
-            self.statuses_queued().notify_one();
-        }
-        Ok(resolved)
+        rows.iter()
+            .map(|row| {
+                Ok(AbandonedPipeline {
+                    run_id: row.try_get(0)?,
+                    pipeline: row.try_get(1)?,
+                    run_state: row.try_get(2)?,
+                    run_description: row.try_get(3)?,
+                })
+            })
+            .collect()
     }
 
-    async fn resolve_pipeline(
+    /// Ends an abandoned pipeline (and its unfinished stages) as `resolution` says, and
+    /// queues a copy of its newest status with the new state, if the forge was told
+    /// pending or running and no newer run took the context over. Returns false, having
+    /// written nothing, when another replica resolved it first.
+    pub async fn resolve_pipeline(
         &self,
         run_id: i64,
         pipeline: &str,
-        state: &str,
-        status: StatusState,
-        description: &str,
+        resolution: &Resolution<'_>,
     ) -> anyhow::Result<bool> {
         let mut tx = self.pool().begin().await.context("starting a resolution")?;
         // The guard: of two replicas resolving one pipeline, one changes the row.
@@ -152,8 +156,8 @@ impl super::Store {
             "UPDATE run_pipelines SET state = $1, description = $2 \
              WHERE run_id = $3 AND pipeline = $4 AND state IN {UNFINISHED}"
         ))
-        .bind(state)
-        .bind(description)
+        .bind(resolution.state)
+        .bind(resolution.description)
         .bind(run_id)
         .bind(pipeline)
         .execute(&mut *tx)
@@ -167,14 +171,12 @@ impl super::Store {
             "UPDATE stages SET state = $1 WHERE run_id = $2 AND pipeline = $3 \
              AND state IN {UNFINISHED}"
         ))
-        .bind(state)
+        .bind(resolution.state)
         .bind(run_id)
         .bind(pipeline)
         .execute(&mut *tx)
         .await
         .context("resolving an abandoned pipeline's stages")?;
-        // A copy of the newest update of this pipeline's status with the new state, if
-        // the forge was told pending or running and no newer run took the context over.
         sqlx::query(&format!(
             "INSERT INTO status_updates (run_id, forge, repo, commit_sha, git_ref, context, \
              state, description, target_url, delivery, next_attempt_at, created_at) \
@@ -186,15 +188,16 @@ impl super::Store {
              WHERE other.repo = last.repo AND other.commit_sha = last.commit_sha \
              AND other.context = last.context AND other.run_id > last.run_id)"
         ))
-        .bind(status.as_str())
-        .bind(description)
+        .bind(resolution.status)
+        .bind(resolution.description)
         .bind(now_millis())
         .bind(run_id)
-        .bind(status_context(pipeline))
+        .bind(resolution.context)
         .execute(&mut *tx)
         .await
         .context("queueing an abandoned pipeline's status")?;
         tx.commit().await.context("committing a resolution")?;
+        self.statuses_queued().notify_one();
         Ok(true)
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::now_millis;
-use crate::gitops::edit::Change;
+use crate::domain::ValueChange;
 
 /// One bump stage's result, as the run shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,7 +16,7 @@ pub struct BumpReport {
     pub branch: String,
     pub file: String,
     pub image: String,
-    pub changes: Vec<Change>,
+    pub changes: Vec<ValueChange>,
     pub commit: Option<String>,
     pub pull_request: Option<String>,
     pub error: Option<String>,

@@ -14,6 +14,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{Backend, now_millis};
+use crate::domain::{Forge, RepoName, RunState};
 use crate::webhook::{Delivery, RunRequest};
 
 /// Most deliveries committed in one transaction: bounds the latency a batch adds to its last
@@ -30,7 +31,8 @@ const QUEUE_CAPACITY: usize = 4096;
 pub struct NewDelivery {
     pub delivery: Delivery,
     pub run: RunRequest,
-    pub repo: String,
+    /// The repo's name as configured (the forge's spelling may differ in case).
+    pub repo: RepoName,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,10 +149,10 @@ async fn insert_batch<T>(
     let mut query = sqlx::query(&sql);
     for (new, _) in batch {
         query = query
-            .bind(new.delivery.event.forge.as_str())
+            .bind(new.delivery.event.forge)
             .bind(new.delivery.id.as_str())
             .bind(new.delivery.event_name.as_str())
-            .bind(new.repo.as_str())
+            .bind(&new.repo)
             .bind(now);
     }
     let rows = query
@@ -159,7 +161,7 @@ async fn insert_batch<T>(
         .context("inserting deliveries")?;
     // Rows come back in no promised order; match them to the batch by key. When one batch
     // holds the same delivery twice, its first occurrence is the one that was recorded.
-    let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+    let mut inserted: HashMap<(Forge, String), i64> = HashMap::with_capacity(rows.len());
     for row in rows {
         inserted.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
     }
@@ -167,7 +169,7 @@ async fn insert_batch<T>(
         .iter()
         .map(|(new, _)| {
             let key = (
-                new.delivery.event.forge.as_str().to_owned(),
+                new.delivery.event.forge,
                 new.delivery.id.as_str().to_owned(),
             );
             inserted.remove(&key)
@@ -193,14 +195,14 @@ async fn insert_batch<T>(
             let run = &new.run;
             query = query
                 .bind(*delivery_row)
-                .bind(new.delivery.event.forge.as_str())
-                .bind(new.repo.as_str())
-                .bind(run.trigger.as_str())
+                .bind(new.delivery.event.forge)
+                .bind(&new.repo)
+                .bind(run.trigger)
                 .bind(run.git_ref.full())
-                .bind(run.commit_sha.as_str().to_owned())
+                .bind(&run.commit_sha)
                 .bind(run.commit_message.clone())
                 .bind(run.pr_number.map(|number| number as i64))
-                .bind(super::RunState::Queued.as_str())
+                .bind(RunState::Queued)
                 .bind(event)
                 .bind(now);
         }

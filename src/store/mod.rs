@@ -23,13 +23,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 use tokio::sync::Notify;
 
-pub use announcements::AnnouncedPipeline;
+pub use announcements::{AbandonedPipeline, AnnouncedPipeline, Resolution};
 pub use bumps::BumpReport;
 pub use intake::{NewDelivery, Recorded};
 pub use locks::LaneLock;
 pub use queue::{ClaimedRun, MAX_ATTEMPTS};
 pub use results::{LogChunk, PipelineResult, StageResult, StageUpdate};
-pub use runs::{Run, RunFilter, RunState};
+pub use runs::{Run, RunFilter};
 pub use statuses::{ClaimedStatus, StatusReport};
 
 /// How long a connection waits for SQLite's write lock before giving up. Writes are short

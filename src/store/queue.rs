@@ -4,14 +4,15 @@
 use anyhow::Context;
 use sqlx::Row;
 
-use super::{Backend, RunState, now_millis};
+use super::{Backend, now_millis};
+use crate::domain::{CommitSha, Forge, RepoName, RunState, Trigger};
 use crate::webhook::Event;
 
 /// A run a runner has claimed.
 #[derive(Debug, Clone)]
 pub struct ClaimedRun {
     pub id: i64,
-    pub repo: String,
+    pub repo: RepoName,
     pub event: Event,
     /// How many times the run has been claimed, this time included.
     pub attempts: i64,
@@ -33,7 +34,7 @@ impl super::Store {
              description = 'superseded by a newer run for the same ref' \
              WHERE state = 'queued' AND trigger_kind <> 'tag' AND {newer_exists}"
         ))
-        .bind(RunState::Canceled.as_str())
+        .bind(RunState::Canceled)
         .bind(now)
         .execute(self.pool())
         .await
@@ -134,7 +135,7 @@ impl super::Store {
             "UPDATE runs SET state = $1, description = $2, finished_at = $3, runner = NULL \
              WHERE id = $4",
         )
-        .bind(state.as_str())
+        .bind(state)
         .bind(description)
         .bind(now_millis())
         .bind(run_id)
@@ -199,13 +200,13 @@ impl super::Store {
             return Ok(None);
         };
         let now = now_millis();
-        let forge: String = old.try_get(0)?;
-        let repo: String = old.try_get(1)?;
+        let forge: Forge = old.try_get(0)?;
+        let repo: RepoName = old.try_get(1)?;
         let delivery: i64 = sqlx::query(
             "INSERT INTO deliveries (forge, delivery_id, event_name, repo, received_at) \
              VALUES ($1, $2, 'rerun', $3, $4) RETURNING id",
         )
-        .bind(&forge)
+        .bind(forge)
         .bind(format!(
             "rerun-of-{run_id}-{}",
             uuid::Uuid::new_v4().simple()
@@ -222,14 +223,14 @@ impl super::Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(delivery)
-        .bind(&forge)
+        .bind(forge)
         .bind(&repo)
-        .bind(old.try_get::<String, _>(2)?)
+        .bind(old.try_get::<Trigger, _>(2)?)
         .bind(old.try_get::<String, _>(3)?)
-        .bind(old.try_get::<String, _>(4)?)
+        .bind(old.try_get::<CommitSha, _>(4)?)
         .bind(old.try_get::<Option<String>, _>(5)?)
         .bind(old.try_get::<Option<i64>, _>(6)?)
-        .bind(RunState::Queued.as_str())
+        .bind(RunState::Queued)
         .bind(old.try_get::<String, _>(7)?)
         .bind(now)
         .fetch_one(&mut *tx)

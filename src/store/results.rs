@@ -5,12 +5,13 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::now_millis;
+use crate::domain::StageState;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PipelineResult {
     pub pipeline: String,
     pub file: String,
-    pub state: String,
+    pub state: StageState,
     pub description: Option<String>,
     pub stages: Vec<StageResult>,
 }
@@ -18,7 +19,7 @@ pub struct PipelineResult {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StageResult {
     pub stage: String,
-    pub state: String,
+    pub state: StageState,
     pub exit_code: Option<i64>,
     pub message: Option<String>,
     pub attempts: i64,
@@ -33,7 +34,7 @@ pub struct StageUpdate<'a> {
     pub pipeline: &'a str,
     pub stage: &'a str,
     pub position: i64,
-    pub state: &'a str,
+    pub state: StageState,
     pub exit_code: Option<i64>,
     pub message: Option<&'a str>,
     pub attempts: i64,
@@ -58,7 +59,7 @@ pub(super) async fn upsert_pipeline<'c, E>(
     run_id: i64,
     pipeline: &str,
     file: &str,
-    state: &str,
+    state: StageState,
     description: Option<&str>,
 ) -> anyhow::Result<()>
 where
@@ -86,7 +87,7 @@ impl super::Store {
         run_id: i64,
         pipeline: &str,
         file: &str,
-        state: &str,
+        state: StageState,
         description: Option<&str>,
     ) -> anyhow::Result<()> {
         upsert_pipeline(self.pool(), run_id, pipeline, file, state, description).await

@@ -5,60 +5,22 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::domain::{CommitSha, Forge, RepoName, RunState, Trigger};
 use crate::webhook::Event;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    Queued,
-    Running,
-    Success,
-    Failure,
-    Error,
-    Canceled,
-    Skipped,
-}
-
-impl RunState {
-    pub const ALL: [RunState; 7] = [
-        RunState::Queued,
-        RunState::Running,
-        RunState::Success,
-        RunState::Failure,
-        RunState::Error,
-        RunState::Canceled,
-        RunState::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Queued => "queued",
-            RunState::Running => "running",
-            RunState::Success => "success",
-            RunState::Failure => "failure",
-            RunState::Error => "error",
-            RunState::Canceled => "canceled",
-            RunState::Skipped => "skipped",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|state| state.as_str() == name)
-    }
-}
 
 /// A run as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
     pub id: i64,
-    pub forge: String,
-    pub repo: String,
-    pub trigger: String,
+    pub forge: Forge,
+    pub repo: RepoName,
+    pub trigger: Trigger,
+    /// In full: `refs/heads/main`.
     pub git_ref: String,
-    pub commit_sha: String,
+    pub commit_sha: CommitSha,
     pub commit_message: Option<String>,
     pub pr_number: Option<i64>,
-    pub state: String,
+    pub state: RunState,
     /// Why the run ended as it did, when that needs saying (interrupted, superseded).
     pub description: Option<String>,
     /// How many times a runner took the run (more than one: it was interrupted).
@@ -75,7 +37,7 @@ pub struct Run {
 /// Which runs to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
-    pub repo: Option<String>,
+    pub repo: Option<RepoName>,
     pub state: Option<RunState>,
     /// Only runs with an id below this (the last id of the previous page).
     pub before: Option<i64>,
@@ -95,8 +57,8 @@ impl super::Store {
              AND ($3 IS NULL OR runs.id < $3) ORDER BY runs.id DESC LIMIT $4"
         );
         let rows = sqlx::query(&sql)
-            .bind(filter.repo.as_deref())
-            .bind(filter.state.map(RunState::as_str))
+            .bind(filter.repo.clone())
+            .bind(filter.state)
             .bind(filter.before)
             .bind(i64::from(filter.limit))
             .fetch_all(self.pool())
@@ -121,7 +83,7 @@ impl super::Store {
     /// Runs waiting for a runner.
     pub async fn queue_depth(&self) -> anyhow::Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) FROM runs WHERE state = $1")
-            .bind(RunState::Queued.as_str())
+            .bind(RunState::Queued)
             .fetch_one(self.pool())
             .await
             .context("counting queued runs")?;

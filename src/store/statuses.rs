@@ -5,8 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::now_millis;
-use crate::forge::{CommitStatus, StatusState};
-use crate::webhook::Forge;
+use crate::domain::{CommitStatus, DeliveryState, Forge, StatusState};
 
 /// A queued update the reporter has claimed.
 #[derive(Debug, Clone)]
@@ -25,11 +24,10 @@ pub struct ClaimedStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub context: String,
-    pub state: String,
+    pub state: StatusState,
     pub description: String,
     pub target_url: String,
-    /// waiting, sending, delivered, superseded or failed.
-    pub delivery: String,
+    pub delivery: DeliveryState,
     pub attempts: i64,
     pub last_error: Option<String>,
 }
@@ -51,12 +49,12 @@ where
          AND context = $6 AND run_id > $1)",
     )
     .bind(run_id)
-    .bind(status.forge.as_str())
+    .bind(status.forge)
     .bind(&status.repo)
     .bind(&status.sha)
     .bind(&status.git_ref)
     .bind(&status.context)
-    .bind(status.state.as_str())
+    .bind(status.state)
     .bind(&status.description)
     .bind(&status.target_url)
     .bind(now_millis())
@@ -129,11 +127,7 @@ impl super::Store {
             .await
             .context("claiming a status update")?;
             let Some(row) = row else { continue };
-            let forge = row
-                .try_get::<String, _>(0)?
-                .parse::<Forge>()
-                .map_err(anyhow::Error::msg)?;
-            let state: String = row.try_get(5)?;
+            let forge: Forge = row.try_get(0)?;
             let context: String = row.try_get(4)?;
             // Only GitHub check runs are created once and updated after.
             let remote_id: Option<String> = match forge {
@@ -161,7 +155,7 @@ impl super::Store {
                     sha: row.try_get(2)?,
                     git_ref: row.try_get(3)?,
                     context,
-                    state: StatusState::parse(&state).context("unknown stored status state")?,
+                    state: row.try_get(5)?,
                     description: row.try_get(6)?,
                     target_url: row.try_get(7)?,
                 },

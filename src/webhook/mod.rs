@@ -12,12 +12,10 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-pub use event::{
-    CommitSha, Event, EventKind, Forge, GitRef, PullRequest, PullRequestAction, Push, Repo,
-    RepoName, RunRequest, Trigger,
-};
+pub use event::{Event, EventKind, PullRequest, PullRequestAction, Push, Repo, RunRequest};
 
 use crate::config::Settings;
+use crate::domain::Forge;
 
 /// Why a delivery was refused. Each variant maps to one HTTP status in `http::hooks`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,6 +32,22 @@ pub enum WebhookError {
 pub trait Headers {
     /// The header's value, if present and valid UTF-8. Names are case-insensitive.
     fn get(&self, name: &str) -> Option<&str>;
+}
+
+/// Headers as `(name, value)` pairs, looked up case-insensitively like HTTP's: what tests
+/// and tools that build a delivery by hand pass.
+impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(key, _)| key.as_ref().eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_ref())
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> Headers for Vec<(N, V)> {
+    fn get(&self, name: &str) -> Option<&str> {
+        Headers::get(self.as_slice(), name)
+    }
 }
 
 /// A delivery that passed verification and parsing.
@@ -80,7 +94,7 @@ impl DeliveryId {
 /// Verifies and parses one delivery. `now` is the clock for GitLab's signature timestamps.
 pub fn receive(
     forge: Forge,
-    headers: &impl Headers,
+    headers: &(impl Headers + ?Sized),
     body: &[u8],
     settings: &Settings,
     now: SystemTime,
@@ -95,7 +109,7 @@ pub fn receive(
 
 /// The first of `names` that the request carries, with its value.
 fn first_header<'h>(
-    headers: &'h impl Headers,
+    headers: &'h (impl Headers + ?Sized),
     names: &[&'static str],
 ) -> Option<(&'static str, &'h str)> {
     names
@@ -107,31 +121,6 @@ fn delivery_id(raw: Option<String>, body: &[u8]) -> DeliveryId {
     match raw {
         Some(id) if !id.trim().is_empty() => DeliveryId::new(id),
         _ => DeliveryId::from_body(body),
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod test_headers {
-    use super::Headers;
-
-    /// Headers for unit tests, looked up case-insensitively like HTTP's.
-    #[derive(Default)]
-    pub struct TestHeaders(pub Vec<(String, String)>);
-
-    impl TestHeaders {
-        pub fn with(mut self, name: &str, value: &str) -> Self {
-            self.0.push((name.to_owned(), value.to_owned()));
-            self
-        }
-    }
-
-    impl Headers for TestHeaders {
-        fn get(&self, name: &str) -> Option<&str> {
-            self.0
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value.as_str())
-        }
     }
 }
 

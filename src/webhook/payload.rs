@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{CommitSha, GitRef, WebhookError};
+use super::WebhookError;
+use crate::domain::{CommitSha, GitRef};
 
 /// Deserialises a payload; a failure names the field that was missing or of the wrong type.
 pub(super) fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookError> {

@@ -1,9 +1,8 @@
 //! HMAC-SHA256 checks shared by the forges' signature schemes.
 
+use crate::domain::Secret;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-
-use crate::config::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 

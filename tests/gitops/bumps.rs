@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use gantry::gitops::bump::{
-    Author, BumpError, BumpRequest, BumpSource, Bumper, ConfigRepo as Target, GitAuth,
+    Author, BumpError, BumpRequest, BumpSource, Bumper, ConfigRepo as Target,
 };
 use gantry::gitops::edit::NewImage;
 use gantry::pipeline::BumpMode;
 
 use crate::repos::ConfigRepo;
+use gantry::git::GitAuth;
 
 const OVERLAY: &str = "apps/web/overlays/dev/kustomization.yaml";
 const OVERLAY_TEXT: &str = "\

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use base64::Engine as _;
-use gantry::config::Secret;
-use gantry::gitops::bump::{Author, Bumper, GitAuth};
+use gantry::gitops::bump::{Author, Bumper};
 use tokio::io::AsyncWriteExt;
 
 use crate::bumps::request;
 use crate::repos::ConfigRepo;
+use gantry::domain::Secret;
+use gantry::git::GitAuth;
 
 const TOKEN: &str = "ghs_0123456789abcdefSECRET";
 const OVERLAY: &str = "overlays/prod/kustomization.yaml";

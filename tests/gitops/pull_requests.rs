@@ -3,13 +3,14 @@
 
 use gantry::config::Settings;
 use gantry::forge::Forges;
-use gantry::gitops::bump::{Author, Bumper, GitAuth};
+use gantry::gitops::bump::{Author, Bumper};
 use gantry::pipeline::BumpMode;
-use gantry::webhook::Forge;
 
 use crate::bumps::request;
 use crate::fake_pulls::{FakePulls, Kind, TOKEN};
 use crate::repos::{ConfigRepo, git};
+use gantry::domain::Forge;
+use gantry::git::GitAuth;
 
 const FILE: &str = "values.yaml";
 const VALUES: &str = "image:\n  repository: registry.example.com/acme/web\n  tag: v1\n";

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gantry::gitops::bump::{Author, Bumper, GitAuth};
+use gantry::gitops::bump::{Author, Bumper};
 
 use crate::bumps::request;
 use crate::repos::ConfigRepo;
+use gantry::git::GitAuth;
 
 const FILE: &str = "kustomization.yaml";
 

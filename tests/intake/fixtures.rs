@@ -4,9 +4,10 @@
 
 use std::time::SystemTime;
 
-use gantry::webhook::{self, Forge, Headers};
+use gantry::webhook::{self, Headers};
 
 use crate::helpers::{self, TestApp, fixture};
+use gantry::domain::Forge;
 
 /// Each fixture with the event header its forge sends with it, and the answer Gantry owes.
 /// 202: a run is queued. 200: a ping or an event Gantry does not act on.

@@ -1,8 +1,10 @@
 //! The same store behaviour on SQLite and PostgreSQL.
 
-use gantry::forge::{CommitStatus, StatusState};
-use gantry::store::{AnnouncedPipeline, NewDelivery, Recorded, RunFilter, RunState, Store};
-use gantry::webhook::{self, Forge};
+use gantry::domain::{CommitStatus, Forge, RunState, StageState, StatusState, Trigger};
+use gantry::git::GitAuth;
+use gantry::runner::scheduler::resolve_abandoned_pipelines;
+use gantry::store::{AnnouncedPipeline, NewDelivery, Recorded, RunFilter, Store};
+use gantry::webhook;
 
 use crate::git_cli::bare_repo_of;
 use crate::helpers::{Backend, fixture, fresh_store_url, signed};
@@ -75,11 +77,14 @@ async fn records_and_reads_back_a_run(backend: Backend) {
         panic!("first delivery must queue a run");
     };
     let run = store.run(run_id).await.unwrap().expect("run is stored");
-    assert_eq!(run.state, "queued");
-    assert_eq!(run.repo, "Codertocat/Hello-World");
-    assert_eq!(run.trigger, "push");
+    assert_eq!(run.state, RunState::Queued);
+    assert_eq!(run.repo.as_str(), "Codertocat/Hello-World");
+    assert_eq!(run.trigger, Trigger::Push);
     assert_eq!(run.git_ref, "refs/heads/master");
-    assert_eq!(run.commit_sha, "199eddf46df50de8d02e99bf1c5fdb4101338224");
+    assert_eq!(
+        run.commit_sha.as_str(),
+        "199eddf46df50de8d02e99bf1c5fdb4101338224"
+    );
     assert_eq!(run.delivery_id, new.delivery.id.as_str());
     assert_eq!(run.event.as_ref(), Some(&new.delivery.event));
     assert!(store.run(run_id + 1000).await.unwrap().is_none());
@@ -229,7 +234,7 @@ fn ci_status(state: StatusState, description: &str) -> CommitStatus {
     CommitStatus {
         forge: Forge::Github,
         repo: "Codertocat/Hello-World".into(),
-        sha: "199eddf46df50de8d02e99bf1c5fdb4101338224".into(),
+        sha: "199eddf46df50de8d02e99bf1c5fdb4101338224".parse().unwrap(),
         git_ref: "master".into(),
         context: "gantry/ci".into(),
         state,
@@ -248,7 +253,7 @@ async fn announcements_and_abandoned_pipelines(backend: Backend) {
     let pipeline = AnnouncedPipeline {
         pipeline: "ci",
         file: ".gantry/ci.yml",
-        state: "pending",
+        state: StageState::Pending,
         description: Some("queued"),
     };
     let pending = ci_status(StatusState::Pending, "queued");
@@ -298,10 +303,10 @@ async fn announcements_and_abandoned_pipelines(backend: Backend) {
     );
 
     // Nothing to resolve while the run waits; once it is canceled, its pipeline ends once.
-    assert_eq!(store.resolve_abandoned_pipelines().await.unwrap(), 0);
+    assert_eq!(resolve_abandoned_pipelines(&store).await.unwrap(), 0);
     assert!(store.request_cancel(waiting).await.unwrap());
-    assert_eq!(store.resolve_abandoned_pipelines().await.unwrap(), 1);
-    assert_eq!(store.resolve_abandoned_pipelines().await.unwrap(), 0);
+    assert_eq!(resolve_abandoned_pipelines(&store).await.unwrap(), 1);
+    assert_eq!(resolve_abandoned_pipelines(&store).await.unwrap(), 0);
     let pipelines = store.pipeline_results(waiting).await.unwrap();
     assert_eq!(
         (
@@ -365,7 +370,7 @@ async fn bumps_are_recorded_and_read_back(backend: Backend) {
         branch: "main".into(),
         file: "apps/web/kustomization.yaml".into(),
         image: "registry.example.com/acme/web".into(),
-        changes: vec![gantry::gitops::edit::Change {
+        changes: vec![gantry::domain::ValueChange {
             line: 7,
             place: "images[0].newTag".into(),
             old: Some("v1".into()),
@@ -413,7 +418,7 @@ on_both_backends!(lane_locks, lane_locks_make_replicas_take_turns);
 /// pushes is rejected (without the lock they race, as the gitops tests show).
 #[tokio::test]
 async fn replicas_sharing_postgres_never_race_each_others_pushes() {
-    use gantry::gitops::bump::{Author, BumpRequest, Bumper, ConfigRepo, GitAuth};
+    use gantry::gitops::bump::{Author, BumpRequest, Bumper, ConfigRepo};
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_store_url(Backend::Postgres, dir.path()).await;
     let work = dir.path().join("work");

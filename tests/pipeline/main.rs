@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
-use gantry::config::{Secret, Settings};
-use gantry::pipeline::{self, ChangedPaths, EventFacts, Pipeline, RunContext, StageAction};
-use gantry::webhook::{self, Event, Forge, Headers, signature::hmac_hex};
+use gantry::config::Settings;
+use gantry::domain::{ChangedPaths, Forge, Secret};
+use gantry::pipeline::{self, EventFacts, Pipeline, RunContext, StageAction};
+use gantry::webhook::{self, Event, Headers, signature::hmac_hex};
 
 mod robustness;
 mod validate_stage;
@@ -78,7 +79,7 @@ fn pipeline(yaml: &str) -> Pipeline {
 }
 
 fn triggered(pipeline: &Pipeline, event: &Event) -> bool {
-    let changed = ChangedPaths::from_event(event);
+    let changed = event.changed_paths();
     let facts = EventFacts::from_event(event, &changed).expect("event asks for a run");
     pipeline.triggered_by(&facts)
 }
@@ -148,7 +149,7 @@ fn paths_filter_on_the_files_the_payload_lists() {
         "push",
         "github/push/octokit__with-new-branch.json",
     );
-    assert_eq!(ChangedPaths::from_event(&new_branch), ChangedPaths::Unknown);
+    assert_eq!(new_branch.changed_paths(), ChangedPaths::Unknown);
     assert!(triggered(&src, &new_branch));
 }
 
@@ -207,14 +208,8 @@ fn plan(
     event: &Event,
     secrets: &BTreeMap<String, Secret>,
 ) -> Result<Option<pipeline::Plan>, pipeline::PlanError> {
-    let context = RunContext::for_event(
-        7,
-        event,
-        "/workspace",
-        ChangedPaths::from_event(event),
-        secrets,
-    )
-    .unwrap();
+    let context =
+        RunContext::for_event(7, event, "/workspace", event.changed_paths(), secrets).unwrap();
     p.plan(&context)
 }
 

@@ -5,16 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gantry::config::{RegistryCredentials, RunnerSettings, Secret};
-use gantry::pipeline::{self, ChangedPaths, RunContext, Trigger};
-use gantry::runner::{
-    Engine, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome, StageState,
-};
+use gantry::config::{RegistryCredentials, RunnerSettings};
+use gantry::pipeline::{self, RunContext};
+use gantry::runner::{Engine, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::{checkout, image};
 
 use crate::registry::{PASSWORD, Registry, USER};
+use gantry::domain::{ChangedPaths, Secret, StageState, Trigger};
 
 #[derive(Default)]
 struct Lines(Mutex<Vec<(String, String)>>);

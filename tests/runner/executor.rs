@@ -4,14 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gantry::config::{RunnerSettings, Secret};
-use gantry::pipeline::{self, ChangedPaths, RunContext, Trigger};
-use gantry::runner::{
-    Engine, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome, StageState,
-};
+use gantry::config::RunnerSettings;
+use gantry::pipeline::{self, RunContext};
+use gantry::runner::{Engine, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkout;
+use gantry::domain::{ChangedPaths, Secret, StageState, Trigger};
 
 #[derive(Default)]
 struct Recorder {

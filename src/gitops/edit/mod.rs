@@ -28,6 +28,7 @@ use std::ops::Range;
 use granit_parser::ScalarStyle;
 use serde_json::Value;
 
+use crate::domain::ValueChange;
 pub use reference::{ImageRef, ReferenceError};
 use tree::{Map, Node, Parsed, Scalar};
 
@@ -44,22 +45,11 @@ pub struct NewImage {
     pub key: Option<String>,
 }
 
-/// One value the edit changed (or inserted).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Change {
-    pub line: usize,
-    /// Where in the document, e.g. `images[0].newTag`.
-    pub place: String,
-    /// `None` for a key the edit added.
-    pub old: Option<String>,
-    pub new: String,
-}
-
 /// The edited file; `changes` is empty when every value was already in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edited {
     pub text: String,
-    pub changes: Vec<Change>,
+    pub changes: Vec<ValueChange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -705,7 +695,7 @@ fn write(text: &str, parsed: &Parsed, mut targets: Vec<Target>) -> Result<Edited
         match &target.kind {
             TargetKind::Replace { range, style, old } => {
                 edited.replace_range(range.clone(), &written(&target.new, *style));
-                changes.push(Change {
+                changes.push(ValueChange {
                     line: line_column(text, range.start).0,
                     place: place(&target.path),
                     old: Some(old.clone()),
@@ -728,7 +718,7 @@ fn write(text: &str, parsed: &Parsed, mut targets: Vec<Target>) -> Result<Edited
                     None => (text.len(), format!("{line_end}{line}{line_end}")),
                 };
                 edited.insert_str(at, &inserted);
-                changes.push(Change {
+                changes.push(ValueChange {
                     line: line_column(text, at).0,
                     place: place(&target.path),
                     old: None,

@@ -6,8 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use super::Scheduler;
-use crate::forge::StatusState;
-use crate::runner::StageState;
+use crate::domain::{StageState, StatusState};
 use crate::runner::prepare::{Skip, Verdict, prepare};
 use crate::store::{AnnouncedPipeline, ClaimedRun};
 
@@ -77,7 +76,7 @@ impl Scheduler {
             pipelines.push(AnnouncedPipeline {
                 pipeline: name,
                 file,
-                state: state.as_str(),
+                state,
                 description: Some(description),
             });
             if let (Some(template), Some(status)) = (&template, status) {

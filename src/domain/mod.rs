@@ -1,0 +1,24 @@
+//! The values and states that the rest of Gantry shares: forges, repos, commits and refs,
+//! secrets, and the states of runs, stages and commit statuses.
+//!
+//! This is the bottom layer: it imports nothing else of the crate, so every other module may
+//! depend on it and none needs to depend on another merely to name one of these. Each value
+//! keeps one string form, used alike in the API's JSON, the store's columns, the CLI and
+//! the pages.
+
+#[macro_use]
+mod text;
+mod change;
+mod forge;
+mod repo;
+mod secret;
+mod state;
+mod status;
+
+pub use change::{ChangedPaths, ValueChange};
+pub use forge::Forge;
+pub use repo::{CommitSha, GitRef, RepoName, Trigger};
+pub use secret::Secret;
+pub use state::{DeliveryState, RunState, StageState, StatusState};
+pub use status::CommitStatus;
+pub use text::UnknownName;

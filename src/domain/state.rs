@@ -1,0 +1,78 @@
+//! The states of a run, of its pipelines and stages, of a commit status, and of the
+//! delivery of a status to its forge.
+
+named_enum! {
+    /// Where a run is: waiting, being run, or ended (and how).
+    pub enum RunState as "run state" {
+        Queued = "queued",
+        Running = "running",
+        Success = "success",
+        Failure = "failure",
+        Error = "error",
+        Canceled = "canceled",
+        Skipped = "skipped",
+    }
+}
+
+impl RunState {
+    /// Whether the run has ended.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RunState::Queued | RunState::Running)
+    }
+}
+
+named_enum! {
+    /// A stage's state; a pipeline's state is the worst of its stages'.
+    pub enum StageState as "stage state" {
+        Pending = "pending",
+        Running = "running",
+        Success = "success",
+        Failure = "failure",
+        /// Not run: excluded by `when`, or a stage it needs did not succeed.
+        Skipped = "skipped",
+        Canceled = "canceled",
+        /// Gantry could not run it (the engine failed, an image could not be pulled).
+        Error = "error",
+    }
+}
+
+impl StageState {
+    /// Whether stages that need this one may run after it.
+    pub fn is_done_ok(self) -> bool {
+        matches!(self, StageState::Success | StageState::Skipped)
+    }
+}
+
+named_enum! {
+    /// A pipeline's state as a forge shows it; each forge maps it to its own states.
+    pub enum StatusState as "status state" {
+        Pending = "pending",
+        Running = "running",
+        Success = "success",
+        Failure = "failure",
+        Error = "error",
+        Canceled = "canceled",
+    }
+}
+
+impl StatusState {
+    /// Whether the state ends the pipeline's story on the forge.
+    pub fn is_final(self) -> bool {
+        !matches!(self, StatusState::Pending | StatusState::Running)
+    }
+}
+
+named_enum! {
+    /// Where a queued status update is on its way to the forge.
+    pub enum DeliveryState as "delivery state" {
+        /// Queued, or waiting for its next attempt.
+        Waiting = "waiting",
+        /// Claimed by a reporter that is sending it.
+        Sending = "sending",
+        Delivered = "delivered",
+        /// Replaced by a newer update of the same commit and context before it was sent.
+        Superseded = "superseded",
+        /// Given up: refused by the forge, or not delivered within the delivery window.
+        Failed = "failed",
+    }
+}
