@@ -140,34 +140,37 @@ impl PlannedStage {
 
 #[derive(Debug, Clone)]
 pub enum StageAction {
-    Run {
-        image: String,
-        script: String,
-    },
-    Build {
-        context: String,
-        dockerfile: String,
-        image: String,
-        tags: Vec<String>,
-        args: Vec<(String, String)>,
-        target: Option<String>,
-        labels: Vec<(String, String)>,
-        push: bool,
-    },
-    Validate {
-        paths: Vec<Pattern>,
-    },
-    /// `${GANTRY_IMAGE…}` references stay in place: they are filled when the build before
-    /// the bump has run.
-    Bump {
-        repo: String,
-        branch: String,
-        file: String,
-        image: Option<String>,
-        key: Option<String>,
-        mode: BumpMode,
-        pin: BumpPin,
-    },
+    Run { image: String, script: String },
+    Build(BuildAction),
+    Validate { paths: Vec<Pattern> },
+    Bump(BumpAction),
+}
+
+/// A build stage, its tags expanded for this run.
+#[derive(Debug, Clone)]
+pub struct BuildAction {
+    pub context: String,
+    pub dockerfile: String,
+    pub image: String,
+    pub tags: Vec<String>,
+    pub args: Vec<(String, String)>,
+    pub target: Option<String>,
+    pub labels: Vec<(String, String)>,
+    /// Whether the image is pushed: never for forks, by default not for pull requests.
+    pub push: bool,
+}
+
+/// A bump stage. `${GANTRY_IMAGE…}` references stay in place: they are filled when the
+/// build before the bump has run.
+#[derive(Debug, Clone)]
+pub struct BumpAction {
+    pub repo: String,
+    pub branch: String,
+    pub file: String,
+    pub image: Option<String>,
+    pub key: Option<String>,
+    pub mode: BumpMode,
+    pub pin: BumpPin,
 }
 
 /// Why a valid pipeline cannot run for this event, at the stage that asks for too much.
@@ -229,7 +232,7 @@ impl Pipeline {
                     image: image.clone(),
                     script: script.clone(),
                 },
-                StageKind::Build(build) => StageAction::Build {
+                StageKind::Build(build) => StageAction::Build(BuildAction {
                     context: build.context.clone(),
                     dockerfile: build.dockerfile.clone(),
                     image: build.image.clone(),
@@ -251,7 +254,7 @@ impl Pipeline {
                     target: build.target.clone(),
                     labels: build.labels.clone(),
                     push: !run.from_fork && build.push.unwrap_or(!is_pull_request),
-                },
+                }),
                 StageKind::Validate { paths } => StageAction::Validate {
                     paths: paths.clone(),
                 },
@@ -266,7 +269,7 @@ impl Pipeline {
                             .map(|name| (name.to_string(), format!("${{{name}}}"))),
                     );
                     let field = |value: &str| expand(value, &bump_env).map_err(error);
-                    StageAction::Bump {
+                    StageAction::Bump(BumpAction {
                         repo: field(&bump.repo)?,
                         branch: field(&bump.branch)?,
                         file: field(&bump.file)?,
@@ -274,7 +277,7 @@ impl Pipeline {
                         key: bump.key.as_deref().map(field).transpose()?,
                         mode: bump.mode,
                         pin: bump.pin,
-                    }
+                    })
                 }
             };
             stages.push(PlannedStage {

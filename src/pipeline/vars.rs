@@ -14,8 +14,12 @@ pub const BUILTIN_VARS: &[&str] = &[
     "GANTRY_WORKSPACE",
 ];
 
-/// Variables a `build` stage hands to the stages after it.
-pub const IMAGE_VARS: &[&str] = &["GANTRY_IMAGE", "GANTRY_IMAGE_TAG", "GANTRY_IMAGE_DIGEST"];
+/// What a `build` stage hands to the stages after it: the image's name, its tag, and the
+/// pushed manifest's digest (empty when the build did not push).
+pub const IMAGE: &str = "GANTRY_IMAGE";
+pub const IMAGE_TAG: &str = "GANTRY_IMAGE_TAG";
+pub const IMAGE_DIGEST: &str = "GANTRY_IMAGE_DIGEST";
+pub const IMAGE_VARS: &[&str] = &[IMAGE, IMAGE_TAG, IMAGE_DIGEST];
 
 /// One piece of a string with references.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,8 +1,7 @@
-//! Running pipelines: the Docker engine (`engine`), one pipeline's stages as a DAG
-//! (`execute`), the server's queue worker (`scheduler`, with `checkout` and `record`), and
-//! `gantry run` (`local`).
+//! Running pipelines: the Docker engine (`engine`), one pipeline's stages as a DAG and each
+//! stage by its kind (`execute`), the server's queue worker (`scheduler`, with `checkout`,
+//! `prepare` and `record`), and `gantry run` (`local`).
 
-pub mod build;
 pub mod checkout;
 mod engine;
 pub mod execute;

@@ -7,7 +7,9 @@ use std::time::SystemTime;
 
 use gantry::config::Settings;
 use gantry::domain::{ChangedPaths, Forge, Secret};
-use gantry::pipeline::{self, EventFacts, Pipeline, RunContext, StageAction};
+use gantry::pipeline::{
+    self, BuildAction, BumpAction, EventFacts, Pipeline, RunContext, StageAction,
+};
 use gantry::webhook::{self, Event, Headers, signature::hmac_hex};
 
 mod robustness;
@@ -258,7 +260,7 @@ fn a_push_plan_expands_variables_and_hands_out_secrets() {
     assert_eq!(test.secrets.len(), 1);
     assert_eq!(test.secrets[0].1.expose(), "t0ken");
 
-    let StageAction::Build { tags, push, .. } = &plan.stages[1].action else {
+    let StageAction::Build(BuildAction { tags, push, .. }) = &plan.stages[1].action else {
         panic!()
     };
     assert_eq!(tags, &["199eddf46df50de8d02e99bf1c5fdb4101338224", "run-7"]);
@@ -267,7 +269,7 @@ fn a_push_plan_expands_variables_and_hands_out_secrets() {
 
     let deploy = &plan.stages[2];
     assert_eq!(deploy.skipped, None);
-    let StageAction::Bump { image, .. } = &deploy.action else {
+    let StageAction::Bump(BumpAction { image, .. }) = &deploy.action else {
         panic!()
     };
     assert_eq!(
@@ -282,7 +284,7 @@ fn a_pull_request_builds_without_pushing_and_skips_push_only_stages() {
     let plan = plan(&pipeline(FULL), &github_pr(), &secrets())
         .unwrap()
         .unwrap();
-    let StageAction::Build { push, .. } = &plan.stages[1].action else {
+    let StageAction::Build(BuildAction { push, .. }) = &plan.stages[1].action else {
         panic!()
     };
     assert!(!push);
@@ -309,7 +311,7 @@ fn a_fork_pull_request_gets_no_secrets_no_push_and_no_bump() {
     );
     let plan = plan(&pipeline(&yaml), &fork, &secrets()).unwrap().unwrap();
     assert!(plan.stages[0].secrets.is_empty());
-    let StageAction::Build { push, .. } = &plan.stages[1].action else {
+    let StageAction::Build(BuildAction { push, .. }) = &plan.stages[1].action else {
         panic!()
     };
     assert!(!push);

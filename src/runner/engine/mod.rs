@@ -1,20 +1,26 @@
-//! The connection to the Docker engine that runs stages.
+//! The Docker engine that runs stages: the connection, images, volumes, and stage
+//! containers from start to exit. Uploading a checkout (`upload.rs`), building and pushing
+//! images (`build.rs`) and finding and removing what runs left (`reaper.rs`) have files of
+//! their own.
 
-use std::collections::HashMap;
-use std::path::Path;
+mod build;
+mod reaper;
+mod upload;
+
+pub use build::BuildRequest;
+use reaper::Cleanup;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeCreateRequest};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
-    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    StartContainerOptions, StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
+    StartContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
-use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -42,23 +48,6 @@ pub struct Engine {
     host: String,
     cleanup_failures: Arc<AtomicU64>,
     cleanup: Arc<Cleanup>,
-}
-
-/// Container removals running in the background, so a finished stage's removal is not on
-/// the path of the next stage's start.
-#[derive(Default)]
-struct Cleanup {
-    pending: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-}
-
-impl Cleanup {
-    fn defer(&self, engine: Engine, container: String) {
-        let removal = tokio::spawn(async move { engine.remove_container(&container).await });
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(removal);
-    }
 }
 
 impl Engine {
@@ -115,8 +104,6 @@ pub const WORKSPACE_DIR: &str = "/workspace";
 pub const RUN_LABEL: &str = "gantry.run";
 /// How long a stopped stage gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
-/// Size of the pieces a workspace is uploaded in.
-const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
 
 /// One container to run: a stage's commands under `sh -e`.
 #[derive(Debug, Clone)]
@@ -156,7 +143,7 @@ pub enum ContainerExit {
 }
 
 /// Which stream a piece of output came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutputStream {
     Stdout,
     Stderr,
@@ -230,74 +217,6 @@ impl Engine {
             .await
             .map_err(call_error(format!("creating volume {name}")))?;
         Ok(())
-    }
-
-    /// Copies `dir` into the volume through the Engine API (an archive upload into a
-    /// created, never started container), so a remote engine works like the local one.
-    pub async fn upload_dir(
-        &self,
-        dir: &Path,
-        volume: &str,
-        image: &str,
-        labels: &[(String, String)],
-    ) -> Result<(), DockerError> {
-        let name = format!("{volume}-upload");
-        let body = ContainerCreateBody {
-            image: Some(with_default_tag(image)),
-            entrypoint: Some(vec!["/bin/true".into()]),
-            labels: Some(labels.iter().cloned().collect()),
-            host_config: Some(HostConfig {
-                mounts: Some(vec![volume_mount(volume)]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let options = CreateContainerOptions {
-            name: Some(name.clone()),
-            ..Default::default()
-        };
-        self.docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(call_error(format!(
-                "creating upload container for {volume}"
-            )))?;
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
-        let dir = dir.to_owned();
-        let archiver = tokio::task::spawn_blocking(move || {
-            let writer = ChunkWriter {
-                sender,
-                buffer: Vec::with_capacity(UPLOAD_CHUNK_BYTES),
-            };
-            let mut builder = tar::Builder::new(writer);
-            builder.follow_symlinks(false);
-            builder.append_dir_all(".", &dir)?;
-            builder.into_inner()?.flush_rest()
-        });
-        let stream = stream_from(receiver);
-        let options = UploadToContainerOptions {
-            path: WORKSPACE_DIR.into(),
-            ..Default::default()
-        };
-        let uploaded = self
-            .docker
-            .upload_to_container(&name, Some(options), bollard::body_stream(stream))
-            .await
-            .map_err(call_error(format!("uploading the workspace into {volume}")));
-        let archived = archiver.await;
-        self.cleanup.defer(self.clone(), name);
-        uploaded?;
-        match archived {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(DockerError::Call {
-                operation: format!("archiving the workspace for {volume}"),
-                message: err.to_string(),
-            }),
-            Err(err) => Err(DockerError::Call {
-                operation: "archiving the workspace".into(),
-                message: err.to_string(),
-            }),
-        }
     }
 
     /// Runs one container to its end, feeding its output to `on_output` as it comes.
@@ -482,171 +401,6 @@ impl Engine {
                 .await;
         }
     }
-
-    /// Counts a background removal among those [`Engine::finish_cleanup`] waits for.
-    pub fn track(&self, removal: tokio::task::JoinHandle<()>) {
-        self.cleanup
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(removal);
-    }
-
-    /// Waits for the background removals started so far, including those they start.
-    pub async fn finish_cleanup(&self) {
-        loop {
-            let pending: Vec<_> = std::mem::take(
-                &mut *self
-                    .cleanup
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()),
-            );
-            if pending.is_empty() {
-                return;
-            }
-            for removal in pending {
-                let _ = removal.await;
-            }
-        }
-    }
-
-    /// The same engine with its own list of background removals: one pipeline waits for
-    /// its own containers' removal, not for other runs'.
-    pub fn scoped(&self) -> Engine {
-        Engine {
-            cleanup: Arc::default(),
-            ..self.clone()
-        }
-    }
-
-    /// Removes a container, logging (and counting) a failure instead of hiding it.
-    pub async fn remove_container(&self, name: &str) {
-        let options = RemoveContainerOptions {
-            force: true,
-            ..Default::default()
-        };
-        if let Err(err) = self.docker.remove_container(name, Some(options)).await {
-            self.cleanup_failed(&format!("removing container {name}"), &err.to_string());
-        }
-    }
-
-    pub async fn remove_volume(&self, name: &str) {
-        if let Err(err) = self
-            .docker
-            .remove_volume(name, None::<RemoveVolumeOptions>)
-            .await
-        {
-            self.cleanup_failed(&format!("removing volume {name}"), &err.to_string());
-        }
-    }
-
-    /// Removes every container and volume labelled with a Gantry run (or with `run`, when
-    /// given): what a crash or a kill left behind. Returns how many were removed.
-    pub async fn reap(&self, run: Option<&str>) -> usize {
-        let label = match run {
-            Some(run) => format!("{RUN_LABEL}={run}"),
-            None => RUN_LABEL.to_owned(),
-        };
-        let filters: HashMap<String, Vec<String>> =
-            HashMap::from([("label".to_owned(), vec![label])]);
-        let mut removed = 0;
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await;
-        match containers {
-            Ok(containers) => {
-                for container in containers {
-                    if let Some(id) = container.id {
-                        self.remove_container(&id).await;
-                        removed += 1;
-                    }
-                }
-            }
-            Err(err) => self.cleanup_failed("listing leftover containers", &err.to_string()),
-        }
-        match self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters),
-            }))
-            .await
-        {
-            Ok(list) => {
-                for volume in list.volumes.unwrap_or_default() {
-                    self.remove_volume(&volume.name).await;
-                    removed += 1;
-                }
-            }
-            Err(err) => self.cleanup_failed("listing leftover volumes", &err.to_string()),
-        }
-        removed
-    }
-
-    /// Removes the containers and volumes of this installation's runs (labels starting with
-    /// `prefix`) other than `keep`, the runs some runner is executing. Other installations'
-    /// runs and `gantry run`'s are left alone.
-    pub async fn reap_except(&self, prefix: &str, keep: &[String]) -> usize {
-        let filters: HashMap<String, Vec<String>> =
-            HashMap::from([("label".to_owned(), vec![RUN_LABEL.to_owned()])]);
-        let mut runs: Vec<String> = Vec::new();
-        match self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-        {
-            Ok(containers) => runs.extend(
-                containers
-                    .into_iter()
-                    .filter_map(|c| c.labels?.get(RUN_LABEL).cloned()),
-            ),
-            Err(err) => self.cleanup_failed("listing leftover containers", &err.to_string()),
-        }
-        match self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters),
-            }))
-            .await
-        {
-            Ok(list) => runs.extend(
-                list.volumes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|v| v.labels.get(RUN_LABEL).cloned()),
-            ),
-            Err(err) => self.cleanup_failed("listing leftover volumes", &err.to_string()),
-        }
-        runs.sort();
-        runs.dedup();
-        let mut removed = 0;
-        for run in runs {
-            if !run.starts_with(prefix) || keep.contains(&run) {
-                continue;
-            }
-            removed += self.reap(Some(&run)).await;
-        }
-        removed
-    }
-
-    fn cleanup_failed(&self, what: &str, message: &str) {
-        self.cleanup_failures.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(error = %message, "cleanup failed: {what}");
-    }
-
-    /// Cleanup operations that failed since start: exported as a metric.
-    pub fn cleanup_failures(&self) -> u64 {
-        self.cleanup_failures.load(Ordering::Relaxed)
-    }
 }
 
 fn socket_mount() -> Mount {
@@ -665,57 +419,4 @@ fn volume_mount(volume: &str) -> Mount {
         typ: Some(MountType::VOLUME),
         ..Default::default()
     }
-}
-
-/// A `Write` that hands full chunks to an async receiver, so a tar archive streams to the
-/// engine without being held in memory whole.
-pub(super) struct ChunkWriter {
-    sender: tokio::sync::mpsc::Sender<Bytes>,
-    buffer: Vec<u8>,
-}
-
-impl ChunkWriter {
-    pub(super) fn new(sender: tokio::sync::mpsc::Sender<Bytes>) -> Self {
-        Self {
-            sender,
-            buffer: Vec::with_capacity(UPLOAD_CHUNK_BYTES),
-        }
-    }
-
-    fn send(&mut self) -> std::io::Result<()> {
-        let chunk = Bytes::from(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(UPLOAD_CHUNK_BYTES),
-        ));
-        self.sender
-            .blocking_send(chunk)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
-    }
-
-    pub(super) fn flush_rest(mut self) -> std::io::Result<()> {
-        if !self.buffer.is_empty() {
-            self.send()?;
-        }
-        Ok(())
-    }
-}
-
-impl std::io::Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(data);
-        if self.buffer.len() >= UPLOAD_CHUNK_BYTES {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-pub(super) fn stream_from(
-    mut receiver: tokio::sync::mpsc::Receiver<Bytes>,
-) -> impl futures_util::Stream<Item = Bytes> + Send + 'static {
-    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }

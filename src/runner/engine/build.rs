@@ -10,7 +10,8 @@ use bollard::query_parameters::{BuildImageOptions, PushImageOptions, TagImageOpt
 use futures_util::StreamExt;
 use globset::{GlobBuilder, GlobMatcher};
 
-use super::engine::{ChunkWriter, DockerError, Engine, stream_from};
+use super::upload::{ChunkWriter, stream_from};
+use super::{DockerError, Engine};
 use crate::config::RegistryCredentials;
 
 /// The registry an image name without a host goes to.

@@ -1,0 +1,197 @@
+//! Finding and removing what Gantry created on the engine: every container and volume
+//! carries the run's label, so a cancel, a crash or the next start can find them; removals
+//! of finished stages' containers run in the background; failures are logged and counted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bollard::query_parameters::{
+    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+};
+
+use super::{Engine, RUN_LABEL};
+
+/// Container removals running in the background, so a finished stage's removal is not on
+/// the path of the next stage's start.
+#[derive(Default)]
+pub(super) struct Cleanup {
+    pending: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Cleanup {
+    pub(super) fn defer(&self, engine: Engine, container: String) {
+        let removal = tokio::spawn(async move { engine.remove_container(&container).await });
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(removal);
+    }
+}
+
+impl Engine {
+    /// Counts a background removal among those [`Engine::finish_cleanup`] waits for.
+    pub fn track(&self, removal: tokio::task::JoinHandle<()>) {
+        self.cleanup
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(removal);
+    }
+
+    /// Waits for the background removals started so far, including those they start.
+    pub async fn finish_cleanup(&self) {
+        loop {
+            let pending: Vec<_> = std::mem::take(
+                &mut *self
+                    .cleanup
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+            if pending.is_empty() {
+                return;
+            }
+            for removal in pending {
+                let _ = removal.await;
+            }
+        }
+    }
+
+    /// The same engine with its own list of background removals: one pipeline waits for
+    /// its own containers' removal, not for other runs'.
+    pub fn scoped(&self) -> Engine {
+        Engine {
+            cleanup: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Removes a container, logging (and counting) a failure instead of hiding it.
+    pub async fn remove_container(&self, name: &str) {
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        if let Err(err) = self.docker.remove_container(name, Some(options)).await {
+            self.cleanup_failed(&format!("removing container {name}"), &err.to_string());
+        }
+    }
+
+    pub async fn remove_volume(&self, name: &str) {
+        if let Err(err) = self
+            .docker
+            .remove_volume(name, None::<RemoveVolumeOptions>)
+            .await
+        {
+            self.cleanup_failed(&format!("removing volume {name}"), &err.to_string());
+        }
+    }
+
+    /// Removes every container and volume labelled with a Gantry run (or with `run`, when
+    /// given): what a crash or a kill left behind. Returns how many were removed.
+    pub async fn reap(&self, run: Option<&str>) -> usize {
+        let label = match run {
+            Some(run) => format!("{RUN_LABEL}={run}"),
+            None => RUN_LABEL.to_owned(),
+        };
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_owned(), vec![label])]);
+        let mut removed = 0;
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await;
+        match containers {
+            Ok(containers) => {
+                for container in containers {
+                    if let Some(id) = container.id {
+                        self.remove_container(&id).await;
+                        removed += 1;
+                    }
+                }
+            }
+            Err(err) => self.cleanup_failed("listing leftover containers", &err.to_string()),
+        }
+        match self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+        {
+            Ok(list) => {
+                for volume in list.volumes.unwrap_or_default() {
+                    self.remove_volume(&volume.name).await;
+                    removed += 1;
+                }
+            }
+            Err(err) => self.cleanup_failed("listing leftover volumes", &err.to_string()),
+        }
+        removed
+    }
+
+    /// Removes the containers and volumes of this installation's runs (labels starting with
+    /// `prefix`) other than `keep`, the runs some runner is executing. Other installations'
+    /// runs and `gantry run`'s are left alone.
+    pub async fn reap_except(&self, prefix: &str, keep: &[String]) -> usize {
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_owned(), vec![RUN_LABEL.to_owned()])]);
+        let mut runs: Vec<String> = Vec::new();
+        match self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+        {
+            Ok(containers) => runs.extend(
+                containers
+                    .into_iter()
+                    .filter_map(|c| c.labels?.get(RUN_LABEL).cloned()),
+            ),
+            Err(err) => self.cleanup_failed("listing leftover containers", &err.to_string()),
+        }
+        match self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+        {
+            Ok(list) => runs.extend(
+                list.volumes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|v| v.labels.get(RUN_LABEL).cloned()),
+            ),
+            Err(err) => self.cleanup_failed("listing leftover volumes", &err.to_string()),
+        }
+        runs.sort();
+        runs.dedup();
+        let mut removed = 0;
+        for run in runs {
+            if !run.starts_with(prefix) || keep.contains(&run) {
+                continue;
+            }
+            removed += self.reap(Some(&run)).await;
+        }
+        removed
+    }
+
+    pub(super) fn cleanup_failed(&self, what: &str, message: &str) {
+        self.cleanup_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(error = %message, "cleanup failed: {what}");
+    }
+
+    /// Cleanup operations that failed since start: exported as a metric.
+    pub fn cleanup_failures(&self) -> u64 {
+        self.cleanup_failures.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,76 @@
+//! The `bump` stage: the image the pipeline's build pushed, written into the config repo by
+//! the bumper (the rules are `gitops::stage`'s), and recorded on the run.
+
+use super::stage::{StageContext, StageEnd};
+use crate::gitops::bump::BumpSource;
+use crate::gitops::stage::{NoBump, bump_request};
+use crate::pipeline::{BumpAction, PlannedStage};
+use crate::store::BumpReport;
+
+impl StageContext {
+    pub(super) async fn bump(&self, stage: &PlannedStage, action: &BumpAction) -> StageEnd {
+        let Some(setup) = &self.bumps else {
+            return StageEnd::skipped("bumps run in the service, or with `gantry bump`");
+        };
+        let env = |name: &str| stage.env_value(name).to_owned();
+        let source = BumpSource {
+            repo: env("GANTRY_REPO"),
+            commit: env("GANTRY_COMMIT_SHA"),
+            run_url: Some(format!(
+                "{}/runs/{}",
+                setup.public_url.trim_end_matches('/'),
+                env("GANTRY_RUN_ID")
+            )),
+            digest: None,
+        };
+        let outputs = self
+            .outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let request = match bump_request(action, &outputs, &setup.policy(), self.forge, source) {
+            Ok(request) => request,
+            Err(NoBump::Skipped(why)) => return StageEnd::skipped(why),
+            Err(NoBump::Refused(why)) => return StageEnd::failure(why),
+        };
+        let mut report = BumpReport {
+            pipeline: self.pipeline.clone(),
+            stage: stage.name.clone(),
+            repo: request.repo.url.clone(),
+            branch: request.repo.branch.clone(),
+            file: request.file.clone(),
+            image: request.new.image.clone(),
+            changes: Vec::new(),
+            commit: None,
+            pull_request: None,
+            error: None,
+        };
+        self.log(
+            &stage.name,
+            &format!(
+                "gantry: bumping {} in {} ({}): {}",
+                report.image, report.repo, report.branch, report.file
+            ),
+        );
+        let end = match setup.bumper.bump(request).await {
+            Ok(outcome) => {
+                for line in outcome.change_lines() {
+                    self.log(&stage.name, &format!("gantry: {line}"));
+                }
+                let summary = outcome.summary();
+                self.log(&stage.name, &format!("gantry: {summary}"));
+                report.changes = outcome.changes;
+                report.commit = outcome.commit;
+                report.pull_request = outcome.pull_request;
+                StageEnd::success(Some(summary))
+            }
+            Err(err) => {
+                report.error = Some(err.to_string());
+                StageEnd::failure(err.to_string())
+            }
+        };
+        self.observer
+            .bump_finished(&self.pipeline, &stage.name, &report);
+        end
+    }
+}
