@@ -5,13 +5,41 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use anyhow::{Context, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use tokio::process::Command;
 
 use crate::config::GitopsSettings;
 use crate::domain::{ChangedPaths, CommitSha, Secret};
+
+/// Why a `git` command did not give its output. `command` is the command line after `git`,
+/// which never holds a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("starting `git {command}`")]
+    Start {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing to `git {command}`")]
+    Input {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("running `git {command}`")]
+    Wait {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Git's own message, with any credential removed.
+    #[error("`git {command}` failed: {stderr}")]
+    Failed { command: String, stderr: String },
+    #[error("`git {command}` printed something that is not UTF-8")]
+    NotText { command: String },
+}
 
 /// How git authenticates to a remote.
 #[derive(Clone, Default)]
@@ -110,7 +138,7 @@ impl Git {
 
     /// Runs `git ARGS` in the directory and returns its standard output. A failure carries
     /// git's own message, with any credential removed.
-    pub async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub async fn run(&self, args: &[&str]) -> Result<String, GitError> {
         self.run_with_input(args, None).await
     }
 
@@ -119,7 +147,8 @@ impl Git {
         &self,
         args: &[&str],
         input: Option<&[u8]>,
-    ) -> anyhow::Result<String> {
+    ) -> Result<String, GitError> {
+        let line = || args.join(" ");
         let mut command = Command::new("git");
         command
             .arg("-c")
@@ -144,34 +173,39 @@ impl Git {
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
                 .env("GIT_CONFIG_VALUE_0", header.expose());
         }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("starting `git {}`", args.join(" ")))?;
+        let mut child = command.spawn().map_err(|source| GitError::Start {
+            command: line(),
+            source,
+        })?;
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             use tokio::io::AsyncWriteExt;
             stdin
                 .write_all(input)
                 .await
-                .with_context(|| format!("writing to `git {}`", args.join(" ")))?;
+                .map_err(|source| GitError::Input {
+                    command: line(),
+                    source,
+                })?;
         }
         let output = child
             .wait_with_output()
             .await
-            .with_context(|| format!("running `git {}`", args.join(" ")))?;
+            .map_err(|source| GitError::Wait {
+                command: line(),
+                source,
+            })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let stderr = match &self.auth_header {
                 Some(header) => stderr.replace(header.expose(), "[redacted]"),
                 None => stderr.into_owned(),
             };
-            bail!("`git {}` failed: {}", args.join(" "), stderr.trim());
+            return Err(GitError::Failed {
+                command: line(),
+                stderr: stderr.trim().to_owned(),
+            });
         }
-        String::from_utf8(output.stdout).with_context(|| {
-            format!(
-                "`git {}` printed something that is not UTF-8",
-                args.join(" ")
-            )
-        })
+        String::from_utf8(output.stdout).map_err(|_| GitError::NotText { command: line() })
     }
 
     /// The files changed between two commits of the checkout, for `paths` filters when the

@@ -9,6 +9,7 @@
 #[macro_use]
 mod text;
 mod change;
+mod error;
 mod forge;
 mod repo;
 mod secret;
@@ -16,6 +17,7 @@ mod state;
 mod status;
 
 pub use change::{ChangedPaths, ValueChange};
+pub use error::describe;
 pub use forge::Forge;
 pub use repo::{CommitSha, GitRef, RepoName, Trigger};
 pub use secret::Secret;

@@ -23,8 +23,8 @@ use tokio::sync::oneshot;
 use super::config_clone::ConfigClone;
 use super::edit::{self, EditError, NewImage, ReferenceError};
 use crate::domain::{Forge, ValueChange};
-use crate::forge::{Forges, PullRequest};
-use crate::git::GitAuth;
+use crate::forge::{ForgeError, Forges, PullRequest};
+use crate::git::{GitAuth, GitError};
 use crate::metrics::Metrics;
 use crate::pipeline::BumpMode;
 use crate::store::Store;
@@ -126,10 +126,16 @@ impl BumpOutcome {
     }
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why a bump did not happen. Messages say only what their cause does not: show one with
+/// [`crate::domain::describe`].
+#[derive(Debug, thiserror::Error)]
 pub enum BumpError {
-    #[error("{file}: {source}")]
-    Edit { file: String, source: EditError },
+    #[error("{file}")]
+    Edit {
+        file: String,
+        #[source]
+        source: EditError,
+    },
     #[error(transparent)]
     Reference(#[from] ReferenceError),
     #[error("`{0}` is not a file path inside the repo")]
@@ -141,12 +147,49 @@ pub enum BumpError {
          the bump can be run again)"
     )]
     Contended { branch: String, attempts: u32 },
-    #[error("config repo: {0}")]
-    Git(String),
-    #[error("pull request: {0}")]
-    PullRequest(String),
+    #[error("config repo")]
+    Git(#[from] GitError),
+    #[error("config repo: branch {branch} does not exist in {url}")]
+    MissingBranch { branch: String, url: String },
+    #[error("config repo: {file} is not a regular file")]
+    NotAFile { file: String },
+    #[error("config repo: {file} could not be read (is it UTF-8 text?)")]
+    Unreadable {
+        file: String,
+        #[source]
+        source: GitError,
+    },
+    #[error("config repo: `{0}` is not a branch name")]
+    BadBranch(String),
+    #[error("config repo: `{0}` is not a repo URL")]
+    BadUrl(String),
+    #[error("config repo: the push to {0} was refused")]
+    PushRefused(String),
+    #[error("config repo: creating a work folder")]
+    WorkFolder(#[source] std::io::Error),
+    #[error("config repo: waiting for its lock")]
+    Lock(#[source] anyhow::Error),
+    #[error("pull request")]
+    PullRequest(#[source] ForgeError),
+    #[error("pull request: no forge API is configured for pull requests to this repo")]
+    NoForge,
+    #[error("pull request: cannot tell the repo's name on the forge from `{0}`")]
+    RepoPath(String),
+    /// One failure of a batch, given to each bump in it.
+    #[error(transparent)]
+    Shared(Arc<BumpError>),
     #[error("the bump was dropped before it finished")]
     Dropped,
+}
+
+impl BumpError {
+    /// The error itself, seen through [`BumpError::Shared`].
+    pub fn root(&self) -> &BumpError {
+        match self {
+            BumpError::Shared(shared) => shared.root(),
+            other => other,
+        }
+    }
 }
 
 /// Who commits.
@@ -259,7 +302,7 @@ impl Bumper {
             let outcome = match &result {
                 Ok(outcome) if outcome.changes.is_empty() => "unchanged",
                 Ok(_) => "applied",
-                Err(BumpError::Contended { .. }) => "contended",
+                Err(err) if matches!(err.root(), BumpError::Contended { .. }) => "contended",
                 Err(_) => "failed",
             };
             metrics.observe_bump(outcome);
@@ -308,10 +351,16 @@ impl Bumper {
         lane: &ConfigRepo,
         requests: &[&BumpRequest],
     ) -> Vec<Result<BumpOutcome, BumpError>> {
-        let all = |err: BumpError| requests.iter().map(|_| Err(err.clone())).collect();
+        let all = |err: BumpError| {
+            let shared = Arc::new(err);
+            requests
+                .iter()
+                .map(|_| Err(BumpError::Shared(shared.clone())))
+                .collect()
+        };
         let _lock = match self.lane_lock(lane).await {
             Ok(lock) => lock,
-            Err(err) => return all(BumpError::Git(format!("{err:#}"))),
+            Err(err) => return all(BumpError::Lock(err)),
         };
         let clone = match self.clone_for(lane).await {
             Ok(clone) => clone,
@@ -374,25 +423,17 @@ impl Bumper {
     /// the pull request from it.
     async fn pull_request(&self, request: &BumpRequest) -> Result<BumpOutcome, BumpError> {
         let (Some(forges), Some(forge)) = (&self.forges, request.forge) else {
-            return Err(BumpError::PullRequest(
-                "no forge API is configured for pull requests to this repo".into(),
-            ));
+            return Err(BumpError::NoForge);
         };
         let Some(repo_path) = forge_repo_path(&request.repo.url) else {
-            return Err(BumpError::PullRequest(format!(
-                "cannot tell the repo's name on the forge from `{}`",
-                request.repo.url
-            )));
+            return Err(BumpError::RepoPath(request.repo.url.clone()));
         };
         let head_branch = pull_request_branch(request);
         let lane = ConfigRepo {
             url: request.repo.url.clone(),
             branch: head_branch.clone(),
         };
-        let _lock = self
-            .lane_lock(&lane)
-            .await
-            .map_err(|err| BumpError::Git(format!("{err:#}")))?;
+        let _lock = self.lane_lock(&lane).await.map_err(BumpError::Lock)?;
         let clone = self.clone_for(&lane).await?;
         let base = clone.fetch(&request.repo.branch).await?;
         let mut edits = clone.edit(&base, &[request], &request.repo.branch).await?;
@@ -416,9 +457,7 @@ impl Bumper {
         let commit = clone.commit(&base, &message, &self.author).await?;
         // The bump branch is Gantry's own: it is rewritten onto the newest base each time.
         if !clone.push(&commit, &head_branch, true).await? {
-            return Err(BumpError::Git(format!(
-                "the push to {head_branch} was refused"
-            )));
+            return Err(BumpError::PushRefused(head_branch));
         }
         let (title, body) = message.split_once("\n\n").unwrap_or((&message, ""));
         let pull_request = PullRequest {
@@ -431,7 +470,7 @@ impl Bumper {
         let url = forges
             .open_pull_request(forge, &pull_request)
             .await
-            .map_err(|err| BumpError::PullRequest(err.to_string()))?;
+            .map_err(BumpError::PullRequest)?;
         Ok(outcome(Some(commit), Some(url), changes))
     }
 
@@ -591,16 +630,10 @@ fn check(request: &BumpRequest) -> Result<(), BumpError> {
             .chars()
             .any(|c| c.is_control() || " ~^:?*[\\".contains(c))
     {
-        return Err(BumpError::Git(format!(
-            "`{}` is not a branch name",
-            request.repo.branch
-        )));
+        return Err(BumpError::BadBranch(request.repo.branch.clone()));
     }
     if request.repo.url.starts_with('-') {
-        return Err(BumpError::Git(format!(
-            "`{}` is not a repo URL",
-            request.repo.url
-        )));
+        return Err(BumpError::BadUrl(request.repo.url.clone()));
     }
     Ok(())
 }

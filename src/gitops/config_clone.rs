@@ -24,7 +24,7 @@ impl ConfigClone {
         let dir = tempfile::Builder::new()
             .prefix("gantry-bump-")
             .tempdir()
-            .map_err(|err| BumpError::Git(format!("creating a work folder: {err}")))?;
+            .map_err(BumpError::WorkFolder)?;
         let mut git = Git::new(dir.path()).with_env(
             "GIT_INDEX_FILE",
             dir.path().join("gantry-index").display().to_string(),
@@ -33,7 +33,7 @@ impl ConfigClone {
         // No template: hook samples are not needed and cost a third of a small bump.
         git.run(&["init", "-q", "--bare", "--template="])
             .await
-            .map_err(|err| BumpError::Git(format!("{err:#}")))?;
+            .map_err(BumpError::Git)?;
         Ok(Self {
             git,
             url: url.to_owned(),
@@ -57,11 +57,13 @@ impl ConfigClone {
             ])
             .await
             .map_err(|err| {
-                let text = format!("{err:#}");
-                if text.contains("couldn't find remote ref") {
-                    BumpError::Git(format!("branch {branch} does not exist in {}", self.url))
+                if err.to_string().contains("couldn't find remote ref") {
+                    BumpError::MissingBranch {
+                        branch: branch.to_owned(),
+                        url: self.url.clone(),
+                    }
                 } else {
-                    BumpError::Git(text)
+                    BumpError::Git(err)
                 }
             })?;
         Ok(self
@@ -125,7 +127,7 @@ impl ConfigClone {
                     .git
                     .run_with_input(&["hash-object", "-w", "--stdin"], Some(text.as_bytes()))
                     .await
-                    .map_err(|err| BumpError::Git(format!("{err:#}")))?;
+                    .map_err(BumpError::Git)?;
                 let cacheinfo = format!("{mode},{},{file}", blob.trim());
                 self.git_out(&["update-index", "--cacheinfo", &cacheinfo])
                     .await?;
@@ -146,12 +148,18 @@ impl ConfigClone {
             return Ok(None);
         };
         if kind != "blob" || !mode.starts_with("100") {
-            return Err(BumpError::Git(format!("{file} is not a regular file")));
+            return Err(BumpError::NotAFile {
+                file: file.to_owned(),
+            });
         }
         let text = self
-            .git_out(&["cat-file", "blob", blob])
+            .git
+            .run(&["cat-file", "blob", blob])
             .await
-            .map_err(|_| BumpError::Git(format!("{file} could not be read (is it UTF-8 text?)")))?;
+            .map_err(|source| BumpError::Unreadable {
+                file: file.to_owned(),
+                source,
+            })?;
         Ok(Some((mode.to_owned(), text)))
     }
 
@@ -174,7 +182,7 @@ impl ConfigClone {
                 Some(message.as_bytes()),
             )
             .await
-            .map_err(|err| BumpError::Git(format!("{err:#}")))?;
+            .map_err(BumpError::Git)?;
         Ok(commit.trim().to_owned())
     }
 
@@ -192,7 +200,7 @@ impl ConfigClone {
         match self.git.run(&["push", "--", &self.url, &refspec]).await {
             Ok(_) => Ok(true),
             Err(err) => {
-                let text = format!("{err:#}");
+                let text = err.to_string();
                 let lost_race = [
                     "[rejected]",
                     "[remote rejected]",
@@ -208,16 +216,13 @@ impl ConfigClone {
                 if lost_race {
                     Ok(false)
                 } else {
-                    Err(BumpError::Git(text))
+                    Err(BumpError::Git(err))
                 }
             }
         }
     }
 
     async fn git_out(&self, args: &[&str]) -> Result<String, BumpError> {
-        self.git
-            .run(args)
-            .await
-            .map_err(|err| BumpError::Git(format!("{err:#}")))
+        self.git.run(args).await.map_err(BumpError::Git)
     }
 }

@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
+use crate::domain::describe;
 
 /// Alive: the process answers HTTP.
 pub async fn healthz() -> HttpResponse {
@@ -18,13 +19,14 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         None => None,
     };
     let docker_ok = docker.as_ref().is_none_or(|result| result.is_ok());
+    let docker_text = match &docker {
+        None => "not used".to_owned(),
+        Some(Ok(())) => "ok".to_owned(),
+        Some(Err(err)) => format!("unreachable: {}", describe(err)),
+    };
     let body = json!({
-        "store": if store_ok { "ok".to_owned() } else { "unreachable".to_owned() },
-        "docker": match &docker {
-            None => "not used".to_owned(),
-            Some(Ok(())) => "ok".to_owned(),
-            Some(Err(err)) => format!("unreachable: {err}"),
-        },
+        "store": if store_ok { "ok" } else { "unreachable" },
+        "docker": docker_text,
     });
     if store_ok && docker_ok {
         HttpResponse::Ok().json(body)

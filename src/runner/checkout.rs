@@ -69,7 +69,7 @@ impl Checkout {
             .await;
         if let Err(err) = by_id {
             let Some(fallback) = fallback_ref else {
-                return Err(err.context(format!("fetching commit {sha}")));
+                return Err(anyhow::Error::new(err).context(format!("fetching commit {sha}")));
             };
             git.run(&["fetch", "-q", "--no-tags", "--depth", "1", url, fallback])
                 .await

@@ -44,7 +44,7 @@ pub enum Recorded {
     Duplicate,
 }
 
-type Reply = oneshot::Sender<Result<Recorded, String>>;
+type Reply = oneshot::Sender<anyhow::Result<Recorded>>;
 
 /// Wakes the runner once the batch's replies are sent, i.e. after the commit.
 struct WakeOnDrop<'a>(&'a Notify);
@@ -82,7 +82,6 @@ impl super::Store {
         answer
             .await
             .context("the store's intake writer has stopped")?
-            .map_err(anyhow::Error::msg)
     }
 }
 
@@ -104,7 +103,7 @@ async fn write_batches(
             }
             Err(err) if batch.len() == 1 => {
                 let (_, reply) = batch.pop().expect("batch has one entry");
-                let _ = reply.send(Err(format!("{err:#}")));
+                let _ = reply.send(Err(err));
             }
             Err(err) => {
                 // One bad entry must not fail the others: retry each on its own.
@@ -113,8 +112,7 @@ async fn write_batches(
                 for (new, reply) in batch.drain(..) {
                     let result = commit_batch(&pool, backend, std::slice::from_ref(&(new, ())))
                         .await
-                        .map(|mut results| results.remove(0))
-                        .map_err(|err| format!("{err:#}"));
+                        .map(|mut results| results.remove(0));
                     let _ = reply.send(result);
                 }
             }

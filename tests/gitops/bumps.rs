@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use gantry::domain::describe;
 use gantry::gitops::bump::{
     Author, BumpError, BumpRequest, BumpSource, Bumper, ConfigRepo as Target,
 };
@@ -128,7 +129,7 @@ async fn refusals_push_nothing_and_say_why() {
     let bumper = bumper();
     let err = |request| {
         let bumper = bumper.clone();
-        async move { bumper.bump(request).await.unwrap_err().to_string() }
+        async move { describe(&bumper.bump(request).await.unwrap_err()) }
     };
     let anchored = err(request(
         &repo,

@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::bumps::request;
 use crate::repos::ConfigRepo;
-use gantry::domain::Secret;
+use gantry::domain::{Secret, describe};
 use gantry::git::GitAuth;
 
 const TOKEN: &str = "ghs_0123456789abcdefSECRET";
@@ -190,11 +190,8 @@ async fn a_refused_token_fails_the_bump_without_showing_the_token() {
     let mut request = request(&repo, OVERLAY, "registry.example.com/acme/web", "v2");
     request.repo.url = server.url.clone();
     let wrong = "ghs_wrong_token_value";
-    let err = bumper_with(wrong)
-        .bump(request)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = bumper_with(wrong).bump(request).await.unwrap_err();
+    let err = describe(&err);
     assert!(
         err.contains("Authentication failed") || err.contains("401"),
         "{err}"

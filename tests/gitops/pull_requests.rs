@@ -9,7 +9,7 @@ use gantry::pipeline::BumpMode;
 use crate::bumps::request;
 use crate::fake_pulls::{FakePulls, Kind, TOKEN};
 use crate::repos::{ConfigRepo, git};
-use gantry::domain::Forge;
+use gantry::domain::{Forge, describe};
 use gantry::git::GitAuth;
 
 const FILE: &str = "values.yaml";
@@ -118,7 +118,7 @@ async fn a_forge_that_refuses_the_token_fails_the_bump_with_its_answer() {
     let mut request = request(&repo, FILE, "registry.example.com/acme/web", "v2");
     request.mode = BumpMode::PullRequest;
     request.forge = Some(Forge::Github);
-    let err = bumper.bump(request).await.unwrap_err().to_string();
+    let err = describe(&bumper.bump(request).await.unwrap_err());
     assert!(
         err.starts_with("pull request: github answered 401"),
         "{err}"

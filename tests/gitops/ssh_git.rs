@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gantry::domain::describe;
 use gantry::gitops::bump::{Author, Bumper};
 
 use crate::bumps::request;
@@ -139,8 +140,8 @@ async fn an_unknown_key_or_host_is_refused_and_nothing_is_pushed() {
     })
     .bump(bump.clone())
     .await
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
+    let err = describe(&err);
     assert!(err.contains("Permission denied"), "{err}");
     // The right key, but a known-hosts file that names another host key.
     let other_hosts = stranger.path().join("known_hosts");
@@ -156,8 +157,8 @@ async fn an_unknown_key_or_host_is_refused_and_nothing_is_pushed() {
     })
     .bump(bump)
     .await
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
+    let err = describe(&err);
     assert!(err.contains("Host key verification failed"), "{err}");
     assert_eq!(repo.head(), before);
 }

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use globset::{GlobBuilder, GlobMatcher};
 
 use super::upload::{ChunkWriter, stream_from};
-use super::{DockerError, Engine};
+use super::{DockerError, Engine, call_error};
 use crate::config::RegistryCredentials;
 
 /// The registry an image name without a host goes to.
@@ -154,7 +154,7 @@ impl Engine {
         request: BuildRequest<'_>,
         mut on_line: impl FnMut(&str),
     ) -> Result<Built, DockerError> {
-        let fail = |operation: String, message: String| DockerError::Call { operation, message };
+        let fail = |operation: String, message: String| DockerError::Refused { operation, message };
         let context = inside(request.checkout, request.context).ok_or_else(|| {
             fail(
                 "build context".into(),
@@ -222,8 +222,11 @@ impl Engine {
         if let Some(message) = build_error {
             return Err(fail(format!("building {reference}"), message));
         }
-        if let Ok(Err(err)) = archived {
-            return Err(fail("sending the build context".into(), err.to_string()));
+        if let Ok(Err(source)) = archived {
+            return Err(DockerError::Io {
+                operation: "sending the build context".into(),
+                source,
+            });
         }
         for tag in request.tags.iter().skip(1) {
             let options = TagImageOptions {
@@ -233,7 +236,7 @@ impl Engine {
             self.docker()
                 .tag_image(&reference, Some(options))
                 .await
-                .map_err(|err| fail(format!("tagging {}:{tag}", request.image), err.to_string()))?;
+                .map_err(call_error(format!("tagging {}:{tag}", request.image)))?;
         }
         if !request.push {
             on_line(&format!("built {reference} (not pushed)"));
@@ -272,7 +275,7 @@ impl Engine {
             .docker()
             .inspect_image(&reference)
             .await
-            .map_err(|err| fail(format!("inspecting {reference}"), err.to_string()))?;
+            .map_err(call_error(format!("inspecting {reference}")))?;
         let prefix = format!("{}@", request.image);
         let digest = inspected
             .repo_digests
@@ -362,7 +365,7 @@ fn push_error(image: &str, tag: &str, host: &str, message: &str) -> DockerError 
     } else {
         format!("registry {host} refused the push")
     };
-    DockerError::Call {
+    DockerError::Refused {
         operation: format!("pushing {image}:{tag}"),
         message: format!("{hint}: {}", message.trim()),
     }

@@ -33,12 +33,26 @@ const ENGINE_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// `/readyz` must answer quickly even when the engine hangs.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Why the engine cannot be used. Messages say only what their cause does not: show one
+/// with [`crate::domain::describe`].
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("docker_host `{host}`: {message}")]
-    Connect { host: String, message: String },
-    #[error("Docker engine at `{host}` did not answer a ping: {message}")]
-    Unreachable { host: String, message: String },
+    #[error("docker_host `{host}`: expected `unix:///path/to/docker.sock` or `tcp://host:port`")]
+    Scheme { host: String },
+    #[error("docker_host `{host}`")]
+    Connect {
+        host: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("Docker engine at `{host}` did not answer a ping")]
+    Unreachable {
+        host: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("Docker engine at `{host}` did not answer a ping within {}s", PING_TIMEOUT.as_secs())]
+    Silent { host: String },
 }
 
 /// A handle on one Docker engine, local socket or remote. Cheap to clone.
@@ -60,14 +74,13 @@ impl Engine {
         } else if host.starts_with("tcp://") || host.starts_with("http://") {
             Docker::connect_with_http(host, timeout, API_DEFAULT_VERSION)
         } else {
-            return Err(EngineError::Connect {
+            return Err(EngineError::Scheme {
                 host: host.to_owned(),
-                message: "expected `unix:///path/to/docker.sock` or `tcp://host:port`".into(),
             });
         };
-        let docker = docker.map_err(|err| EngineError::Connect {
+        let docker = docker.map_err(|source| EngineError::Connect {
             host: host.to_owned(),
-            message: err.to_string(),
+            source,
         })?;
         Ok(Self {
             docker,
@@ -78,17 +91,11 @@ impl Engine {
     }
 
     pub async fn ping(&self) -> Result<(), EngineError> {
-        let unreachable = |message: String| EngineError::Unreachable {
-            host: self.host.clone(),
-            message,
-        };
+        let host = self.host.clone();
         match tokio::time::timeout(PING_TIMEOUT, self.docker.ping()).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(unreachable(err.to_string())),
-            Err(_) => Err(unreachable(format!(
-                "no answer within {}s",
-                PING_TIMEOUT.as_secs()
-            ))),
+            Ok(Err(source)) => Err(EngineError::Unreachable { host, source }),
+            Err(_) => Err(EngineError::Silent { host }),
         }
     }
 
@@ -149,22 +156,40 @@ pub enum OutputStream {
     Stderr,
 }
 
+/// Why an engine operation failed. Messages say only what their cause does not: show one
+/// with [`crate::domain::describe`].
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("pulling image `{image}`: {message}")]
-    Pull { image: String, message: String },
+    #[error("pulling image `{image}`")]
+    Pull {
+        image: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
     #[error("image `{image}` is not present and runner.pull is `never`")]
     ImageMissing { image: String },
+    /// An Engine API call failed.
+    #[error("{operation}")]
+    Call {
+        operation: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// Gantry's own side of an exchange with the engine failed (reading files, a stream).
+    #[error("{operation}")]
+    Io {
+        operation: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine (or a registry behind it) answered, but refused; `message` says how.
     #[error("{operation}: {message}")]
-    Call { operation: String, message: String },
+    Refused { operation: String, message: String },
 }
 
 fn call_error(operation: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
     let operation = operation.into();
-    move |err| DockerError::Call {
-        operation,
-        message: err.to_string(),
-    }
+    move |source| DockerError::Call { operation, source }
 }
 
 /// `name` with `:latest` when it names no tag or digest, as `docker pull` reads it.
@@ -193,9 +218,9 @@ impl Engine {
         };
         let mut progress = self.docker.create_image(Some(options), None, None);
         while let Some(step) = progress.next().await {
-            step.map_err(|err| DockerError::Pull {
+            step.map_err(|source| DockerError::Pull {
                 image: image.clone(),
-                message: err.to_string(),
+                source,
             })?;
         }
         Ok(())
@@ -332,9 +357,9 @@ impl Engine {
         .await;
         if let Err(err) = opened {
             self.cleanup.defer(self.clone(), name.clone());
-            return Err(DockerError::Call {
+            return Err(DockerError::Io {
                 operation: format!("releasing {name}"),
-                message: err.to_string(),
+                source: err,
             });
         }
         let deadline = tokio::time::sleep(timeout);
@@ -381,7 +406,7 @@ impl Engine {
             Some(Ok(response)) => Ok(response.status_code),
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
             Some(Err(err)) => Err(call_error(format!("waiting for {name}"))(err)),
-            None => Err(DockerError::Call {
+            None => Err(DockerError::Refused {
                 operation: format!("waiting for {name}"),
                 message: "the engine closed the wait without an exit code".into(),
             }),

@@ -71,13 +71,13 @@ impl Engine {
         uploaded?;
         match archived {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(DockerError::Call {
+            Ok(Err(source)) => Err(DockerError::Io {
                 operation: format!("archiving the workspace for {volume}"),
-                message: err.to_string(),
+                source,
             }),
-            Err(err) => Err(DockerError::Call {
+            Err(err) => Err(DockerError::Io {
                 operation: "archiving the workspace".into(),
-                message: err.to_string(),
+                source: std::io::Error::other(err),
             }),
         }
     }

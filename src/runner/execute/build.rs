@@ -2,6 +2,7 @@
 //! after it as `GANTRY_IMAGE`, `GANTRY_IMAGE_TAG` and `GANTRY_IMAGE_DIGEST`.
 
 use super::stage::{StageContext, StageEnd};
+use crate::domain::describe;
 use crate::pipeline::vars::{IMAGE, IMAGE_DIGEST, IMAGE_TAG};
 use crate::pipeline::{BuildAction, PlannedStage};
 use crate::runner::engine::BuildRequest;
@@ -55,7 +56,7 @@ impl StageContext {
                     None => format!("built {}:{} (not pushed)", built.image, built.tag),
                 }))
             }
-            Err(err) => StageEnd::failure(err.to_string()),
+            Err(err) => StageEnd::failure(describe(&err)),
         }
     }
 

@@ -2,6 +2,7 @@
 //! the bumper (the rules are `gitops::stage`'s), and recorded on the run.
 
 use super::stage::{StageContext, StageEnd};
+use crate::domain::describe;
 use crate::gitops::bump::BumpSource;
 use crate::gitops::stage::{NoBump, bump_request};
 use crate::pipeline::{BumpAction, PlannedStage};
@@ -65,8 +66,9 @@ impl StageContext {
                 StageEnd::success(Some(summary))
             }
             Err(err) => {
-                report.error = Some(err.to_string());
-                StageEnd::failure(err.to_string())
+                let message = describe(&err);
+                report.error = Some(message.clone());
+                StageEnd::failure(message)
             }
         };
         self.observer

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{DockerError, Engine, RUN_LABEL};
 use crate::config::{RegistryCredentials, RunnerSettings};
-use crate::domain::{Forge, StageState};
+use crate::domain::{Forge, StageState, describe};
 use crate::gitops::bump::Bumper;
 use crate::gitops::stage::BumpPolicy;
 use crate::pipeline::{Plan, StageAction};
@@ -163,7 +163,7 @@ impl Executor {
                 let outcome = StageOutcome {
                     state: StageState::Error,
                     exit_code: None,
-                    message: Some(err.to_string()),
+                    message: Some(describe(&err)),
                     duration: Duration::ZERO,
                     attempts: 0,
                 };

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::stage::{StageContext, StageEnd};
-use crate::domain::StageState;
+use crate::domain::{StageState, describe};
 use crate::pipeline::PlannedStage;
 use crate::runner::engine::{
     ContainerExit, ContainerSpec, DockerError, GatedContainer, OutputStream, with_default_tag,
@@ -73,7 +73,7 @@ impl StageContext {
                 exit_code: None,
                 message: Some("canceled".into()),
             },
-            Err(err) => StageEnd::error(err.to_string()),
+            Err(err) => StageEnd::error(describe(&err)),
         }
     }
 
