@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-#[path = "../tests/common/git.rs"]
+#[path = "../tests/integration/support/git.rs"]
 mod git_cli;
 
 use gantry::git::GitAuth;

@@ -1,0 +1,84 @@
+//! A 202 means the delivery and its run are on disk: kill the server right after a batch of
+//! them, start it again, and find every one.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use crate::intake::helpers::{TestApp, config_toml, fixture, github};
+
+/// Starts the real binary on `config`, returning the child and the address it listens on
+/// (read from its JSON start-up log line).
+fn start_gantry(config: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["serve", "--role", "intake", "-c"])
+        .arg(config)
+        .env("GANTRY__LOG__FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gantry starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let address = loop {
+        let line = lines.next().expect("gantry logged its address").unwrap();
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if entry["fields"]["message"] == "gantry listening" {
+            break entry["fields"]["address"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{address}"))
+}
+
+#[tokio::test]
+async fn accepted_deliveries_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gantry.toml");
+    let store_url = format!("sqlite://{}", dir.path().join("gantry.db").display());
+    std::fs::write(&config, config_toml(&store_url)).unwrap();
+
+    let (mut child, address) = start_gantry(&config);
+    gantry::forge::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let body = fixture("github/push/goscm__push.json");
+    let sends = (0..100).map(|_| {
+        let request = github("push", &body);
+        let mut builder = client
+            .post(format!("{address}/hooks/github"))
+            .body(request.body);
+        for (name, value) in request.headers {
+            builder = builder.header(name, value);
+        }
+        async move {
+            let response = builder.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 202);
+            response.json::<serde_json::Value>().await.unwrap()["run_id"]
+                .as_i64()
+                .unwrap()
+        }
+    });
+    let mut accepted = futures_util::future::join_all(sends).await;
+    // SIGKILL: no shutdown hook, no flush; only what was committed survives.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, address) = start_gantry(&config);
+    let app = TestApp::attach(address);
+    let (status, list) = app.get_json("/api/runs?limit=500").await;
+    assert_eq!(status, 200);
+    let mut stored: Vec<i64> = list["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["id"].as_i64().unwrap())
+        .collect();
+    accepted.sort();
+    stored.sort();
+    assert_eq!(stored, accepted);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

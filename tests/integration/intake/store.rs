@@ -1,0 +1,480 @@
+//! The same store behaviour on SQLite and PostgreSQL.
+
+use gantry::domain::{CommitStatus, Forge, RunState, StageState, StatusState, Trigger};
+use gantry::git::GitAuth;
+use gantry::runner::scheduler::resolve_abandoned_pipelines;
+use gantry::store::{AnnouncedPipeline, NewDelivery, Recorded, RunFilter, Store};
+use gantry::webhook;
+
+use crate::intake::helpers::{Backend, fixture, fresh_store_url, signed};
+use crate::support::git::bare_repo_of;
+
+/// Runs one async test body against each backend, as `<name>_sqlite` and `<name>_postgres`.
+macro_rules! on_both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                $body(Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                $body(Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+async fn open(backend: Backend) -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(backend, dir.path()).await;
+    (Store::connect(&url).await.expect("store opens"), dir)
+}
+
+/// A parsed GitHub push delivery with a fresh delivery id (or the one given).
+fn push_delivery(delivery_id: Option<&str>) -> NewDelivery {
+    let mut request = signed("github", "push", &fixture("github/push/goscm__push.json"));
+    if let Some(id) = delivery_id {
+        request = request.with_header("X-GitHub-Delivery", id);
+    }
+    let settings = crate::intake::helpers::settings_for(
+        tempfile::tempdir().unwrap().path(),
+        "sqlite::memory:",
+    );
+    let headers = Pairs(request.headers);
+    let delivery = webhook::receive(
+        Forge::Github,
+        &headers,
+        &request.body,
+        &settings,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let run = delivery.event.run_request().unwrap();
+    NewDelivery {
+        delivery,
+        run,
+        repo: "Codertocat/Hello-World".into(),
+    }
+}
+
+struct Pairs(Vec<(String, String)>);
+
+impl webhook::Headers for Pairs {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+async fn records_and_reads_back_a_run(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let new = push_delivery(None);
+    let Recorded::Queued { run_id } = store.record_delivery(new.clone()).await.unwrap() else {
+        panic!("first delivery must queue a run");
+    };
+    let run = store.run(run_id).await.unwrap().expect("run is stored");
+    assert_eq!(run.state, RunState::Queued);
+    assert_eq!(run.repo.as_str(), "Codertocat/Hello-World");
+    assert_eq!(run.trigger, Trigger::Push);
+    assert_eq!(run.git_ref, "refs/heads/master");
+    assert_eq!(
+        run.commit_sha.as_str(),
+        "199eddf46df50de8d02e99bf1c5fdb4101338224"
+    );
+    assert_eq!(run.delivery_id, new.delivery.id.as_str());
+    assert_eq!(run.event.as_ref(), Some(&new.delivery.event));
+    assert!(store.run(run_id + 1000).await.unwrap().is_none());
+    assert_eq!(store.queue_depth().await.unwrap(), 1);
+    assert!(store.is_reachable().await);
+}
+on_both_backends!(records_and_reads_back, records_and_reads_back_a_run);
+
+async fn a_delivery_id_is_recorded_once(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let first = store
+        .record_delivery(push_delivery(Some("d-1")))
+        .await
+        .unwrap();
+    assert!(matches!(first, Recorded::Queued { .. }));
+    let again = store
+        .record_delivery(push_delivery(Some("d-1")))
+        .await
+        .unwrap();
+    assert_eq!(again, Recorded::Duplicate);
+    let runs = store
+        .list_runs(&RunFilter {
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+}
+on_both_backends!(deduplicates, a_delivery_id_is_recorded_once);
+
+async fn concurrent_deliveries_are_all_recorded_and_duplicates_once(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    // 200 distinct deliveries and 50 copies of one, all at once: group commit batches them.
+    let mut tasks = Vec::new();
+    for index in 0..250 {
+        let store = store.clone();
+        let id = if index < 200 {
+            format!("d-{index}")
+        } else {
+            "same".to_owned()
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .record_delivery(push_delivery(Some(&id)))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut queued = Vec::new();
+    let mut duplicates = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Recorded::Queued { run_id } => queued.push(run_id),
+            Recorded::Duplicate => duplicates += 1,
+        }
+    }
+    assert_eq!(queued.len(), 201);
+    assert_eq!(duplicates, 49);
+    queued.sort();
+    queued.dedup();
+    assert_eq!(queued.len(), 201, "run ids are unique");
+    let runs = store
+        .list_runs(&RunFilter {
+            limit: 500,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 201);
+}
+on_both_backends!(
+    concurrent_intake,
+    concurrent_deliveries_are_all_recorded_and_duplicates_once
+);
+
+async fn runs_are_listed_newest_first_with_filters_and_pages(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    for index in 0..5 {
+        store
+            .record_delivery(push_delivery(Some(&format!("p-{index}"))))
+            .await
+            .unwrap();
+    }
+    let page = |before, limit| RunFilter {
+        before,
+        limit,
+        ..RunFilter::default()
+    };
+    let first = store.list_runs(&page(None, 2)).await.unwrap();
+    let ids: Vec<i64> = first.iter().map(|run| run.id).collect();
+    assert!(ids[0] > ids[1]);
+    let second = store.list_runs(&page(Some(ids[1]), 10)).await.unwrap();
+    assert_eq!(second.len(), 3);
+    assert!(second.iter().all(|run| run.id < ids[1]));
+
+    let by_repo = |repo: &str| RunFilter {
+        repo: Some(repo.into()),
+        limit: 10,
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_runs(&by_repo("Codertocat/Hello-World"))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(
+        store.list_runs(&by_repo("other/repo")).await.unwrap().len(),
+        0
+    );
+    let by_state = |state| RunFilter {
+        state: Some(state),
+        limit: 10,
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_runs(&by_state(RunState::Queued))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(
+        store
+            .list_runs(&by_state(RunState::Success))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+}
+on_both_backends!(listing, runs_are_listed_newest_first_with_filters_and_pages);
+
+async fn queue_one(store: &Store) -> i64 {
+    let Recorded::Queued { run_id } = store.record_delivery(push_delivery(None)).await.unwrap()
+    else {
+        panic!("a fresh delivery queues a run");
+    };
+    run_id
+}
+
+fn ci_status(state: StatusState, description: &str) -> CommitStatus {
+    CommitStatus {
+        forge: Forge::Github,
+        repo: "Codertocat/Hello-World".into(),
+        sha: "199eddf46df50de8d02e99bf1c5fdb4101338224".parse().unwrap(),
+        git_ref: "master".into(),
+        context: "gantry/ci".into(),
+        state,
+        description: description.into(),
+        target_url: "http://gantry.test/runs/1".into(),
+    }
+}
+
+/// An announcement lands once and only while its run waits; a pipeline a finished run left
+/// pending is resolved once, with the run's reason; an older run never overrides a newer
+/// run's status on the same commit and context.
+async fn announcements_and_abandoned_pipelines(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let claimed = queue_one(&store).await;
+    let waiting = queue_one(&store).await;
+    let pipeline = AnnouncedPipeline {
+        pipeline: "ci",
+        file: ".gantry/ci.yml",
+        state: StageState::Pending,
+        description: Some("queued"),
+    };
+    let pending = ci_status(StatusState::Pending, "queued");
+
+    assert_eq!(
+        store.claim_run("runner-1").await.unwrap().unwrap().id,
+        claimed
+    );
+    assert!(
+        !store
+            .announce_run(
+                claimed,
+                std::slice::from_ref(&pipeline),
+                std::slice::from_ref(&pending)
+            )
+            .await
+            .unwrap(),
+        "a claimed run is its runner's to report"
+    );
+    assert!(store.run_statuses(claimed).await.unwrap().is_empty());
+    assert!(store.pipeline_results(claimed).await.unwrap().is_empty());
+
+    assert_eq!(store.unannounced_runs(10).await.unwrap().len(), 1);
+    assert!(
+        store
+            .announce_run(
+                waiting,
+                std::slice::from_ref(&pipeline),
+                std::slice::from_ref(&pending)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .announce_run(waiting, &[pipeline], &[pending])
+            .await
+            .unwrap(),
+        "a second replica's announcement of the same run writes nothing"
+    );
+    assert!(store.unannounced_runs(10).await.unwrap().is_empty());
+    let statuses = store.run_statuses(waiting).await.unwrap();
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(
+        (statuses[0].state.as_str(), statuses[0].delivery.as_str()),
+        ("pending", "waiting")
+    );
+
+    // Nothing to resolve while the run waits; once it is canceled, its pipeline ends once.
+    assert_eq!(resolve_abandoned_pipelines(&store).await.unwrap(), 0);
+    assert!(store.request_cancel(waiting).await.unwrap());
+    assert_eq!(resolve_abandoned_pipelines(&store).await.unwrap(), 1);
+    assert_eq!(resolve_abandoned_pipelines(&store).await.unwrap(), 0);
+    let pipelines = store.pipeline_results(waiting).await.unwrap();
+    assert_eq!(
+        (
+            pipelines[0].state.as_str(),
+            pipelines[0].description.as_deref()
+        ),
+        ("canceled", Some("canceled"))
+    );
+    let statuses = store.run_statuses(waiting).await.unwrap();
+    assert_eq!(
+        (
+            statuses[0].state.as_str(),
+            statuses[0].description.as_str(),
+            statuses[0].target_url.as_str()
+        ),
+        ("canceled", "canceled", "http://gantry.test/runs/1")
+    );
+
+    // The claimed (older) run ends after the newer one spoke for this commit and context:
+    // its status is not queued.
+    store
+        .queue_status(claimed, &ci_status(StatusState::Success, "passed"))
+        .await
+        .unwrap();
+    assert!(store.run_statuses(claimed).await.unwrap().is_empty());
+}
+on_both_backends!(announcements, announcements_and_abandoned_pipelines);
+
+async fn reopening_keeps_everything_and_migrations_are_idempotent(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(backend, dir.path()).await;
+    let store = Store::connect(&url).await.unwrap();
+    store
+        .record_delivery(push_delivery(Some("kept")))
+        .await
+        .unwrap();
+    drop(store);
+    let reopened = Store::connect(&url).await.unwrap();
+    let again = reopened
+        .record_delivery(push_delivery(Some("kept")))
+        .await
+        .unwrap();
+    assert_eq!(again, Recorded::Duplicate);
+    assert_eq!(reopened.queue_depth().await.unwrap(), 1);
+}
+on_both_backends!(
+    reopening,
+    reopening_keeps_everything_and_migrations_are_idempotent
+);
+
+async fn bumps_are_recorded_and_read_back(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let Recorded::Queued { run_id } = store.record_delivery(push_delivery(None)).await.unwrap()
+    else {
+        panic!("first delivery must queue a run");
+    };
+    let report = gantry::store::BumpReport {
+        pipeline: "web".into(),
+        stage: "deploy-dev".into(),
+        repo: "https://git.example.com/acme/config.git".into(),
+        branch: "main".into(),
+        file: "apps/web/kustomization.yaml".into(),
+        image: "registry.example.com/acme/web".into(),
+        changes: vec![gantry::domain::ValueChange {
+            line: 7,
+            place: "images[0].newTag".into(),
+            old: Some("v1".into()),
+            new: "v2".into(),
+        }],
+        commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        pull_request: None,
+        error: None,
+    };
+    store.record_bump(run_id, &report).await.unwrap();
+    assert_eq!(store.run_bumps(run_id).await.unwrap(), vec![report]);
+    assert!(store.run_bumps(run_id + 1).await.unwrap().is_empty());
+}
+on_both_backends!(bumps_recorded, bumps_are_recorded_and_read_back);
+
+/// Two handles on one PostgreSQL database stand for two replicas: the second waits for the
+/// lane until the first lets go. SQLite has no other process to exclude.
+async fn lane_locks_make_replicas_take_turns(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(backend, dir.path()).await;
+    let first = Store::connect(&url).await.unwrap();
+    let second = Store::connect(&url).await.unwrap();
+    let held = first.lock_lane("bump config main").await.unwrap();
+    if matches!(backend, Backend::Sqlite) {
+        assert!(held.is_none());
+        return;
+    }
+    assert!(held.is_some());
+    let waiting = tokio::spawn(async move { second.lock_lane("bump config main").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the second replica must wait");
+    let other = first.lock_lane("bump config release").await.unwrap();
+    assert!(other.is_some(), "another lane is free");
+    drop(held);
+    let taken = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("the lock is released when its holder drops it")
+        .unwrap()
+        .unwrap();
+    assert!(taken.is_some());
+}
+on_both_backends!(lane_locks, lane_locks_make_replicas_take_turns);
+
+/// Bumpers of two replicas sharing PostgreSQL take turns on the branch, so none of their
+/// pushes is rejected (without the lock they race, as the gitops tests show).
+#[tokio::test]
+async fn replicas_sharing_postgres_never_race_each_others_pushes() {
+    use gantry::gitops::bump::{Author, BumpRequest, Bumper, ConfigRepo};
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(Backend::Postgres, dir.path()).await;
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let images: Vec<String> = (0..12)
+        .map(|i| format!("registry.example.com/acme/s{i}"))
+        .collect();
+    let overlay: String = std::iter::once("images:\n".to_owned())
+        .chain(
+            images
+                .iter()
+                .map(|i| format!("  - name: {i}\n    newTag: v0\n")),
+        )
+        .collect();
+    std::fs::write(work.join("kustomization.yaml"), overlay).unwrap();
+    let config_url = bare_repo_of(&work, &dir.path().join("config.git"));
+    let replica = |store: Store| {
+        Bumper::new(
+            Author::parse("Gantry <g@example.com>").unwrap(),
+            GitAuth::None,
+        )
+        .with_store(store)
+    };
+    let replicas = [
+        replica(Store::connect(&url).await.unwrap()),
+        replica(Store::connect(&url).await.unwrap()),
+    ];
+    let tasks: Vec<_> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let bumper = replicas[i % 2].clone();
+            let request = BumpRequest {
+                repo: ConfigRepo {
+                    url: config_url.clone(),
+                    branch: "main".into(),
+                },
+                file: "kustomization.yaml".into(),
+                new: gantry::gitops::edit::NewImage {
+                    image: image.clone(),
+                    tag: Some("v1".into()),
+                    digest: None,
+                    key: None,
+                },
+                mode: gantry::pipeline::BumpMode::Commit,
+                forge: None,
+                source: None,
+            };
+            tokio::spawn(async move { bumper.bump(request).await })
+        })
+        .collect();
+    for task in tasks {
+        let outcome = task.await.unwrap().unwrap();
+        assert_eq!(outcome.attempts, 1, "{} lost a push race", outcome.image);
+        assert!(outcome.commit.is_some());
+    }
+}

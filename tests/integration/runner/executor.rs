@@ -1,0 +1,269 @@
+//! The executor driven directly: states, logs, timing of parallel stages, cancel.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gantry::config::RunnerSettings;
+use gantry::pipeline::{self, RunContext};
+use gantry::runner::{Engine, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome};
+use tokio_util::sync::CancellationToken;
+
+use crate::runner::checkout;
+use gantry::domain::{ChangedPaths, Secret, StageState, Trigger};
+
+#[derive(Default)]
+struct Recorder {
+    lines: Mutex<Vec<(String, String)>>,
+    events: Mutex<Vec<String>>,
+}
+
+impl Observer for Recorder {
+    fn stage_started(&self, _: &str, stage: &str) {
+        self.events.lock().unwrap().push(format!("start {stage}"));
+    }
+    fn stage_finished(&self, _: &str, stage: &str, outcome: &StageOutcome) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("{} {stage}", outcome.state.as_str()));
+    }
+    fn log_line(&self, _: &str, stage: &str, line: &str) {
+        self.lines
+            .lock()
+            .unwrap()
+            .push((stage.to_owned(), line.to_owned()));
+    }
+}
+
+impl Recorder {
+    fn lines_of(&self, stage: &str) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, _)| s == stage)
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+}
+
+fn settings() -> RunnerSettings {
+    RunnerSettings {
+        pull: gantry::config::PullPolicy::Never,
+        ..RunnerSettings::default()
+    }
+}
+
+async fn run_with(
+    yaml: &str,
+    secrets: BTreeMap<String, Secret>,
+    cancel: CancellationToken,
+) -> (PipelineOutcome, Arc<Recorder>, String) {
+    let dir = checkout(&[(".gantry/t.yml", yaml), ("README", "the checkout\n")]);
+    let pipeline = pipeline::parse(
+        ".gantry/t.yml",
+        &std::fs::read_to_string(dir.path().join(".gantry/t.yml")).unwrap(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let context = RunContext {
+        run_id: 1,
+        trigger: Trigger::Push,
+        repo: "acme/app",
+        commit_sha: &"a".repeat(40),
+        branch: Some("main"),
+        tag: None,
+        base_branch: None,
+        pr_number: None,
+        from_fork: false,
+        workspace: gantry::runner::WORKSPACE_DIR,
+        changed_paths: ChangedPaths::Unknown,
+        secrets: &secrets,
+    };
+    let plan = pipeline.plan(&context).unwrap().unwrap();
+    let engine = Engine::connect(&settings().docker_host).unwrap();
+    let executor = Executor::new(engine, Arc::new(settings()));
+    let recorder = Arc::new(Recorder::default());
+    let label = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let job = PipelineJob {
+        plan,
+        run_label: label.clone(),
+        checkout: dir.path().to_owned(),
+        cancel,
+        trusted: false,
+        forge: None,
+    };
+    let outcome = executor.run(job, recorder.clone()).await;
+    (outcome, recorder, label)
+}
+
+async fn run(yaml: &str) -> (PipelineOutcome, Arc<Recorder>) {
+    let (outcome, recorder, label) =
+        run_with(yaml, BTreeMap::new(), CancellationToken::new()).await;
+    assert_eq!(
+        leftovers(&label).await,
+        0,
+        "the run left containers or volumes behind"
+    );
+    (outcome, recorder)
+}
+
+/// Containers and volumes still labelled with the run.
+async fn leftovers(label: &str) -> usize {
+    let engine = Engine::connect("unix:///var/run/docker.sock").unwrap();
+    engine.reap(Some(label)).await
+}
+
+fn state_of(outcome: &PipelineOutcome, stage: &str) -> StageState {
+    outcome
+        .stages
+        .iter()
+        .find(|(name, _)| name == stage)
+        .unwrap()
+        .1
+        .state
+}
+
+#[tokio::test]
+async fn a_successful_stage_sees_the_workspace_and_variables() {
+    let (outcome, recorder) = run(
+        "stages:\n  - name: look\n    image: IMAGE\n    env: {GREETING: hi}\n    run: |\n      cat README\n      echo \"$GREETING $GANTRY_REPO $GANTRY_BRANCH $CI $PWD\"\n",
+    )
+    .await;
+    assert_eq!(outcome.state, StageState::Success, "{outcome:?}");
+    assert_eq!(
+        recorder.lines_of("look"),
+        ["the checkout", "hi acme/app main true /workspace"]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_command_fails_the_stage_with_its_exit_code_and_stops_later_stages() {
+    let (outcome, recorder) = run(
+        "stages:\n  - name: a\n    image: IMAGE\n    run: |\n      echo before\n      false\n      echo not reached\n  - name: b\n    image: IMAGE\n    run: echo never\n",
+    )
+    .await;
+    assert_eq!(outcome.state, StageState::Failure);
+    let a = &outcome.stages[0].1;
+    assert_eq!((a.state, a.exit_code), (StageState::Failure, Some(1)));
+    assert_eq!(
+        recorder.lines_of("a"),
+        ["before"],
+        "sh -e stops at the first failure"
+    );
+    assert_eq!(state_of(&outcome, "b"), StageState::Skipped);
+    assert_eq!(
+        outcome.stages[1].1.message.as_deref(),
+        Some("`a` did not succeed")
+    );
+}
+
+#[tokio::test]
+async fn a_stage_over_its_timeout_is_stopped() {
+    let started = std::time::Instant::now();
+    let (outcome, _) =
+        run("stages:\n  - name: slow\n    image: IMAGE\n    timeout: 2s\n    run: sleep 60\n")
+            .await;
+    let slow = &outcome.stages[0].1;
+    assert_eq!(slow.state, StageState::Failure);
+    assert_eq!(slow.message.as_deref(), Some("timed out after 2s"));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stopped, not waited out"
+    );
+}
+
+#[tokio::test]
+async fn a_flaky_stage_passes_on_retry() {
+    let (outcome, recorder) = run(
+        "stages:\n  - name: flaky\n    image: IMAGE\n    retries: 2\n    run: |\n      if [ -f tried ]; then echo second; exit 0; fi\n      touch tried\n      echo first\n      exit 1\n",
+    )
+    .await;
+    let flaky = &outcome.stages[0].1;
+    assert_eq!((flaky.state, flaky.attempts), (StageState::Success, 2));
+    let lines = recorder.lines_of("flaky");
+    assert_eq!(lines[0], "first");
+    assert!(lines[1].starts_with("gantry: attempt 1 failed (exit code 1); retrying"));
+    assert_eq!(lines[2], "second");
+}
+
+#[tokio::test]
+async fn independent_stages_run_side_by_side() {
+    // Each stage records when it ran; `a` and `b` need nothing, so their spans overlap.
+    let stage = |name: &str| {
+        format!(
+            "  - name: {name}\n    image: IMAGE\n    needs: []\n    run: |\n      cut -d' ' -f1 /proc/uptime > {name}.start\n      sleep 2\n      cut -d' ' -f1 /proc/uptime > {name}.end\n"
+        )
+    };
+    let yaml = format!(
+        "stages:\n{}{}  - name: join\n    image: IMAGE\n    needs: [a, b]\n    run: cat a.start a.end b.start b.end\n",
+        stage("a"),
+        stage("b")
+    );
+    let (outcome, recorder) = run(&yaml).await;
+    assert_eq!(outcome.state, StageState::Success, "{outcome:?}");
+    let times: Vec<f64> = recorder
+        .lines_of("join")
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let (a_start, a_end, b_start, b_end) = (times[0], times[1], times[2], times[3]);
+    assert!(
+        a_start < b_end && b_start < a_end,
+        "a {a_start}..{a_end} and b {b_start}..{b_end} did not overlap"
+    );
+}
+
+#[tokio::test]
+async fn secrets_are_masked_wherever_they_appear_in_a_line() {
+    let secrets = BTreeMap::from([("TOKEN".to_owned(), Secret::new("s3cr3t-v4lue"))]);
+    let (outcome, recorder, label) = run_with(
+        "stages:\n  - name: leak\n    image: IMAGE\n    secrets: [TOKEN]\n    run: |\n      echo \"$TOKEN\"\n      echo \"token=$TOKEN; again:$TOKEN!\"\n      echo \"$TOKEN\" >&2\n      printf 'no newline %s' \"$TOKEN\"\n",
+        secrets,
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.state, StageState::Success);
+    let mut lines = recorder.lines_of("leak");
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["****", "****", "no newline ****", "token=****; again:****!"]
+    );
+    assert_eq!(leftovers(&label).await, 0);
+}
+
+#[tokio::test]
+async fn a_canceled_run_stops_its_stage_and_leaves_nothing() {
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        trigger.cancel();
+    });
+    let started = std::time::Instant::now();
+    let (outcome, _, label) = run_with(
+        "stages:\n  - name: long\n    image: IMAGE\n    run: sleep 120\n  - name: next\n    image: IMAGE\n    run: 'true'\n",
+        BTreeMap::new(),
+        cancel,
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(state_of(&outcome, "long"), StageState::Canceled);
+    assert_eq!(state_of(&outcome, "next"), StageState::Canceled);
+    assert_eq!(outcome.state, StageState::Canceled);
+    assert_eq!(leftovers(&label).await, 0);
+}
+
+#[tokio::test]
+async fn the_validate_stage_runs_without_a_container() {
+    let (outcome, recorder) =
+        run("stages:\n  - name: manifests\n    validate: {paths: ['*.yml', '.gantry/*.yml']}\n")
+            .await;
+    assert_eq!(
+        state_of(&outcome, "manifests"),
+        StageState::Success,
+        "{:?}",
+        recorder.lines_of("manifests")
+    );
+}
