@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+// The bench uses the repo helper, not all of it.
+#[allow(dead_code)]
 #[path = "../tests/integration/support/git.rs"]
 mod git_cli;
 
@@ -12,7 +14,7 @@ use gantry::git::GitAuth;
 use gantry::gitops::bump::{Author, BumpRequest, Bumper, ConfigRepo};
 use gantry::gitops::edit::NewImage;
 use gantry::pipeline::BumpMode;
-use git_cli::bare_repo_of;
+use git_cli::Repo;
 
 const FILES: usize = 1_000;
 
@@ -66,14 +68,15 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
-    let dir = tempfile::tempdir().unwrap();
-    let work = dir.path().join("work");
-    for i in 0..FILES {
-        let folder = work.join(format!("apps/svc{i:04}"));
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::write(folder.join("deployment.yaml"), manifest(i)).unwrap();
-    }
-    let url = bare_repo_of(&work, &dir.path().join("config.git"));
+    let files: Vec<(String, String)> = (0..FILES)
+        .map(|i| (format!("apps/svc{i:04}/deployment.yaml"), manifest(i)))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let config = Repo::new(&files);
+    let url = config.url();
     println!("config repo: {FILES} manifest files, one commit, bare, {url}");
 
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -11,7 +11,7 @@ use gantry::gitops::bump::{
 use gantry::gitops::edit::NewImage;
 use gantry::pipeline::BumpMode;
 
-use crate::gitops::repos::ConfigRepo;
+use crate::support::git::Repo;
 use gantry::git::GitAuth;
 
 const OVERLAY: &str = "apps/web/overlays/dev/kustomization.yaml";
@@ -32,7 +32,7 @@ pub fn bumper() -> Bumper {
     )
 }
 
-pub fn request(repo: &ConfigRepo, file: &str, image: &str, tag: &str) -> BumpRequest {
+pub fn request(repo: &Repo, file: &str, image: &str, tag: &str) -> BumpRequest {
     BumpRequest {
         repo: Target {
             url: repo.url(),
@@ -60,7 +60,7 @@ pub fn request(repo: &ConfigRepo, file: &str, image: &str, tag: &str) -> BumpReq
 
 #[tokio::test]
 async fn a_bump_commits_only_the_value_with_a_message_that_names_its_source() {
-    let repo = ConfigRepo::new(&[(OVERLAY, OVERLAY_TEXT), ("README.md", "config\n")]);
+    let repo = Repo::new(&[(OVERLAY, OVERLAY_TEXT), ("README.md", "config\n")]);
     let before = repo.head();
     let outcome = bumper()
         .bump(request(
@@ -100,7 +100,7 @@ async fn a_bump_commits_only_the_value_with_a_message_that_names_its_source() {
 
 #[tokio::test]
 async fn a_bump_whose_value_is_in_place_makes_no_commit() {
-    let repo = ConfigRepo::new(&[(OVERLAY, OVERLAY_TEXT)]);
+    let repo = Repo::new(&[(OVERLAY, OVERLAY_TEXT)]);
     let before = repo.head();
     let outcome = bumper()
         .bump(request(
@@ -118,7 +118,7 @@ async fn a_bump_whose_value_is_in_place_makes_no_commit() {
 
 #[tokio::test]
 async fn refusals_push_nothing_and_say_why() {
-    let repo = ConfigRepo::new(&[
+    let repo = Repo::new(&[
         (OVERLAY, OVERLAY_TEXT),
         (
             "values.yaml",
@@ -212,10 +212,7 @@ async fn concurrent_bumps_and_another_writer_lose_nothing_and_apply_nothing_twic
         .map(|i| format!("registry.example.com/acme/svc{i:02}"))
         .collect();
     let overlay = crate::gitops::repos::kustomization(&images);
-    let repo = Arc::new(ConfigRepo::new(&[
-        (OVERLAY, &overlay),
-        ("notes.txt", "0\n"),
-    ]));
+    let repo = Arc::new(Repo::new(&[(OVERLAY, &overlay), ("notes.txt", "0\n")]));
     let mut bumps: Vec<(String, String)> = images
         .iter()
         .enumerate()
@@ -279,7 +276,7 @@ async fn concurrent_bumps_and_another_writer_lose_nothing_and_apply_nothing_twic
         "the other writer's commits survive"
     );
     // Newest first: the position of each bump's commit in the history.
-    let order: Vec<String> = crate::gitops::repos::git(&repo.bare, &["rev-list", "main"])
+    let order: Vec<String> = crate::support::git::git(&repo.bare, &["rev-list", "main"])
         .lines()
         .map(str::to_owned)
         .collect();
@@ -307,7 +304,7 @@ async fn concurrent_bumps_and_another_writer_lose_nothing_and_apply_nothing_twic
 
 #[tokio::test]
 async fn bump_errors_are_typed() {
-    let repo = ConfigRepo::new(&[(OVERLAY, OVERLAY_TEXT)]);
+    let repo = Repo::new(&[(OVERLAY, OVERLAY_TEXT)]);
     let err = bumper()
         .bump(request(&repo, OVERLAY, "Registry/UPPER", "v1"))
         .await

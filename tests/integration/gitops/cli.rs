@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::gitops::repos::ConfigRepo;
+use crate::support::git::Repo;
 
 const FILE: &str = "deploy/web.yaml";
 const DEPLOYMENT: &str = "\
@@ -29,7 +29,7 @@ fn gantry(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn gantry_bump_commits_to_a_local_repo_and_prints_what_changed() {
-    let repo = ConfigRepo::new(&[(FILE, DEPLOYMENT)]);
+    let repo = Repo::new(&[(FILE, DEPLOYMENT)]);
     let cwd = tempfile::tempdir().unwrap();
     let output = gantry(
         cwd.path(),
@@ -70,7 +70,7 @@ fn gantry_bump_commits_to_a_local_repo_and_prints_what_changed() {
 
 #[test]
 fn gantry_bump_refuses_bad_input_with_exit_code_1() {
-    let repo = ConfigRepo::new(&[(FILE, DEPLOYMENT)]);
+    let repo = Repo::new(&[(FILE, DEPLOYMENT)]);
     let before = repo.head();
     let cwd = tempfile::tempdir().unwrap();
     let bare = repo.bare.to_str().unwrap().to_owned();
@@ -128,7 +128,7 @@ fn concurrent_gantry_bump_processes_all_land() {
         .map(|i| format!("registry.example.com/acme/svc{i}"))
         .collect();
     let overlay = crate::gitops::repos::kustomization(&images);
-    let repo = ConfigRepo::new(&[("kustomization.yaml", &overlay)]);
+    let repo = Repo::new(&[("kustomization.yaml", &overlay)]);
     let cwd = tempfile::tempdir().unwrap();
     let children: Vec<_> = images
         .iter()

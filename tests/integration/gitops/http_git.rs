@@ -10,7 +10,7 @@ use gantry::gitops::bump::{Author, Bumper};
 use tokio::io::AsyncWriteExt;
 
 use crate::gitops::bumps::request;
-use crate::gitops::repos::ConfigRepo;
+use crate::support::git::{BARE_NAME, Repo};
 use gantry::domain::{Secret, describe};
 use gantry::git::GitAuth;
 
@@ -64,7 +64,7 @@ impl GitHttp {
         let handle = server.handle();
         tokio::spawn(server);
         Self {
-            url: format!("http://127.0.0.1:{port}/config.git"),
+            url: format!("http://127.0.0.1:{port}/{BARE_NAME}"),
             seen,
             _server: handle,
         }
@@ -160,7 +160,7 @@ fn bumper_with(token: &str) -> Bumper {
 
 #[tokio::test]
 async fn bumps_over_smart_http_send_the_token_only_as_a_header() {
-    let repo = ConfigRepo::new(&[(
+    let repo = Repo::new(&[(
         OVERLAY,
         "images:\n  - name: registry.example.com/acme/web\n    newTag: v1\n",
     )]);
@@ -181,7 +181,7 @@ async fn bumps_over_smart_http_send_the_token_only_as_a_header() {
 
 #[tokio::test]
 async fn a_refused_token_fails_the_bump_without_showing_the_token() {
-    let repo = ConfigRepo::new(&[(
+    let repo = Repo::new(&[(
         OVERLAY,
         "images:\n  - name: registry.example.com/acme/web\n    newTag: v1\n",
     )]);

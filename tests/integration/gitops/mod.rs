@@ -7,5 +7,5 @@ mod edits;
 mod fake_pulls;
 mod http_git;
 mod pull_requests;
-mod repos;
+pub mod repos;
 mod ssh_git;

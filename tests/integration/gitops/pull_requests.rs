@@ -8,7 +8,7 @@ use gantry::pipeline::BumpMode;
 
 use crate::gitops::bumps::request;
 use crate::gitops::fake_pulls::{FakePulls, Kind, TOKEN};
-use crate::gitops::repos::{ConfigRepo, git};
+use crate::support::git::{Repo, git};
 use gantry::domain::{Forge, describe};
 use gantry::git::GitAuth;
 
@@ -35,8 +35,8 @@ fn forges(kind: Kind, api_url: &str, token: &str) -> Forges {
 }
 
 async fn opens_then_updates_one_pull_request(kind: Kind, forge: Forge) {
-    let repo = ConfigRepo::new(&[(FILE, VALUES)]);
-    // The fake forge knows the repo by the name its URL gives: `<folder>/config`.
+    let repo = Repo::new(&[(FILE, VALUES)]);
+    // The fake forge knows the repo by the name its URL gives: `<folder>/repo`.
     let owner = repo
         .bare
         .parent()
@@ -46,7 +46,7 @@ async fn opens_then_updates_one_pull_request(kind: Kind, forge: Forge) {
         .to_str()
         .unwrap()
         .to_owned();
-    let (fake, server) = FakePulls::start(kind, &format!("{owner}/config")).await;
+    let (fake, server) = FakePulls::start(kind, &format!("{owner}/repo")).await;
     let bumper = Bumper::new(
         Author::parse("Gantry <g@example.com>").unwrap(),
         GitAuth::None,
@@ -108,7 +108,7 @@ async fn gitea_pull_request_is_opened_once_and_updated() {
 
 #[tokio::test]
 async fn a_forge_that_refuses_the_token_fails_the_bump_with_its_answer() {
-    let repo = ConfigRepo::new(&[(FILE, VALUES)]);
+    let repo = Repo::new(&[(FILE, VALUES)]);
     let (_fake, server) = FakePulls::start(Kind::Github, "x/config").await;
     let bumper = Bumper::new(
         Author::parse("Gantry <g@example.com>").unwrap(),

@@ -9,7 +9,7 @@ use gantry::domain::describe;
 use gantry::gitops::bump::{Author, Bumper};
 
 use crate::gitops::bumps::request;
-use crate::gitops::repos::ConfigRepo;
+use crate::support::git::Repo;
 use gantry::git::GitAuth;
 
 const FILE: &str = "kustomization.yaml";
@@ -104,7 +104,7 @@ fn bumper(auth: GitAuth) -> Bumper {
 
 #[tokio::test]
 async fn bumps_over_ssh_use_the_key_and_check_the_host() {
-    let repo = ConfigRepo::new(&[(
+    let repo = Repo::new(&[(
         FILE,
         "images:\n  - name: registry.example.com/acme/web\n    newTag: v1\n",
     )]);
@@ -124,7 +124,7 @@ async fn bumps_over_ssh_use_the_key_and_check_the_host() {
 
 #[tokio::test]
 async fn an_unknown_key_or_host_is_refused_and_nothing_is_pushed() {
-    let repo = ConfigRepo::new(&[(
+    let repo = Repo::new(&[(
         FILE,
         "images:\n  - name: registry.example.com/acme/web\n    newTag: v1\n",
     )]);

@@ -6,8 +6,9 @@ use gantry::runner::scheduler::resolve_abandoned_pipelines;
 use gantry::store::{AnnouncedPipeline, NewDelivery, Recorded, RunFilter, Store};
 use gantry::webhook;
 
+use crate::gitops::repos::kustomization;
 use crate::intake::helpers::{Backend, fixture, fresh_store_url, signed};
-use crate::support::git::bare_repo_of;
+use crate::support::git::Repo;
 
 /// Runs one async test body against each backend, as `<name>_sqlite` and `<name>_postgres`.
 macro_rules! on_both_backends {
@@ -423,20 +424,11 @@ async fn replicas_sharing_postgres_never_race_each_others_pushes() {
     use gantry::gitops::bump::{Author, BumpRequest, Bumper, ConfigRepo};
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_store_url(Backend::Postgres, dir.path()).await;
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
     let images: Vec<String> = (0..12)
         .map(|i| format!("registry.example.com/acme/s{i}"))
         .collect();
-    let overlay: String = std::iter::once("images:\n".to_owned())
-        .chain(
-            images
-                .iter()
-                .map(|i| format!("  - name: {i}\n    newTag: v0\n")),
-        )
-        .collect();
-    std::fs::write(work.join("kustomization.yaml"), overlay).unwrap();
-    let config_url = bare_repo_of(&work, &dir.path().join("config.git"));
+    let config = Repo::new(&[("kustomization.yaml", &kustomization(&images))]);
+    let config_url = config.url();
     let replica = |store: Store| {
         Bumper::new(
             Author::parse("Gantry <g@example.com>").unwrap(),

@@ -1,10 +1,8 @@
 //! The GitOps hand-off end to end: a push builds an image, and the bump stage commits its
 //! tag to a config repo, recorded on the run.
 
-use std::path::Path;
-
-use crate::server::{Forge, Server, config_dir, finished, git, push_payload};
-use crate::support::git::bare_repo_of;
+use crate::server::{Server, app_repo, config_dir, finished, git, push_payload};
+use crate::support::git::Repo;
 use crate::support::registry::{PASSWORD, Registry, USER};
 
 const OVERLAY: &str = "apps/app/overlays/dev/kustomization.yaml";
@@ -23,21 +21,19 @@ const PIPELINE: &str = "stages:
       pin: tag@digest
 ";
 
-/// A bare config repo holding the overlay for `registry`'s image, with its URL.
-fn config_repo(dir: &Path, registry: &str) -> String {
-    let work = dir.join("config-work");
-    std::fs::create_dir_all(work.join("apps/app/overlays/dev")).unwrap();
-    std::fs::write(
-        work.join(OVERLAY),
-        format!("kind: Kustomization\nimages:\n  - name: {registry}/acme/app\n    newTag: old # set by Gantry\n"),
-    )
-    .unwrap();
-    bare_repo_of(&work, &dir.join("config.git"))
+/// A config repo holding the overlay for `registry`'s image.
+fn config_repo(registry: &str) -> Repo {
+    Repo::new(&[(
+        OVERLAY,
+        &format!(
+            "kind: Kustomization\nimages:\n  - name: {registry}/acme/app\n    newTag: old # set by Gantry\n"
+        ),
+    )])
 }
 
 /// The app repo; `push` is the build's `push:` line (empty: push, as on any push event).
-fn app_with_dockerfile(config_url: &str, registry: &str, push: &str) -> Forge {
-    let forge = Forge::new(
+fn app_with_dockerfile(config_url: &str, registry: &str, push: &str) -> Repo {
+    let forge = app_repo(
         &PIPELINE
             .replace("CONFIG_URL", config_url)
             .replace("REGISTRY", registry)
@@ -59,16 +55,16 @@ fn app_with_dockerfile(config_url: &str, registry: &str, push: &str) -> Forge {
         ),
     )
     .unwrap();
-    git(&forge.work(), &["add", "."]);
-    git(&forge.work(), &["commit", "-qm", "dockerfile"]);
+    git(forge.work(), &["add", "."]);
+    git(forge.work(), &["commit", "-qm", "dockerfile"]);
     forge
 }
 
 #[tokio::test]
 async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     let registry = Registry::start();
-    let configs = tempfile::tempdir().unwrap();
-    let config_url = config_repo(configs.path(), &registry.host);
+    let configs = config_repo(&registry.host);
+    let config_url = configs.url();
     let forge = app_with_dockerfile(&config_url, &registry.host, "");
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| {
@@ -83,9 +79,9 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     let run = server.wait_for(id, "an end", finished).await;
     assert_eq!(run["state"], "success", "{run:#}");
 
-    let bare = configs.path().join("config.git");
+    let bare = &configs.bare;
     let digest = registry.manifest_digest("acme/app", &sha).await;
-    let file = git(&bare, &["show", &format!("main:{OVERLAY}")]);
+    let file = git(bare, &["show", &format!("main:{OVERLAY}")]);
     let file = file.trim_end();
     assert!(
         file.ends_with(&format!(
@@ -93,14 +89,14 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
         )),
         "{file}"
     );
-    let head = git(&bare, &["rev-parse", "main"]).trim().to_owned();
+    let head = git(bare, &["rev-parse", "main"]).trim().to_owned();
     let bump = &run["bumps"][0];
     assert_eq!(bump["commit"], head.as_str(), "{run:#}");
     assert_eq!(bump["file"], OVERLAY);
     assert_eq!(bump["changes"][0]["old"], "old");
     assert_eq!(bump["changes"][0]["new"], sha.as_str());
     assert_eq!(bump["changes"][1]["new"], digest.as_str());
-    let message = git(&bare, &["log", "-1", "--format=%B%n%an", "main"]);
+    let message = git(bare, &["log", "-1", "--format=%B%n%an", "main"]);
     let message = message.trim_end();
     assert!(
         message.contains(&format!("Source: acme/app@{sha}")),
@@ -132,7 +128,7 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
         serde_json::Value::Null,
         "{run:#}"
     );
-    assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), head);
+    assert_eq!(git(bare, &["rev-parse", "main"]).trim(), head);
     let metric = |name: &'static str| server.metric(name);
     assert_eq!(
         metric("gantry_bumps_total{outcome=\"applied\"}").await,
@@ -147,8 +143,8 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
 
 #[tokio::test]
 async fn a_bump_to_a_repo_not_listed_in_gitops_repos_fails_and_pushes_nothing() {
-    let configs = tempfile::tempdir().unwrap();
-    let config_url = config_repo(configs.path(), "registry.example.com");
+    let configs = config_repo("registry.example.com");
+    let config_url = configs.url();
     let forge = app_with_dockerfile(&config_url, "registry.example.com", "push: false");
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| text);
@@ -165,14 +161,14 @@ async fn a_bump_to_a_repo_not_listed_in_gitops_repos_fails_and_pushes_nothing() 
             .contains("is not listed in `[gitops] repos`"),
         "{run:#}"
     );
-    let bare = configs.path().join("config.git");
-    assert_eq!(git(&bare, &["rev-list", "--count", "main"]).trim(), "1");
+    let bare = &configs.bare;
+    assert_eq!(git(bare, &["rev-list", "--count", "main"]).trim(), "1");
 }
 
 #[tokio::test]
 async fn an_image_that_was_not_pushed_is_not_bumped() {
-    let configs = tempfile::tempdir().unwrap();
-    let config_url = config_repo(configs.path(), "registry.example.com");
+    let configs = config_repo("registry.example.com");
+    let config_url = configs.url();
     let forge = app_with_dockerfile(&config_url, "registry.example.com", "push: false");
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| {
@@ -192,6 +188,6 @@ async fn an_image_that_was_not_pushed_is_not_bumped() {
         "{run:#}"
     );
     assert_eq!(run["bumps"], serde_json::json!([]));
-    let bare = configs.path().join("config.git");
-    assert_eq!(git(&bare, &["rev-list", "--count", "main"]).trim(), "1");
+    let bare = &configs.bare;
+    assert_eq!(git(bare, &["rev-list", "--count", "main"]).trim(), "1");
 }

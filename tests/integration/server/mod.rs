@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use gantry::webhook::signature::hmac_hex;
 use serde_json::{Value, json};
 
-use crate::support::git::git;
+use crate::support::git::{Repo, git};
 
 mod bumps;
 mod fake_forge;
@@ -25,49 +25,16 @@ fn image() -> String {
     std::env::var("GANTRY_TEST_IMAGE").expect("GANTRY_TEST_IMAGE names the local busybox image")
 }
 
-/// A bare repo (the "forge") and a work tree that pushes to it.
-struct Forge {
-    dir: tempfile::TempDir,
+/// The app repo as the forge serves it: `.gantry/ci.yml` holding `pipeline` (`IMAGE`
+/// stands for the test image) and a README.
+fn app_repo(pipeline: &str) -> Repo {
+    Repo::new(&[
+        (".gantry/ci.yml", &pipeline.replace("IMAGE", &image())),
+        ("README", "the app\n"),
+    ])
 }
 
-impl Forge {
-    fn new(pipeline: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        git(dir.path(), &["init", "-q", "--bare", "origin.git"]);
-        git(dir.path(), &["clone", "-q", "origin.git", "work"]);
-        let work = dir.path().join("work");
-        std::fs::create_dir_all(work.join(".gantry")).unwrap();
-        std::fs::write(
-            work.join(".gantry/ci.yml"),
-            pipeline.replace("IMAGE", &image()),
-        )
-        .unwrap();
-        std::fs::write(work.join("README"), "the app\n").unwrap();
-        git(&work, &["add", "."]);
-        git(&work, &["commit", "-qm", "first"]);
-        git(&work, &["push", "-q", "origin", "HEAD:main"]);
-        Self { dir }
-    }
-
-    fn work(&self) -> PathBuf {
-        self.dir.path().join("work")
-    }
-
-    fn url(&self) -> String {
-        format!("file://{}", self.dir.path().join("origin.git").display())
-    }
-
-    /// Pushes HEAD to `branch` and returns the commit.
-    fn push(&self, branch: &str) -> String {
-        git(
-            &self.work(),
-            &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")],
-        );
-        git(&self.work(), &["rev-parse", "HEAD"]).trim().to_owned()
-    }
-}
-
-fn config(store: &Path, forge: &Forge) -> String {
+fn config(store: &Path, forge: &Repo) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\napi_token = \"{API_TOKEN}\"\n[store]\nurl = \"sqlite://{}\"\n\
          [runner]\npull = \"never\"\n[github]\nwebhook_secrets = [\"{SECRET}\"]\n\
@@ -79,7 +46,7 @@ fn config(store: &Path, forge: &Forge) -> String {
 }
 
 /// A folder with the server's config (edited by `edit`) and, once it runs, its store.
-fn config_dir(forge: &Forge, edit: impl FnOnce(String) -> String) -> (tempfile::TempDir, PathBuf) {
+fn config_dir(forge: &Repo, edit: impl FnOnce(String) -> String) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gantry.toml");
     std::fs::write(&path, edit(config(&dir.path().join("gantry.db"), forge))).unwrap();
@@ -237,7 +204,7 @@ const PIPELINE: &str = "stages:
 
 #[tokio::test]
 async fn a_signed_push_runs_its_pipeline_to_success() {
-    let forge = Forge::new(PIPELINE);
+    let forge = app_repo(PIPELINE);
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
@@ -279,7 +246,7 @@ async fn a_signed_push_runs_its_pipeline_to_success() {
 #[tokio::test]
 async fn a_branch_named_with_shell_characters_is_checked_out_and_runs_nothing_else() {
     let branch = "weird/$(touch${IFS}pwned);echo'&|\"<>`id`";
-    let forge = Forge::new(
+    let forge = app_repo(
         "stages:\n  - name: show\n    image: IMAGE\n    run: |\n      printf '%s\\n' \"$GANTRY_BRANCH\"\n      ls\n",
     );
     let sha = forge.push(branch);
@@ -300,7 +267,7 @@ async fn a_branch_named_with_shell_characters_is_checked_out_and_runs_nothing_el
 
 #[tokio::test]
 async fn skip_ci_in_the_commit_message_skips_the_run() {
-    let forge = Forge::new(PIPELINE);
+    let forge = app_repo(PIPELINE);
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
@@ -314,14 +281,14 @@ async fn skip_ci_in_the_commit_message_skips_the_run() {
 
 #[tokio::test]
 async fn a_broken_pipeline_file_fails_only_its_pipeline_with_its_location() {
-    let forge = Forge::new(PIPELINE);
+    let forge = app_repo(PIPELINE);
     std::fs::write(
         forge.work().join(".gantry/broken.yml"),
         "stages:\n  - name: x\n    imgae: y\n",
     )
     .unwrap();
-    git(&forge.work(), &["add", "."]);
-    git(&forge.work(), &["commit", "-qm", "broken"]);
+    git(forge.work(), &["add", "."]);
+    git(forge.work(), &["commit", "-qm", "broken"]);
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
@@ -384,7 +351,7 @@ fn containers_of(label: &str, running: bool) -> Vec<String> {
 
 #[tokio::test]
 async fn a_killed_server_cleans_up_and_takes_its_run_back_once() {
-    let forge = Forge::new("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
+    let forge = app_repo("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
     let sha = forge.push("main");
     let (dir, config_path) = config_dir(&forge, |text| text);
 
@@ -439,7 +406,7 @@ async fn a_killed_server_cleans_up_and_takes_its_run_back_once() {
 
 #[tokio::test]
 async fn a_newer_push_to_a_branch_cancels_the_older_run() {
-    let forge = Forge::new("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
+    let forge = app_repo("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
     let first_sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
@@ -456,7 +423,7 @@ async fn a_newer_push_to_a_branch_cancels_the_older_run() {
         ),
     )
     .unwrap();
-    git(&forge.work(), &["commit", "-qam", "two"]);
+    git(forge.work(), &["commit", "-qam", "two"]);
     let second_sha = forge.push("main");
     let newer = server.push(push_payload("main", &second_sha, "two")).await;
 
@@ -474,7 +441,7 @@ async fn a_newer_push_to_a_branch_cancels_the_older_run() {
 #[tokio::test]
 async fn queued_runs_wait_for_a_free_slot() {
     // One slot: the second run (another branch, so nothing is superseded) waits.
-    let forge = Forge::new("stages:\n  - name: nap\n    image: IMAGE\n    run: sleep 2\n");
+    let forge = app_repo("stages:\n  - name: nap\n    image: IMAGE\n    run: sleep 2\n");
     let sha = forge.push("main");
     forge.push("other");
     let (_dir, config_path) = config_dir(&forge, |text| {
@@ -501,7 +468,7 @@ async fn queued_runs_wait_for_a_free_slot() {
 
 #[tokio::test]
 async fn canceling_a_running_run_through_the_api_stops_its_stage() {
-    let forge = Forge::new("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
+    let forge = app_repo("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);

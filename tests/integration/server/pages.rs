@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::server::{Forge, Server, config_dir, finished, push_payload};
+use crate::server::{Server, app_repo, config_dir, finished, push_payload};
 
 /// A stage that prints over a few seconds: a line first, then markup, colour, the last.
 const SLOW_PIPELINE: &str = "stages:
@@ -113,7 +113,7 @@ impl Drop for Browser {
 
 #[tokio::test]
 async fn a_running_run_is_watched_live_in_a_browser_and_markup_in_its_log_stays_text() {
-    let forge = Forge::new(SLOW_PIPELINE);
+    let forge = app_repo(SLOW_PIPELINE);
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |text| text);
     let server = Server::start(&config_path);
@@ -243,7 +243,7 @@ async fn events(
 
 #[tokio::test]
 async fn a_reconnecting_event_stream_replays_only_what_was_missed() {
-    let forge = Forge::new(
+    let forge = app_repo(
         "stages:\n  - name: count\n    image: IMAGE\n    run: |\n      echo one\n      sleep 1\n      echo two\n      sleep 1\n      echo three\n",
     );
     let sha = forge.push("main");
@@ -303,7 +303,7 @@ async fn a_reconnecting_event_stream_replays_only_what_was_missed() {
 
 #[tokio::test]
 async fn pages_escape_what_came_from_the_payload_and_answer_404_for_a_missing_run() {
-    let forge = Forge::new(
+    let forge = app_repo(
         "stages:\n  - name: say\n    image: IMAGE\n    run: echo '<script>alert(1)</script>'\n",
     );
     let sha = forge.push("main");

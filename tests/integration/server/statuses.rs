@@ -7,7 +7,8 @@ use gantry::webhook::signature::hmac_hex;
 use serde_json::{Value, json};
 
 use crate::server::fake_forge::{ENTERPRISE_PREFIX, FakeForge, Kind, TOKEN};
-use crate::server::{Forge, REPO, SECRET, Server, finished, git};
+use crate::server::{REPO, SECRET, Server, app_repo, finished, git};
+use crate::support::git::Repo;
 
 const PUBLIC_URL: &str = "http://gantry.test:8080";
 
@@ -22,8 +23,8 @@ const PIPELINES: &[(&str, &str)] = &[
     ),
 ];
 
-fn forge_with(files: &[(&str, &str)]) -> Forge {
-    let forge = Forge::new(files[0].1);
+fn forge_with(files: &[(&str, &str)]) -> Repo {
+    let forge = app_repo(files[0].1);
     for (path, text) in &files[1..] {
         std::fs::write(
             forge.work().join(path),
@@ -31,15 +32,15 @@ fn forge_with(files: &[(&str, &str)]) -> Forge {
         )
         .unwrap();
     }
-    git(&forge.work(), &["add", "."]);
+    git(forge.work(), &["add", "."]);
     git(
-        &forge.work(),
+        forge.work(),
         &["commit", "-q", "--allow-empty", "-m", "pipelines"],
     );
     forge
 }
 
-fn config(dir: &std::path::Path, forge: &Forge, kind: Kind, api: &str) -> std::path::PathBuf {
+fn config(dir: &std::path::Path, forge: &Repo, kind: Kind, api: &str) -> std::path::PathBuf {
     let section = match kind {
         Kind::Github => format!(
             "[github]\nwebhook_secrets = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}\"\n"
@@ -448,7 +449,7 @@ async fn waiting_runs_show_pending_and_end_canceled_when_they_never_run() {
         .await;
 
     git(
-        &forge.work(),
+        forge.work(),
         &["commit", "-q", "--allow-empty", "-m", "two"],
     );
     let waiting_sha = forge.push("other");
@@ -476,7 +477,7 @@ async fn waiting_runs_show_pending_and_end_canceled_when_they_never_run() {
 
     // A newer push to the same branch supersedes the waiting run.
     git(
-        &forge.work(),
+        forge.work(),
         &["commit", "-q", "--allow-empty", "-m", "three"],
     );
     let newest_sha = forge.push("other");
