@@ -16,7 +16,7 @@ const GITEA_PUSH: &str = "gitea/push/goscm__push.json";
 async fn refused(
     app: &TestApp,
     forge: &str,
-    request: &crate::intake::helpers::SignedRequest,
+    request: &crate::intake::helpers::Delivery,
     status: u16,
     message: &str,
 ) {

@@ -1,14 +1,16 @@
 //! Spawning a real Gantry on port 0 and building correctly (or wrongly) signed deliveries.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::Path;
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use gantry::config::Settings;
+use gantry::domain::Forge;
 pub use gantry::startup::{Application, Role};
-use gantry::webhook::signature::hmac_hex;
 use sqlx::Connection;
+
+pub use crate::support::deliveries::{Delivery, fixture, fixture_dir};
 
 pub const GITHUB_SECRET: &str = "github-secret";
 pub const GITLAB_TOKEN: &str = "gitlab-token";
@@ -62,15 +64,6 @@ pub fn settings_for(dir: &Path, store_url: &str) -> Settings {
     let path = dir.join("gantry.toml");
     std::fs::write(&path, config_toml(store_url)).expect("writing test config");
     Settings::load_with_env(Some(&path), []).expect("test config is valid")
-}
-
-pub fn fixture(relative: &str) -> Vec<u8> {
-    std::fs::read(fixture_dir().join(relative))
-        .unwrap_or_else(|err| panic!("reading fixture {relative}: {err}"))
-}
-
-pub fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webhooks")
 }
 
 /// Which store a test runs against.
@@ -146,7 +139,7 @@ impl TestApp {
         }
     }
 
-    pub async fn post_hook(&self, forge: &str, request: &SignedRequest) -> reqwest::Response {
+    pub async fn post_hook(&self, forge: &str, request: &Delivery) -> reqwest::Response {
         let mut builder = self
             .client
             .post(format!("{}/hooks/{forge}", self.address))
@@ -185,101 +178,29 @@ impl TestApp {
     }
 }
 
-/// A delivery as a forge would send it: headers and raw body.
-#[derive(Debug, Clone)]
-pub struct SignedRequest {
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+/// A correctly signed GitHub delivery under this config's secret.
+pub fn github(event: &str, body: &[u8]) -> Delivery {
+    Delivery::signed(Forge::Github, GITHUB_SECRET, event, body)
 }
 
-impl SignedRequest {
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .retain(|(key, _)| !key.eq_ignore_ascii_case(name));
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    pub fn without_header(mut self, name: &str) -> Self {
-        self.headers
-            .retain(|(key, _)| !key.eq_ignore_ascii_case(name));
-        self
-    }
-}
-
-fn fresh_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-pub fn github(event: &str, body: &[u8]) -> SignedRequest {
-    SignedRequest {
-        headers: vec![
-            ("Content-Type".into(), "application/json".into()),
-            ("X-GitHub-Event".into(), event.into()),
-            ("X-GitHub-Delivery".into(), fresh_id()),
-            ("X-GitHub-Hook-ID".into(), "4242".into()),
-            (
-                "X-Hub-Signature-256".into(),
-                format!("sha256={}", hmac_hex(GITHUB_SECRET.as_bytes(), body)),
-            ),
-        ],
-        body: body.to_vec(),
-    }
-}
-
-pub fn gitlab(event: &str, body: &[u8]) -> SignedRequest {
-    SignedRequest {
-        headers: vec![
-            ("Content-Type".into(), "application/json".into()),
-            ("X-Gitlab-Event".into(), event.into()),
-            ("X-Gitlab-Event-UUID".into(), fresh_id()),
-            ("X-Gitlab-Token".into(), GITLAB_TOKEN.into()),
-        ],
-        body: body.to_vec(),
-    }
+pub fn gitlab(event: &str, body: &[u8]) -> Delivery {
+    Delivery::signed(Forge::Gitlab, GITLAB_TOKEN, event, body)
 }
 
 /// A GitLab delivery signed with the HMAC scheme (no plain token), sent at `sent_at`.
-pub fn gitlab_signed(event: &str, body: &[u8], sent_at: SystemTime) -> SignedRequest {
-    let timestamp = sent_at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs()
-        .to_string();
-    let id = format!("msg_{}", fresh_id());
-    let message = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
-    let signature = hex::decode(hmac_hex(GITLAB_SIGNING_KEY, &message)).expect("hex");
-    gitlab(event, body)
-        .without_header("X-Gitlab-Token")
-        .with_header("webhook-id", &id)
-        .with_header("webhook-timestamp", &timestamp)
-        .with_header(
-            "webhook-signature",
-            &format!("v1,{}", BASE64.encode(signature)),
-        )
+pub fn gitlab_signed(event: &str, body: &[u8], sent_at: SystemTime) -> Delivery {
+    Delivery::gitlab_hmac(GITLAB_SIGNING_KEY, event, body, sent_at)
 }
 
-pub fn gitea(event: &str, body: &[u8]) -> SignedRequest {
-    SignedRequest {
-        headers: vec![
-            ("Content-Type".into(), "application/json".into()),
-            ("X-Gitea-Event".into(), event.into()),
-            ("X-Gitea-Delivery".into(), fresh_id()),
-            (
-                "X-Gitea-Signature".into(),
-                hmac_hex(GITEA_SECRET.as_bytes(), body),
-            ),
-        ],
-        body: body.to_vec(),
-    }
+pub fn gitea(event: &str, body: &[u8]) -> Delivery {
+    Delivery::signed(Forge::Gitea, GITEA_SECRET, event, body)
 }
 
 /// A correctly signed delivery for `forge`.
-pub fn signed(forge: &str, event: &str, body: &[u8]) -> SignedRequest {
-    match forge {
-        "github" => github(event, body),
-        "gitlab" => gitlab(event, body),
-        "gitea" => gitea(event, body),
-        other => panic!("no forge {other}"),
+pub fn signed(forge: &str, event: &str, body: &[u8]) -> Delivery {
+    match forge.parse().expect("a forge name") {
+        Forge::Github => github(event, body),
+        Forge::Gitlab => gitlab(event, body),
+        Forge::Gitea => gitea(event, body),
     }
 }

@@ -4,7 +4,6 @@ use gantry::domain::{CommitStatus, Forge, RunState, StageState, StatusState, Tri
 use gantry::git::GitAuth;
 use gantry::runner::scheduler::resolve_abandoned_pipelines;
 use gantry::store::{AnnouncedPipeline, NewDelivery, Recorded, RunFilter, Store};
-use gantry::webhook;
 
 use crate::gitops::repos::kustomization;
 use crate::intake::helpers::{Backend, fixture, fresh_store_url, signed};
@@ -45,31 +44,12 @@ fn push_delivery(delivery_id: Option<&str>) -> NewDelivery {
         tempfile::tempdir().unwrap().path(),
         "sqlite::memory:",
     );
-    let headers = Pairs(request.headers);
-    let delivery = webhook::receive(
-        Forge::Github,
-        &headers,
-        &request.body,
-        &settings,
-        std::time::SystemTime::now(),
-    )
-    .unwrap();
+    let delivery = request.receive(&settings).unwrap();
     let run = delivery.event.run_request().unwrap();
     NewDelivery {
         delivery,
         run,
         repo: "Codertocat/Hello-World".into(),
-    }
-}
-
-struct Pairs(Vec<(String, String)>);
-
-impl webhook::Headers for Pairs {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
     }
 }
 

@@ -2,55 +2,24 @@
 //! the plans Gantry makes for them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::SystemTime;
 
 use gantry::config::Settings;
 use gantry::domain::{ChangedPaths, Forge, Secret};
 use gantry::pipeline::{
     self, BuildAction, BumpAction, EventFacts, Pipeline, RunContext, StageAction,
 };
-use gantry::webhook::{self, Event, Headers, signature::hmac_hex};
+use gantry::webhook::{self, Event};
+
+use crate::support::deliveries::{self, Delivery};
 
 mod robustness;
 mod validate_stage;
 
 const SECRET: &str = "s";
 
-struct Pairs(Vec<(&'static str, String)>);
-
-impl Headers for Pairs {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-}
-
 /// The event Gantry makes of a fixture delivery.
 fn event(forge: Forge, event_name: &str, fixture: &str) -> Event {
-    let body = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/webhooks")
-            .join(fixture),
-    )
-    .unwrap();
-    let signature = hmac_hex(SECRET.as_bytes(), &body);
-    let headers = Pairs(match forge {
-        Forge::Github => vec![
-            ("X-GitHub-Event", event_name.into()),
-            ("X-Hub-Signature-256", format!("sha256={signature}")),
-        ],
-        Forge::Gitlab => vec![
-            ("X-Gitlab-Event", event_name.into()),
-            ("X-Gitlab-Token", SECRET.into()),
-        ],
-        Forge::Gitea => vec![
-            ("X-Gitea-Event", event_name.into()),
-            ("X-Gitea-Signature", signature),
-        ],
-    });
+    let delivery = Delivery::signed(forge, SECRET, event_name, &deliveries::fixture(fixture));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gantry.toml");
     std::fs::write(
@@ -62,9 +31,7 @@ fn event(forge: Forge, event_name: &str, fixture: &str) -> Event {
     )
     .unwrap();
     let settings = Settings::load_with_env(Some(&config), []).unwrap();
-    webhook::receive(forge, &headers, &body, &settings, SystemTime::now())
-        .unwrap()
-        .event
+    delivery.receive(&settings).unwrap().event
 }
 
 fn pipeline(yaml: &str) -> Pipeline {

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gantry::webhook::signature::hmac_hex;
+use gantry::domain::Forge;
 use serde_json::{Value, json};
 
+use crate::support::deliveries::Delivery;
 use crate::support::git::{Repo, git};
 
 mod bumps;
@@ -114,18 +115,13 @@ impl Server {
     }
 
     async fn push(&self, body: Vec<u8>) -> i64 {
-        let response = reqwest::Client::new()
-            .post(format!("{}/hooks/github", self.address))
-            .header("X-GitHub-Event", "push")
-            .header("X-GitHub-Delivery", uuid::Uuid::new_v4().to_string())
-            .header(
-                "X-Hub-Signature-256",
-                format!("sha256={}", hmac_hex(SECRET.as_bytes(), &body)),
-            )
-            .body(body)
-            .send()
+        self.deliver(Delivery::signed(Forge::Github, SECRET, "push", &body))
             .await
-            .unwrap();
+    }
+
+    /// Posts `delivery`, which must queue a run, and returns the run's id.
+    async fn deliver(&self, delivery: Delivery) -> i64 {
+        let response = delivery.post(&reqwest::Client::new(), &self.address).await;
         assert_eq!(response.status().as_u16(), 202);
         response.json::<Value>().await.unwrap()["run_id"]
             .as_i64()

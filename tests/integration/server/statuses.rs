@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use gantry::webhook::signature::hmac_hex;
+use gantry::domain::Forge;
 use serde_json::{Value, json};
 
 use crate::server::fake_forge::{ENTERPRISE_PREFIX, FakeForge, Kind, TOKEN};
 use crate::server::{REPO, SECRET, Server, app_repo, finished, git};
+use crate::support::deliveries::Delivery;
 use crate::support::git::Repo;
 
 const PUBLIC_URL: &str = "http://gantry.test:8080";
@@ -78,27 +79,25 @@ async fn deliver_push(server: &Server, kind: Kind, sha: &str) -> i64 {
 async fn deliver_push_to(server: &Server, kind: Kind, branch: &str, sha: &str) -> i64 {
     let git_ref = format!("refs/heads/{branch}");
     let zero = "0".repeat(40);
-    let (path, body, headers): (&str, Value, Vec<(&str, String)>) = match kind {
+    let (forge, event, body) = match kind {
         Kind::Github => {
             return server
                 .push(crate::server::push_payload(branch, sha, "change"))
                 .await;
         }
         Kind::Gitlab => (
-            "gitlab",
+            Forge::Gitlab,
+            "Push Hook",
             json!({
                 "object_kind": "push", "ref": git_ref, "before": zero, "after": sha,
                 "checkout_sha": sha, "user_username": "dev", "total_commits_count": 1,
                 "commits": [{ "id": sha, "message": "change" }],
                 "project": { "path_with_namespace": REPO, "git_http_url": "https://gitlab.invalid/acme/app.git", "web_url": "https://gitlab.invalid/acme/app" }
             }),
-            vec![
-                ("X-Gitlab-Event", "Push Hook".into()),
-                ("X-Gitlab-Token", SECRET.into()),
-            ],
         ),
         Kind::Gitea => (
-            "gitea",
+            Forge::Gitea,
+            "push",
             json!({
                 "ref": git_ref, "before": zero, "after": sha,
                 "commits": [{ "id": sha, "message": "change" }],
@@ -106,24 +105,12 @@ async fn deliver_push_to(server: &Server, kind: Kind, branch: &str, sha: &str) -
                 "repository": { "full_name": REPO, "clone_url": "https://gitea.invalid/acme/app.git", "html_url": "https://gitea.invalid/acme/app" },
                 "pusher": { "login": "dev" }
             }),
-            vec![("X-Gitea-Event", "push".into())],
         ),
     };
     let body = serde_json::to_vec(&body).unwrap();
-    let mut request = reqwest::Client::new()
-        .post(format!("{}/hooks/{path}", server.address))
-        .header("Content-Type", "application/json");
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
-    if kind == Kind::Gitea {
-        request = request.header("X-Gitea-Signature", hmac_hex(SECRET.as_bytes(), &body));
-    }
-    let response = request.body(body).send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 202);
-    response.json::<Value>().await.unwrap()["run_id"]
-        .as_i64()
-        .unwrap()
+    server
+        .deliver(Delivery::signed(forge, SECRET, event, &body))
+        .await
 }
 
 /// Waits until every status of the run is delivered or given up.

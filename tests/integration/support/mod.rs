@@ -1,5 +1,6 @@
 //! What the tests share: git repos, a registry, and (as they grow) the fake forge and
 //! signed deliveries.
 
+pub mod deliveries;
 pub mod git;
 pub mod registry;
