@@ -4,7 +4,6 @@
 mod bumps;
 mod cli;
 mod edits;
-mod fake_pulls;
 mod http_git;
 mod pull_requests;
 pub mod repos;

@@ -7,7 +7,7 @@ use gantry::gitops::bump::{Author, Bumper};
 use gantry::pipeline::BumpMode;
 
 use crate::gitops::bumps::request;
-use crate::gitops::fake_pulls::{FakePulls, Kind, TOKEN};
+use crate::support::fake_forge::{FakeForge, TOKEN};
 use crate::support::git::{Repo, git};
 use gantry::domain::{Forge, describe};
 use gantry::git::GitAuth;
@@ -17,12 +17,8 @@ const VALUES: &str = "image:\n  repository: registry.example.com/acme/web\n  tag
 
 /// Forge clients built as the service builds them, from settings (here from environment
 /// overrides), pointed at the fake.
-fn forges(kind: Kind, api_url: &str, token: &str) -> Forges {
-    let section = match kind {
-        Kind::Github => "GITHUB",
-        Kind::Gitlab => "GITLAB",
-        Kind::Gitea => "GITEA",
-    };
+fn forges(forge: Forge, api_url: &str, token: &str) -> Forges {
+    let section = forge.as_str().to_ascii_uppercase();
     let settings = Settings::load_with_env(
         None,
         [
@@ -34,7 +30,7 @@ fn forges(kind: Kind, api_url: &str, token: &str) -> Forges {
     Forges::from_settings(&settings).unwrap()
 }
 
-async fn opens_then_updates_one_pull_request(kind: Kind, forge: Forge) {
+async fn opens_then_updates_one_pull_request(forge: Forge) {
     let repo = Repo::new(&[(FILE, VALUES)]);
     // The fake forge knows the repo by the name its URL gives: `<folder>/repo`.
     let owner = repo
@@ -46,12 +42,12 @@ async fn opens_then_updates_one_pull_request(kind: Kind, forge: Forge) {
         .to_str()
         .unwrap()
         .to_owned();
-    let (fake, server) = FakePulls::start(kind, &format!("{owner}/repo")).await;
+    let fake = FakeForge::start(forge, &format!("{owner}/repo")).await;
     let bumper = Bumper::new(
         Author::parse("Gantry <g@example.com>").unwrap(),
         GitAuth::None,
     )
-    .with_forges(forges(kind, &server.uri(), TOKEN));
+    .with_forges(forges(forge, &fake.api_url(), TOKEN));
     let main_before = repo.head();
     let bump = |tag: &str| {
         let mut request = request(&repo, FILE, "registry.example.com/acme/web", tag);
@@ -93,28 +89,28 @@ async fn opens_then_updates_one_pull_request(kind: Kind, forge: Forge) {
 
 #[tokio::test]
 async fn github_pull_request_is_opened_once_and_updated() {
-    opens_then_updates_one_pull_request(Kind::Github, Forge::Github).await;
+    opens_then_updates_one_pull_request(Forge::Github).await;
 }
 
 #[tokio::test]
 async fn gitlab_merge_request_is_opened_once_and_updated() {
-    opens_then_updates_one_pull_request(Kind::Gitlab, Forge::Gitlab).await;
+    opens_then_updates_one_pull_request(Forge::Gitlab).await;
 }
 
 #[tokio::test]
 async fn gitea_pull_request_is_opened_once_and_updated() {
-    opens_then_updates_one_pull_request(Kind::Gitea, Forge::Gitea).await;
+    opens_then_updates_one_pull_request(Forge::Gitea).await;
 }
 
 #[tokio::test]
 async fn a_forge_that_refuses_the_token_fails_the_bump_with_its_answer() {
     let repo = Repo::new(&[(FILE, VALUES)]);
-    let (_fake, server) = FakePulls::start(Kind::Github, "x/config").await;
+    let fake = FakeForge::start(Forge::Github, "x/config").await;
     let bumper = Bumper::new(
         Author::parse("Gantry <g@example.com>").unwrap(),
         GitAuth::None,
     )
-    .with_forges(forges(Kind::Github, &server.uri(), "wrong"));
+    .with_forges(forges(Forge::Github, &fake.api_url(), "wrong"));
     let mut request = request(&repo, FILE, "registry.example.com/acme/web", "v2");
     request.mode = BumpMode::PullRequest;
     request.forge = Some(Forge::Github);

@@ -14,7 +14,6 @@ use crate::support::deliveries::Delivery;
 use crate::support::git::{Repo, git};
 
 mod bumps;
-mod fake_forge;
 mod pages;
 mod statuses;
 

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use gantry::domain::Forge;
 use serde_json::{Value, json};
 
-use crate::server::fake_forge::{ENTERPRISE_PREFIX, FakeForge, Kind, TOKEN};
 use crate::server::{REPO, SECRET, Server, app_repo, finished, git};
 use crate::support::deliveries::Delivery;
+use crate::support::fake_forge::{Accepted, FakeForge, TOKEN};
 use crate::support::git::Repo;
 
 const PUBLIC_URL: &str = "http://gantry.test:8080";
@@ -41,23 +41,19 @@ fn forge_with(files: &[(&str, &str)]) -> Repo {
     forge
 }
 
-fn config(dir: &std::path::Path, forge: &Repo, kind: Kind, api: &str) -> std::path::PathBuf {
+fn config(dir: &std::path::Path, forge: &Repo, kind: Forge, api: &str) -> std::path::PathBuf {
     let section = match kind {
-        Kind::Github => format!(
+        Forge::Github => format!(
             "[github]\nwebhook_secrets = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}\"\n"
         ),
-        Kind::Gitlab => format!(
-            "[gitlab]\nwebhook_tokens = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}/api/v4\"\n"
+        Forge::Gitlab => format!(
+            "[gitlab]\nwebhook_tokens = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}\"\n"
         ),
-        Kind::Gitea => format!(
-            "[gitea]\nwebhook_secrets = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}/api/v1\"\n"
+        Forge::Gitea => format!(
+            "[gitea]\nwebhook_secrets = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}\"\n"
         ),
     };
-    let forge_name = match kind {
-        Kind::Github => "github",
-        Kind::Gitlab => "gitlab",
-        Kind::Gitea => "gitea",
-    };
+    let forge_name = kind.as_str();
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{PUBLIC_URL}\"\n[store]\nurl = \"sqlite://{}\"\n\
          [runner]\npull = \"never\"\n{section}\
@@ -71,21 +67,21 @@ fn config(dir: &std::path::Path, forge: &Repo, kind: Kind, api: &str) -> std::pa
 }
 
 /// A push of `sha` to main, as `kind` would deliver it.
-async fn deliver_push(server: &Server, kind: Kind, sha: &str) -> i64 {
+async fn deliver_push(server: &Server, kind: Forge, sha: &str) -> i64 {
     deliver_push_to(server, kind, "main", sha).await
 }
 
 /// A push of `sha` to `branch`, as `kind` would deliver it.
-async fn deliver_push_to(server: &Server, kind: Kind, branch: &str, sha: &str) -> i64 {
+async fn deliver_push_to(server: &Server, kind: Forge, branch: &str, sha: &str) -> i64 {
     let git_ref = format!("refs/heads/{branch}");
     let zero = "0".repeat(40);
     let (forge, event, body) = match kind {
-        Kind::Github => {
+        Forge::Github => {
             return server
                 .push(crate::server::push_payload(branch, sha, "change"))
                 .await;
         }
-        Kind::Gitlab => (
+        Forge::Gitlab => (
             Forge::Gitlab,
             "Push Hook",
             json!({
@@ -95,7 +91,7 @@ async fn deliver_push_to(server: &Server, kind: Kind, branch: &str, sha: &str) -
                 "project": { "path_with_namespace": REPO, "git_http_url": "https://gitlab.invalid/acme/app.git", "web_url": "https://gitlab.invalid/acme/app" }
             }),
         ),
-        Kind::Gitea => (
+        Forge::Gitea => (
             Forge::Gitea,
             "push",
             json!({
@@ -132,16 +128,16 @@ async fn settled_statuses(server: &Server, id: i64) -> Value {
     }
 }
 
-fn states(accepted: &[crate::server::fake_forge::Accepted]) -> Vec<&str> {
+fn states(accepted: &[Accepted]) -> Vec<&str> {
     accepted.iter().map(|a| a.state.as_str()).collect()
 }
 
-async fn full_loop(kind: Kind, expected_ok: &[&str], expected_bad: &[&str]) {
+async fn full_loop(kind: Forge, expected_ok: &[&str], expected_bad: &[&str]) {
     let forge = forge_with(PIPELINES);
     let sha = forge.push("main");
-    let (fake, mock) = FakeForge::start(kind, REPO).await;
+    let fake = FakeForge::start(kind, REPO).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&config(dir.path(), &forge, kind, &mock.uri()));
+    let server = Server::start(&config(dir.path(), &forge, kind, &fake.api_url()));
     let id = deliver_push(&server, kind, &sha).await;
     let run = settled_statuses(&server, id).await;
     assert_eq!(run["state"], "failure", "{run:#}");
@@ -170,7 +166,7 @@ async fn full_loop(kind: Kind, expected_ok: &[&str], expected_bad: &[&str]) {
 #[tokio::test]
 async fn github_statuses_go_pending_then_to_the_result() {
     full_loop(
-        Kind::Github,
+        Forge::Github,
         &["pending", "pending", "success"],
         &["pending", "pending", "failure"],
     )
@@ -180,7 +176,7 @@ async fn github_statuses_go_pending_then_to_the_result() {
 #[tokio::test]
 async fn gitlab_statuses_show_running() {
     full_loop(
-        Kind::Gitlab,
+        Forge::Gitlab,
         &["pending", "running", "success"],
         &["pending", "running", "failed"],
     )
@@ -190,7 +186,7 @@ async fn gitlab_statuses_show_running() {
 #[tokio::test]
 async fn gitea_statuses_go_pending_then_to_the_result() {
     full_loop(
-        Kind::Gitea,
+        Forge::Gitea,
         &["pending", "pending", "success"],
         &["pending", "pending", "failure"],
     )
@@ -203,10 +199,10 @@ async fn an_invalid_pipeline_file_errors_with_its_location_within_140_characters
     let broken = format!("stages:\n  - name: x\n    {long_key}: y\n");
     let forge = forge_with(&[PIPELINES[0], (".gantry/broken.yml", broken.as_str())]);
     let sha = forge.push("main");
-    let (fake, mock) = FakeForge::start(Kind::Github, REPO).await;
+    let fake = FakeForge::start(Forge::Github, REPO).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&config(dir.path(), &forge, Kind::Github, &mock.uri()));
-    let id = deliver_push(&server, Kind::Github, &sha).await;
+    let server = Server::start(&config(dir.path(), &forge, Forge::Github, &fake.api_url()));
+    let id = deliver_push(&server, Forge::Github, &sha).await;
     settled_statuses(&server, id).await;
     let broken = fake.statuses(&sha, "gantry/broken");
     assert_eq!(states(&broken), ["error"]);
@@ -224,7 +220,7 @@ async fn an_invalid_pipeline_file_errors_with_its_location_within_140_characters
 async fn a_flaky_forge_gets_every_status_in_the_end_and_never_an_older_one_last() {
     let forge = forge_with(&PIPELINES[..1]);
     let sha = forge.push("main");
-    let (fake, mock) = FakeForge::start(Kind::Github, REPO).await;
+    let fake = FakeForge::start(Forge::Github, REPO).await;
     // Two server errors, then a rate limit that resets in two seconds.
     let reset = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -244,8 +240,8 @@ async fn a_flaky_forge_gets_every_status_in_the_end_and_never_an_older_one_last(
         ),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&config(dir.path(), &forge, Kind::Github, &mock.uri()));
-    let id = deliver_push(&server, Kind::Github, &sha).await;
+    let server = Server::start(&config(dir.path(), &forge, Forge::Github, &fake.api_url()));
+    let id = deliver_push(&server, Forge::Github, &sha).await;
     let run = settled_statuses(&server, id).await;
     let ok = fake.statuses(&sha, "gantry/ci");
     assert_eq!(
@@ -276,10 +272,10 @@ async fn an_undeliverable_status_shows_on_the_run() {
     let forge = forge_with(&PIPELINES[..1]);
     let sha = forge.push("main");
     // The fake knows another repo: every status for this one is a 404, which no retry fixes.
-    let (fake, mock) = FakeForge::start(Kind::Github, "someone/else").await;
+    let fake = FakeForge::start(Forge::Github, "someone/else").await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&config(dir.path(), &forge, Kind::Github, &mock.uri()));
-    let id = deliver_push(&server, Kind::Github, &sha).await;
+    let server = Server::start(&config(dir.path(), &forge, Forge::Github, &fake.api_url()));
+    let id = deliver_push(&server, Forge::Github, &sha).await;
     let run = settled_statuses(&server, id).await;
     assert_eq!(run["state"], "success", "reporting never fails a run");
     let status = &run["statuses"][0];
@@ -330,16 +326,15 @@ async fn a_github_app_reports_check_runs_with_an_annotation_at_the_broken_line()
         "{}",
         String::from_utf8_lossy(&generated.stderr)
     );
-    let (fake, mock) = FakeForge::start_app(REPO, 987, &key).await;
-    let enterprise = format!("{}{ENTERPRISE_PREFIX}", mock.uri());
-    let path = config(dir.path(), &forge, Kind::Github, &enterprise);
+    let fake = FakeForge::start_app(REPO, 987, &key).await;
+    let path = config(dir.path(), &forge, Forge::Github, &fake.api_url());
     let text = std::fs::read_to_string(&path).unwrap().replace(
         &format!("token = \"{TOKEN}\"\n"),
         &format!("app_id = 987\nprivate_key_file = \"{}\"\n", key.display()),
     );
     std::fs::write(&path, text).unwrap();
     let server = Server::start(&path);
-    let id = deliver_push(&server, Kind::Github, &sha).await;
+    let id = deliver_push(&server, Forge::Github, &sha).await;
     let run = settled_statuses(&server, id).await;
     assert_eq!(run["state"], "error", "{run:#}");
 
@@ -391,12 +386,7 @@ async fn a_github_app_reports_check_runs_with_an_annotation_at_the_broken_line()
 }
 
 /// Waits until the fake holds `count` statuses for the commit and context, and returns them.
-async fn statuses_reach(
-    fake: &FakeForge,
-    sha: &str,
-    context: &str,
-    count: usize,
-) -> Vec<crate::server::fake_forge::Accepted> {
+async fn statuses_reach(fake: &FakeForge, sha: &str, context: &str, count: usize) -> Vec<Accepted> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let accepted = fake.statuses(sha, context);
@@ -420,9 +410,9 @@ async fn waiting_runs_show_pending_and_end_canceled_when_they_never_run() {
         "stages:\n  - name: nap\n    image: IMAGE\n    run: sleep 4\n",
     )]);
     let busy_sha = forge.push("main");
-    let (fake, mock) = FakeForge::start(Kind::Gitlab, REPO).await;
+    let fake = FakeForge::start(Forge::Gitlab, REPO).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = config(dir.path(), &forge, Kind::Gitlab, &mock.uri());
+    let path = config(dir.path(), &forge, Forge::Gitlab, &fake.api_url());
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("[server]\n", "[server]\napi_token = \"status-api-token\"\n")
@@ -430,7 +420,7 @@ async fn waiting_runs_show_pending_and_end_canceled_when_they_never_run() {
     std::fs::write(&path, text).unwrap();
     let server = Server::start(&path);
     // The only slot is taken by a run on main.
-    let busy = deliver_push(&server, Kind::Gitlab, &busy_sha).await;
+    let busy = deliver_push(&server, Forge::Gitlab, &busy_sha).await;
     server
         .wait_for(busy, "to start", |run| run["state"] == "running")
         .await;
@@ -440,7 +430,7 @@ async fn waiting_runs_show_pending_and_end_canceled_when_they_never_run() {
         &["commit", "-q", "--allow-empty", "-m", "two"],
     );
     let waiting_sha = forge.push("other");
-    let waiting = deliver_push_to(&server, Kind::Gitlab, "other", &waiting_sha).await;
+    let waiting = deliver_push_to(&server, Forge::Gitlab, "other", &waiting_sha).await;
     let announced = statuses_reach(&fake, &waiting_sha, "gantry/ci", 1).await;
     assert_eq!(server.run(waiting).await["state"], "queued");
     assert_eq!(states(&announced), ["pending"]);
@@ -468,7 +458,7 @@ async fn waiting_runs_show_pending_and_end_canceled_when_they_never_run() {
         &["commit", "-q", "--allow-empty", "-m", "three"],
     );
     let newest_sha = forge.push("other");
-    let newest = deliver_push_to(&server, Kind::Gitlab, "other", &newest_sha).await;
+    let newest = deliver_push_to(&server, Forge::Gitlab, "other", &newest_sha).await;
     let superseded = statuses_reach(&fake, &waiting_sha, "gantry/ci", 2).await;
     assert_eq!(states(&superseded), ["pending", "canceled"]);
     assert_eq!(

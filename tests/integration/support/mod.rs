@@ -2,5 +2,6 @@
 //! signed deliveries.
 
 pub mod deliveries;
+pub mod fake_forge;
 pub mod git;
 pub mod registry;
