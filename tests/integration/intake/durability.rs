@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use crate::intake::helpers::{TestApp, config_toml, fixture, github};
+use crate::intake::helpers::{TestApp, config, fixture, github};
 
 /// Starts the real binary on `config`, returning the child and the address it listens on
 /// (read from its JSON start-up log line).
@@ -37,9 +37,8 @@ fn start_gantry(config: &std::path::Path) -> (Child, String) {
 #[tokio::test]
 async fn accepted_deliveries_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gantry.toml");
     let store_url = format!("sqlite://{}", dir.path().join("gantry.db").display());
-    std::fs::write(&config, config_toml(&store_url)).unwrap();
+    let config = config(&store_url).write(dir.path());
 
     let (mut child, address) = start_gantry(&config);
     gantry::forge::install_crypto_provider();
@@ -47,14 +46,9 @@ async fn accepted_deliveries_survive_sigkill() {
     let body = fixture("github/push/goscm__push.json");
     let sends = (0..100).map(|_| {
         let request = github("push", &body);
-        let mut builder = client
-            .post(format!("{address}/hooks/github"))
-            .body(request.body);
-        for (name, value) in request.headers {
-            builder = builder.header(name, value);
-        }
+        let (client, address) = (&client, &address);
         async move {
-            let response = builder.send().await.unwrap();
+            let response = request.post(client, address).await;
             assert_eq!(response.status().as_u16(), 202);
             response.json::<serde_json::Value>().await.unwrap()["run_id"]
                 .as_i64()

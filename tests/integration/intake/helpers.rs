@@ -10,6 +10,7 @@ use gantry::domain::Forge;
 pub use gantry::startup::{Application, Role};
 use sqlx::Connection;
 
+pub use crate::support::config::{TestConfig, quoted};
 pub use crate::support::deliveries::{Delivery, fixture, fixture_dir};
 
 pub const GITHUB_SECRET: &str = "github-secret";
@@ -39,31 +40,34 @@ const FIXTURE_REPOS: &[(&str, &str)] = &[
 ];
 
 /// The config every test app starts from: secrets for each forge and the fixture repos.
-pub fn config_toml(store_url: &str) -> String {
-    let mut toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = {MAX_BODY}\napi_token = \"{API_TOKEN}\"\n\
-         [store]\nurl = \"{store_url}\"\n\
-         [runner]\ndocker_host = \"unix:///var/run/docker.sock\"\n\
-         [github]\nwebhook_secrets = [\"rotated-out\", \"{GITHUB_SECRET}\"]\n\
-         [gitlab]\nwebhook_tokens = [\"{GITLAB_TOKEN}\"]\nsigning_tokens = [\"whsec_{}\"]\n\
-         [gitea]\nwebhook_secrets = [\"{GITEA_SECRET}\"]\n",
-        BASE64.encode(GITLAB_SIGNING_KEY)
-    );
-    for (forge, name) in FIXTURE_REPOS {
-        toml.push_str(&format!(
-            "[[repos]]\nname = \"{name}\"\nforge = \"{forge}\"\n"
-        ));
-    }
-    toml
+pub fn config(store_url: &str) -> TestConfig {
+    let config = TestConfig::new(store_url)
+        .set("server", "max_body_bytes", &MAX_BODY.to_string())
+        .text("server", "api_token", API_TOKEN)
+        .forge(Forge::Github, GITHUB_SECRET, None)
+        // A secret being rotated out: a delivery signed with either is taken.
+        .set(
+            "github",
+            "webhook_secrets",
+            &format!("[\"rotated-out\", {}]", quoted(GITHUB_SECRET)),
+        )
+        .forge(Forge::Gitlab, GITLAB_TOKEN, None)
+        .set(
+            "gitlab",
+            "signing_tokens",
+            &format!("[\"whsec_{}\"]", BASE64.encode(GITLAB_SIGNING_KEY)),
+        )
+        .forge(Forge::Gitea, GITEA_SECRET, None);
+    FIXTURE_REPOS.iter().fold(config, |config, (forge, name)| {
+        config.repo(forge.parse().unwrap(), name, &[])
+    })
 }
 
 /// Small enough that a test can exceed it cheaply, large enough for every fixture.
 pub const MAX_BODY: usize = 256 * 1024;
 
 pub fn settings_for(dir: &Path, store_url: &str) -> Settings {
-    let path = dir.join("gantry.toml");
-    std::fs::write(&path, config_toml(store_url)).expect("writing test config");
-    Settings::load_with_env(Some(&path), []).expect("test config is valid")
+    config(store_url).settings(dir)
 }
 
 /// Which store a test runs against.
@@ -140,14 +144,7 @@ impl TestApp {
     }
 
     pub async fn post_hook(&self, forge: &str, request: &Delivery) -> reqwest::Response {
-        let mut builder = self
-            .client
-            .post(format!("{}/hooks/{forge}", self.address))
-            .body(request.body.clone());
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        builder.send().await.expect("request reaches the server")
+        request.post_to(&self.client, &self.address, forge).await
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {

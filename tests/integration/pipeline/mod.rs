@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use gantry::config::Settings;
 use gantry::domain::{ChangedPaths, Forge, Secret};
 use gantry::pipeline::{
     self, BuildAction, BumpAction, EventFacts, Pipeline, RunContext, StageAction,
 };
 use gantry::webhook::{self, Event};
 
+use crate::support::config::TestConfig;
 use crate::support::deliveries::{self, Delivery};
 
 mod robustness;
@@ -21,16 +21,12 @@ const SECRET: &str = "s";
 fn event(forge: Forge, event_name: &str, fixture: &str) -> Event {
     let delivery = Delivery::signed(forge, SECRET, event_name, &deliveries::fixture(fixture));
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gantry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[github]\nwebhook_secrets = [\"{SECRET}\"]\n[gitlab]\nwebhook_tokens = [\"{SECRET}\"]\n\
-             [gitea]\nwebhook_secrets = [\"{SECRET}\"]\n"
-        ),
-    )
-    .unwrap();
-    let settings = Settings::load_with_env(Some(&config), []).unwrap();
+    let settings = Forge::ALL
+        .iter()
+        .fold(TestConfig::new("sqlite::memory:"), |config, forge| {
+            config.forge(*forge, SECRET, None)
+        })
+        .settings(dir.path());
     delivery.receive(&settings).unwrap().event
 }
 

@@ -2,6 +2,7 @@
 //! tag to a config repo, recorded on the run.
 
 use crate::server::{Server, app_repo, config_dir, finished, git, push_payload};
+use crate::support::config::quoted;
 use crate::support::git::Repo;
 use crate::support::registry::{PASSWORD, Registry, USER};
 
@@ -67,12 +68,14 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     let config_url = configs.url();
     let forge = app_with_dockerfile(&config_url, &registry.host, "");
     let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |text| {
-        format!(
-            "{text}[registries.\"{host}\"]\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
-             [gitops]\nauthor = \"Gantry Bot <bot@example.com>\"\nrepos = [\"{config_url}\"]\n",
-            host = registry.host
-        )
+    let (_dir, config_path) = config_dir(&forge, |config| {
+        config
+            .table(&format!(
+                "[registries.\"{}\"]\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"",
+                registry.host
+            ))
+            .text("gitops", "author", "Gantry Bot <bot@example.com>")
+            .set("gitops", "repos", &format!("[{}]", quoted(&config_url)))
     });
     let server = Server::start(&config_path);
     let id = server.push(push_payload("main", &sha, "ship it")).await;
@@ -147,7 +150,7 @@ async fn a_bump_to_a_repo_not_listed_in_gitops_repos_fails_and_pushes_nothing() 
     let config_url = configs.url();
     let forge = app_with_dockerfile(&config_url, "registry.example.com", "push: false");
     let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |text| text);
+    let (_dir, config_path) = config_dir(&forge, |config| config);
     let server = Server::start(&config_path);
     let id = server.push(push_payload("main", &sha, "ship it")).await;
     let run = server.wait_for(id, "an end", finished).await;
@@ -171,8 +174,8 @@ async fn an_image_that_was_not_pushed_is_not_bumped() {
     let config_url = configs.url();
     let forge = app_with_dockerfile(&config_url, "registry.example.com", "push: false");
     let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |text| {
-        format!("{text}[gitops]\nrepos = [\"{config_url}\"]\n")
+    let (_dir, config_path) = config_dir(&forge, |config| {
+        config.set("gitops", "repos", &format!("[{}]", quoted(&config_url)))
     });
     let server = Server::start(&config_path);
     let id = server.push(push_payload("main", &sha, "ship it")).await;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use gantry::domain::Forge;
 use serde_json::{Value, json};
 
+use crate::support::config::{TestConfig, quoted, sqlite_in};
 use crate::support::deliveries::Delivery;
 use crate::support::git::{Repo, git};
 
@@ -34,22 +35,30 @@ fn app_repo(pipeline: &str) -> Repo {
     ])
 }
 
-fn config(store: &Path, forge: &Repo) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\napi_token = \"{API_TOKEN}\"\n[store]\nurl = \"sqlite://{}\"\n\
-         [runner]\npull = \"never\"\n[github]\nwebhook_secrets = [\"{SECRET}\"]\n\
-         [[repos]]\nname = \"{REPO}\"\nforge = \"github\"\nclone_url = \"{}\"\n\
-         secrets = {{ TOKEN = \"t0ps3cret\" }}\n",
-        store.display(),
-        forge.url()
-    )
+/// The config of a server in `dir` whose one repo, GitHub's `REPO`, is `forge`, with a
+/// secret for its stages.
+fn config(dir: &Path, forge: &Repo) -> TestConfig {
+    TestConfig::new(&sqlite_in(dir))
+        .text("server", "api_token", API_TOKEN)
+        .text("runner", "pull", "never")
+        .forge(Forge::Github, SECRET, None)
+        .repo(
+            Forge::Github,
+            REPO,
+            &[
+                &format!("clone_url = {}", quoted(&forge.url())),
+                "secrets = { TOKEN = \"t0ps3cret\" }",
+            ],
+        )
 }
 
 /// A folder with the server's config (edited by `edit`) and, once it runs, its store.
-fn config_dir(forge: &Repo, edit: impl FnOnce(String) -> String) -> (tempfile::TempDir, PathBuf) {
+fn config_dir(
+    forge: &Repo,
+    edit: impl FnOnce(TestConfig) -> TestConfig,
+) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gantry.toml");
-    std::fs::write(&path, edit(config(&dir.path().join("gantry.db"), forge))).unwrap();
+    let path = edit(config(dir.path(), forge)).write(dir.path());
     (dir, path)
 }
 
@@ -201,7 +210,7 @@ const PIPELINE: &str = "stages:
 async fn a_signed_push_runs_its_pipeline_to_success() {
     let forge = app_repo(PIPELINE);
     let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |text| text);
+    let (_dir, config_path) = config_dir(&forge, |config| config);
     let server = Server::start(&config_path);
 
     let id = server.push(push_payload("main", &sha, "add the app")).await;
@@ -245,7 +254,7 @@ async fn a_branch_named_with_shell_characters_is_checked_out_and_runs_nothing_el
         "stages:\n  - name: show\n    image: IMAGE\n    run: |\n      printf '%s\\n' \"$GANTRY_BRANCH\"\n      ls\n",
     );
     let sha = forge.push(branch);
-    let (dir, config_path) = config_dir(&forge, |text| text);
+    let (dir, config_path) = config_dir(&forge, |config| config);
     let server = Server::start(&config_path);
 
     let id = server.push(push_payload(branch, &sha, "weird")).await;
@@ -264,7 +273,7 @@ async fn a_branch_named_with_shell_characters_is_checked_out_and_runs_nothing_el
 async fn skip_ci_in_the_commit_message_skips_the_run() {
     let forge = app_repo(PIPELINE);
     let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |text| text);
+    let (_dir, config_path) = config_dir(&forge, |config| config);
     let server = Server::start(&config_path);
     let id = server
         .push(push_payload("main", &sha, "docs only [skip ci]"))
@@ -285,7 +294,7 @@ async fn a_broken_pipeline_file_fails_only_its_pipeline_with_its_location() {
     git(forge.work(), &["add", "."]);
     git(forge.work(), &["commit", "-qm", "broken"]);
     let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |text| text);
+    let (_dir, config_path) = config_dir(&forge, |config| config);
     let server = Server::start(&config_path);
     let id = server.push(push_payload("main", &sha, "broken")).await;
     let run = server.wait_for(id, "an end", finished).await;
@@ -348,7 +357,7 @@ fn containers_of(label: &str, running: bool) -> Vec<String> {
 async fn a_killed_server_cleans_up_and_takes_its_run_back_once() {
     let forge = app_repo("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
     let sha = forge.push("main");
-    let (dir, config_path) = config_dir(&forge, |text| text);
+    let (dir, config_path) = config_dir(&forge, |config| config);
 
     let mut server = Server::start(&config_path);
     let id = server.push(push_payload("main", &sha, "slow")).await;
@@ -403,7 +412,7 @@ async fn a_killed_server_cleans_up_and_takes_its_run_back_once() {
 async fn a_newer_push_to_a_branch_cancels_the_older_run() {
     let forge = app_repo("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
     let first_sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |text| text);
+    let (_dir, config_path) = config_dir(&forge, |config| config);
     let server = Server::start(&config_path);
 
     let older = server.push(push_payload("main", &first_sha, "one")).await;
@@ -439,8 +448,8 @@ async fn queued_runs_wait_for_a_free_slot() {
     let forge = app_repo("stages:\n  - name: nap\n    image: IMAGE\n    run: sleep 2\n");
     let sha = forge.push("main");
     forge.push("other");
-    let (_dir, config_path) = config_dir(&forge, |text| {
-        text.replace("[runner]\n", "[runner]\nmax_parallel_runs = 1\n")
+    let (_dir, config_path) = config_dir(&forge, |config| {
+        config.set("runner", "max_parallel_runs", "1")
     });
     let server = Server::start(&config_path);
     let first = server.push(push_payload("main", &sha, "a")).await;
@@ -465,7 +474,7 @@ async fn queued_runs_wait_for_a_free_slot() {
 async fn canceling_a_running_run_through_the_api_stops_its_stage() {
     let forge = app_repo("stages:\n  - name: wait\n    image: IMAGE\n    run: sleep 600\n");
     let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |text| text);
+    let (_dir, config_path) = config_dir(&forge, |config| config);
     let server = Server::start(&config_path);
     let id = server.push(push_payload("main", &sha, "slow")).await;
     server

@@ -115,7 +115,7 @@ impl Drop for Browser {
 async fn a_running_run_is_watched_live_in_a_browser_and_markup_in_its_log_stays_text() {
     let forge = app_repo(SLOW_PIPELINE);
     let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |text| text);
+    let (_dir, config_path) = config_dir(&forge, |config| config);
     let server = Server::start(&config_path);
     // The browser is up before the run starts, so its page is open while the run goes on.
     let browser = Browser::start().await;
@@ -247,7 +247,7 @@ async fn a_reconnecting_event_stream_replays_only_what_was_missed() {
         "stages:\n  - name: count\n    image: IMAGE\n    run: |\n      echo one\n      sleep 1\n      echo two\n      sleep 1\n      echo three\n",
     );
     let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |text| text);
+    let (_dir, config_path) = config_dir(&forge, |config| config);
     let server = Server::start(&config_path);
     let id = server.push(push_payload("main", &sha, "count")).await;
     server.wait_for(id, "an end", finished).await;
@@ -307,7 +307,7 @@ async fn pages_escape_what_came_from_the_payload_and_answer_404_for_a_missing_ru
         "stages:\n  - name: say\n    image: IMAGE\n    run: echo '<script>alert(1)</script>'\n",
     );
     let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |text| text);
+    let (_dir, config_path) = config_dir(&forge, |config| config);
     let server = Server::start(&config_path);
     let id = server
         .push(push_payload(

@@ -7,6 +7,7 @@ use gantry::domain::Forge;
 use serde_json::{Value, json};
 
 use crate::server::{REPO, SECRET, Server, app_repo, finished, git};
+use crate::support::config::{TestConfig, quoted, sqlite_in};
 use crate::support::deliveries::Delivery;
 use crate::support::fake_forge::{Accepted, FakeForge, TOKEN};
 use crate::support::git::Repo;
@@ -41,29 +42,17 @@ fn forge_with(files: &[(&str, &str)]) -> Repo {
     forge
 }
 
-fn config(dir: &std::path::Path, forge: &Repo, kind: Forge, api: &str) -> std::path::PathBuf {
-    let section = match kind {
-        Forge::Github => format!(
-            "[github]\nwebhook_secrets = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}\"\n"
-        ),
-        Forge::Gitlab => format!(
-            "[gitlab]\nwebhook_tokens = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}\"\n"
-        ),
-        Forge::Gitea => format!(
-            "[gitea]\nwebhook_secrets = [\"{SECRET}\"]\ntoken = \"{TOKEN}\"\napi_url = \"{api}\"\n"
-        ),
-    };
-    let forge_name = kind.as_str();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{PUBLIC_URL}\"\n[store]\nurl = \"sqlite://{}\"\n\
-         [runner]\npull = \"never\"\n{section}\
-         [[repos]]\nname = \"{REPO}\"\nforge = \"{forge_name}\"\nclone_url = \"{}\"\n",
-        dir.join("gantry.db").display(),
-        forge.url()
-    );
-    let path = dir.join("gantry.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+/// A server whose one repo, `kind`'s `REPO`, is `forge`, reporting to the fake at `api`.
+fn config(dir: &std::path::Path, forge: &Repo, kind: Forge, api: &str) -> TestConfig {
+    TestConfig::new(&sqlite_in(dir))
+        .text("server", "public_url", PUBLIC_URL)
+        .text("runner", "pull", "never")
+        .forge(kind, SECRET, Some((TOKEN, api)))
+        .repo(
+            kind,
+            REPO,
+            &[&format!("clone_url = {}", quoted(&forge.url()))],
+        )
 }
 
 /// A push of `sha` to main, as `kind` would deliver it.
@@ -137,7 +126,8 @@ async fn full_loop(kind: Forge, expected_ok: &[&str], expected_bad: &[&str]) {
     let sha = forge.push("main");
     let fake = FakeForge::start(kind, REPO).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&config(dir.path(), &forge, kind, &fake.api_url()));
+    let server =
+        Server::start(&config(dir.path(), &forge, kind, &fake.api_url()).write(dir.path()));
     let id = deliver_push(&server, kind, &sha).await;
     let run = settled_statuses(&server, id).await;
     assert_eq!(run["state"], "failure", "{run:#}");
@@ -201,7 +191,9 @@ async fn an_invalid_pipeline_file_errors_with_its_location_within_140_characters
     let sha = forge.push("main");
     let fake = FakeForge::start(Forge::Github, REPO).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&config(dir.path(), &forge, Forge::Github, &fake.api_url()));
+    let server = Server::start(
+        &config(dir.path(), &forge, Forge::Github, &fake.api_url()).write(dir.path()),
+    );
     let id = deliver_push(&server, Forge::Github, &sha).await;
     settled_statuses(&server, id).await;
     let broken = fake.statuses(&sha, "gantry/broken");
@@ -240,7 +232,9 @@ async fn a_flaky_forge_gets_every_status_in_the_end_and_never_an_older_one_last(
         ),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&config(dir.path(), &forge, Forge::Github, &fake.api_url()));
+    let server = Server::start(
+        &config(dir.path(), &forge, Forge::Github, &fake.api_url()).write(dir.path()),
+    );
     let id = deliver_push(&server, Forge::Github, &sha).await;
     let run = settled_statuses(&server, id).await;
     let ok = fake.statuses(&sha, "gantry/ci");
@@ -274,7 +268,9 @@ async fn an_undeliverable_status_shows_on_the_run() {
     // The fake knows another repo: every status for this one is a 404, which no retry fixes.
     let fake = FakeForge::start(Forge::Github, "someone/else").await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&config(dir.path(), &forge, Forge::Github, &fake.api_url()));
+    let server = Server::start(
+        &config(dir.path(), &forge, Forge::Github, &fake.api_url()).write(dir.path()),
+    );
     let id = deliver_push(&server, Forge::Github, &sha).await;
     let run = settled_statuses(&server, id).await;
     assert_eq!(run["state"], "success", "reporting never fails a run");
@@ -327,12 +323,11 @@ async fn a_github_app_reports_check_runs_with_an_annotation_at_the_broken_line()
         String::from_utf8_lossy(&generated.stderr)
     );
     let fake = FakeForge::start_app(REPO, 987, &key).await;
-    let path = config(dir.path(), &forge, Forge::Github, &fake.api_url());
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        &format!("token = \"{TOKEN}\"\n"),
-        &format!("app_id = 987\nprivate_key_file = \"{}\"\n", key.display()),
-    );
-    std::fs::write(&path, text).unwrap();
+    let path = config(dir.path(), &forge, Forge::Github, &fake.api_url())
+        .unset("github", "token")
+        .set("github", "app_id", "987")
+        .text("github", "private_key_file", &key.display().to_string())
+        .write(dir.path());
     let server = Server::start(&path);
     let id = deliver_push(&server, Forge::Github, &sha).await;
     let run = settled_statuses(&server, id).await;
@@ -412,12 +407,10 @@ async fn waiting_runs_show_pending_and_end_canceled_when_they_never_run() {
     let busy_sha = forge.push("main");
     let fake = FakeForge::start(Forge::Gitlab, REPO).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = config(dir.path(), &forge, Forge::Gitlab, &fake.api_url());
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("[server]\n", "[server]\napi_token = \"status-api-token\"\n")
-        .replace("[runner]\n", "[runner]\nmax_parallel_runs = 1\n");
-    std::fs::write(&path, text).unwrap();
+    let path = config(dir.path(), &forge, Forge::Gitlab, &fake.api_url())
+        .text("server", "api_token", "status-api-token")
+        .set("runner", "max_parallel_runs", "1")
+        .write(dir.path());
     let server = Server::start(&path);
     // The only slot is taken by a run on main.
     let busy = deliver_push(&server, Forge::Gitlab, &busy_sha).await;

@@ -101,8 +101,18 @@ impl Delivery {
 
     /// Posts it to `/hooks/{forge}` of the Gantry at `base` (`http://127.0.0.1:PORT`).
     pub async fn post(&self, client: &reqwest::Client, base: &str) -> reqwest::Response {
+        self.post_to(client, base, self.forge.as_str()).await
+    }
+
+    /// Posts it to `/hooks/{route}`, whichever forge's route that is.
+    pub async fn post_to(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        route: &str,
+    ) -> reqwest::Response {
         let mut request = client
-            .post(format!("{base}/hooks/{}", self.forge))
+            .post(format!("{base}/hooks/{route}"))
             .body(self.body.clone());
         for (name, value) in &self.headers {
             request = request.header(name, value);

@@ -1,6 +1,7 @@
 //! What the tests share: git repos, a registry, and (as they grow) the fake forge and
 //! signed deliveries.
 
+pub mod config;
 pub mod deliveries;
 pub mod fake_forge;
 pub mod git;
