@@ -5,7 +5,7 @@ use super::bump::{BumpRequest, BumpSource, ConfigRepo};
 use super::edit::NewImage;
 use crate::domain::Forge;
 use crate::pipeline::vars::{self, IMAGE, IMAGE_DIGEST, IMAGE_TAG};
-use crate::pipeline::{BumpAction, BumpPin};
+use crate::pipeline::{BumpPin, BumpSpec};
 
 /// Why a bump stage makes no bump.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct BumpPolicy<'a> {
 /// The bump `action` asks for, given what the run's builds handed on (`outputs`, newest
 /// last) and where the image came from (`source`, whose digest is filled here).
 pub fn bump_request(
-    action: &BumpAction,
+    action: &BumpSpec,
     outputs: &[(String, String)],
     policy: &BumpPolicy<'_>,
     app_forge: Option<Forge>,
@@ -102,8 +102,8 @@ mod tests {
 
     const CONFIG: &str = "https://git.example.com/acme/config.git";
 
-    fn action(pin: BumpPin) -> BumpAction {
-        BumpAction {
+    fn action(pin: BumpPin) -> BumpSpec {
+        BumpSpec {
             repo: CONFIG.into(),
             branch: "main".into(),
             file: "apps/web.yaml".into(),
@@ -123,7 +123,7 @@ mod tests {
     }
 
     fn request(
-        action: &BumpAction,
+        action: &BumpSpec,
         outputs: &[(String, String)],
         allowed: &[String],
     ) -> Result<BumpRequest, NoBump> {

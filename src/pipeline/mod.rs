@@ -24,7 +24,7 @@ use serde::Serialize;
 pub use file::MAX_FILE_BYTES;
 pub(crate) use file::{diagnostic_from_yaml_error, strict_yaml_options};
 pub use matching::{EventFacts, skip_ci_requested};
-pub use plan::{BuildAction, BumpAction, Plan, PlanError, PlannedStage, RunContext, StageAction};
+pub use plan::{BuildAction, Plan, PlanError, PlannedStage, RunContext, StageAction};
 pub use vars::BUILTIN_VARS;
 
 /// A finding in a file, shown as `file:line:col: message` by `gantry validate`, in the run

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::matching::EventFacts;
 use super::vars::{self, IMAGE_VARS};
-use super::{BumpMode, BumpPin, Diagnostic, Pattern, Pipeline, StageKind};
+use super::{BuildSpec, BumpSpec, Diagnostic, Pattern, Pipeline, StageKind};
 use crate::domain::{ChangedPaths, GitRef, Secret, Trigger};
 use crate::webhook::{Event, EventKind};
 
@@ -140,37 +140,26 @@ impl PlannedStage {
 
 #[derive(Debug, Clone)]
 pub enum StageAction {
-    Run { image: String, script: String },
+    Run {
+        image: String,
+        script: String,
+    },
     Build(BuildAction),
-    Validate { paths: Vec<Pattern> },
-    Bump(BumpAction),
+    Validate {
+        paths: Vec<Pattern>,
+    },
+    /// Its fields expanded, but for `${GANTRY_IMAGE…}` references: they are filled when the
+    /// build before the bump has run.
+    Bump(BumpSpec),
 }
 
-/// A build stage, its tags expanded for this run.
+/// A build stage fitted to this run.
 #[derive(Debug, Clone)]
 pub struct BuildAction {
-    pub context: String,
-    pub dockerfile: String,
-    pub image: String,
-    pub tags: Vec<String>,
-    pub args: Vec<(String, String)>,
-    pub target: Option<String>,
-    pub labels: Vec<(String, String)>,
+    /// As written, its tags expanded.
+    pub build: BuildSpec,
     /// Whether the image is pushed: never for forks, by default not for pull requests.
     pub push: bool,
-}
-
-/// A bump stage. `${GANTRY_IMAGE…}` references stay in place: they are filled when the
-/// build before the bump has run.
-#[derive(Debug, Clone)]
-pub struct BumpAction {
-    pub repo: String,
-    pub branch: String,
-    pub file: String,
-    pub image: Option<String>,
-    pub key: Option<String>,
-    pub mode: BumpMode,
-    pub pin: BumpPin,
 }
 
 /// Why a valid pipeline cannot run for this event, at the stage that asks for too much.
@@ -233,26 +222,23 @@ impl Pipeline {
                     script: script.clone(),
                 },
                 StageKind::Build(build) => StageAction::Build(BuildAction {
-                    context: build.context.clone(),
-                    dockerfile: build.dockerfile.clone(),
-                    image: build.image.clone(),
-                    tags: build
-                        .tags
-                        .iter()
-                        .map(|tag| {
-                            let expanded = expand(tag, &env)?;
-                            if expanded.is_empty() {
-                                return Err(format!(
-                                    "build tag `{tag}` expands to nothing in this run"
-                                ));
-                            }
-                            Ok(expanded)
-                        })
-                        .collect::<Result<_, _>>()
-                        .map_err(error)?,
-                    args: build.args.clone(),
-                    target: build.target.clone(),
-                    labels: build.labels.clone(),
+                    build: BuildSpec {
+                        tags: build
+                            .tags
+                            .iter()
+                            .map(|tag| {
+                                let expanded = expand(tag, &env)?;
+                                if expanded.is_empty() {
+                                    return Err(format!(
+                                        "build tag `{tag}` expands to nothing in this run"
+                                    ));
+                                }
+                                Ok(expanded)
+                            })
+                            .collect::<Result<_, _>>()
+                            .map_err(error)?,
+                        ..build.clone()
+                    },
                     push: !run.from_fork && build.push.unwrap_or(!is_pull_request),
                 }),
                 StageKind::Validate { paths } => StageAction::Validate {
@@ -269,7 +255,7 @@ impl Pipeline {
                             .map(|name| (name.to_string(), format!("${{{name}}}"))),
                     );
                     let field = |value: &str| expand(value, &bump_env).map_err(error);
-                    StageAction::Bump(BumpAction {
+                    StageAction::Bump(BumpSpec {
                         repo: field(&bump.repo)?,
                         branch: field(&bump.branch)?,
                         file: field(&bump.file)?,

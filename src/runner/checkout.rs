@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 
 use crate::config::Settings;
 use crate::domain::{ChangedPaths, CommitSha, Forge, Secret};
-use crate::git::Git;
+use crate::git::{Git, GitError};
 
 /// URL schemes a checkout may use. Anything else (`ext::`, a leading `-`) could make git run
 /// commands or read options.
@@ -56,26 +56,14 @@ impl Checkout {
             git = git.with_basic_auth(token_user(forge), token);
         }
         git.run(&["init", "-q"]).await?;
-        let by_id = git
-            .run(&[
-                "fetch",
-                "-q",
-                "--no-tags",
-                "--depth",
-                "1",
-                url,
-                sha.as_str(),
-            ])
-            .await;
+        let by_id = shallow_fetch(&git, url, sha.as_str()).await;
         if let Err(err) = by_id {
             let Some(fallback) = fallback_ref else {
                 return Err(anyhow::Error::new(err).context(format!("fetching commit {sha}")));
             };
-            git.run(&["fetch", "-q", "--no-tags", "--depth", "1", url, fallback])
-                .await
-                .with_context(|| {
-                    format!("fetching {fallback} after fetching {sha} by id failed")
-                })?;
+            shallow_fetch(&git, url, fallback).await.with_context(|| {
+                format!("fetching {fallback} after fetching {sha} by id failed")
+            })?;
             let fetched = git.run(&["rev-parse", "FETCH_HEAD"]).await?;
             if fetched.trim() != sha.as_str() {
                 bail!(
@@ -101,17 +89,7 @@ impl Checkout {
         let Some(before) = before else {
             return ChangedPaths::Unknown;
         };
-        if self
-            .git
-            .run(&[
-                "fetch",
-                "-q",
-                "--no-tags",
-                "--depth",
-                "1",
-                url,
-                before.as_str(),
-            ])
+        if shallow_fetch(&self.git, url, before.as_str())
             .await
             .is_err()
         {
@@ -119,6 +97,12 @@ impl Checkout {
         }
         self.git.changed_paths(Some(before), after).await
     }
+}
+
+/// Fetches `what` (a commit id or a ref) from `url` and nothing before it.
+async fn shallow_fetch(git: &Git, url: &str, what: &str) -> Result<String, GitError> {
+    git.run(&["fetch", "-q", "--no-tags", "--depth", "1", url, what])
+        .await
 }
 
 /// `git@host:owner/repo.git`: the scp-like SSH form.

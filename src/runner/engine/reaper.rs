@@ -95,84 +95,26 @@ impl Engine {
             Some(run) => format!("{RUN_LABEL}={run}"),
             None => RUN_LABEL.to_owned(),
         };
-        let filters: HashMap<String, Vec<String>> =
-            HashMap::from([("label".to_owned(), vec![label])]);
-        let mut removed = 0;
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await;
-        match containers {
-            Ok(containers) => {
-                for container in containers {
-                    if let Some(id) = container.id {
-                        self.remove_container(&id).await;
-                        removed += 1;
-                    }
-                }
-            }
-            Err(err) => self.cleanup_failed("listing leftover containers", &err.to_string()),
+        let (containers, volumes) = self.labelled(label).await;
+        for (container, _) in &containers {
+            self.remove_container(container).await;
         }
-        match self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters),
-            }))
-            .await
-        {
-            Ok(list) => {
-                for volume in list.volumes.unwrap_or_default() {
-                    self.remove_volume(&volume.name).await;
-                    removed += 1;
-                }
-            }
-            Err(err) => self.cleanup_failed("listing leftover volumes", &err.to_string()),
+        for (volume, _) in &volumes {
+            self.remove_volume(volume).await;
         }
-        removed
+        containers.len() + volumes.len()
     }
 
     /// Removes the containers and volumes of this installation's runs (labels starting with
     /// `prefix`) other than `keep`, the runs some runner is executing. Other installations'
     /// runs and `gantry run`'s are left alone.
     pub async fn reap_except(&self, prefix: &str, keep: &[String]) -> usize {
-        let filters: HashMap<String, Vec<String>> =
-            HashMap::from([("label".to_owned(), vec![RUN_LABEL.to_owned()])]);
-        let mut runs: Vec<String> = Vec::new();
-        match self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-        {
-            Ok(containers) => runs.extend(
-                containers
-                    .into_iter()
-                    .filter_map(|c| c.labels?.get(RUN_LABEL).cloned()),
-            ),
-            Err(err) => self.cleanup_failed("listing leftover containers", &err.to_string()),
-        }
-        match self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters),
-            }))
-            .await
-        {
-            Ok(list) => runs.extend(
-                list.volumes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|v| v.labels.get(RUN_LABEL).cloned()),
-            ),
-            Err(err) => self.cleanup_failed("listing leftover volumes", &err.to_string()),
-        }
+        let (containers, volumes) = self.labelled(RUN_LABEL.to_owned()).await;
+        let mut runs: Vec<String> = containers
+            .into_iter()
+            .chain(volumes)
+            .filter_map(|(_, run)| run)
+            .collect();
         runs.sort();
         runs.dedup();
         let mut removed = 0;
@@ -183,6 +125,57 @@ impl Engine {
             removed += self.reap(Some(&run)).await;
         }
         removed
+    }
+
+    /// The containers and volumes carrying `label` (`key` or `key=value`), each with its
+    /// run label: (id or name, run). A listing the engine refuses is logged and counted,
+    /// and gives nothing.
+    async fn labelled(
+        &self,
+        label: String,
+    ) -> (Vec<(String, Option<String>)>, Vec<(String, Option<String>)>) {
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_owned(), vec![label])]);
+        let containers = match self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+        {
+            Ok(containers) => containers
+                .into_iter()
+                .filter_map(|c| Some((c.id?, c.labels?.get(RUN_LABEL).cloned())))
+                .collect(),
+            Err(err) => {
+                self.cleanup_failed("listing leftover containers", &err.to_string());
+                Vec::new()
+            }
+        };
+        let volumes = match self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+        {
+            Ok(list) => list
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| {
+                    let run = v.labels.get(RUN_LABEL).cloned();
+                    (v.name, run)
+                })
+                .collect(),
+            Err(err) => {
+                self.cleanup_failed("listing leftover volumes", &err.to_string());
+                Vec::new()
+            }
+        };
+        (containers, volumes)
     }
 
     pub(super) fn cleanup_failed(&self, what: &str, message: &str) {

@@ -8,7 +8,8 @@ use crate::pipeline::{BuildAction, PlannedStage};
 use crate::runner::engine::BuildRequest;
 
 impl StageContext {
-    pub(super) async fn build(&self, stage: &PlannedStage, build: &BuildAction) -> StageEnd {
+    pub(super) async fn build(&self, stage: &PlannedStage, action: &BuildAction) -> StageEnd {
+        let build = &action.build;
         let env = |name: &str| stage.env_value(name).to_owned();
         // The OCI annotations that tie an image to its source, as `docker buildx` sets them.
         let mut labels = vec![
@@ -35,7 +36,7 @@ impl StageContext {
             args: &build.args,
             target: build.target.as_deref(),
             labels,
-            push: build.push,
+            push: action.push,
             registries: &self.registries,
         };
         let result = self

@@ -5,11 +5,11 @@ use super::stage::{StageContext, StageEnd};
 use crate::domain::describe;
 use crate::gitops::bump::BumpSource;
 use crate::gitops::stage::{NoBump, bump_request};
-use crate::pipeline::{BumpAction, PlannedStage};
+use crate::pipeline::{BumpSpec, PlannedStage};
 use crate::store::BumpReport;
 
 impl StageContext {
-    pub(super) async fn bump(&self, stage: &PlannedStage, action: &BumpAction) -> StageEnd {
+    pub(super) async fn bump(&self, stage: &PlannedStage, action: &BumpSpec) -> StageEnd {
         let Some(setup) = &self.bumps else {
             return StageEnd::skipped("bumps run in the service, or with `gantry bump`");
         };

@@ -1,37 +1,11 @@
 //! A 202 means the delivery and its run are on disk: kill the server right after a batch of
 //! them, start it again, and find every one.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use crate::intake::helpers::{TestApp, config, fixture, github};
+use crate::support::process::spawn_gantry;
 
-/// Starts the real binary on `config`, returning the child and the address it listens on
-/// (read from its JSON start-up log line).
-fn start_gantry(config: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["serve", "--role", "intake", "-c"])
-        .arg(config)
-        .env("GANTRY__LOG__FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gantry starts");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let address = loop {
-        let line = lines.next().expect("gantry logged its address").unwrap();
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if entry["fields"]["message"] == "gantry listening" {
-            break entry["fields"]["address"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{address}"))
+fn start_gantry(config: &std::path::Path) -> (std::process::Child, String) {
+    spawn_gantry(&["--role", "intake"], config)
 }
 
 #[tokio::test]

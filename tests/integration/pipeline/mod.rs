@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use gantry::domain::{ChangedPaths, Forge, Secret};
 use gantry::pipeline::{
-    self, BuildAction, BumpAction, EventFacts, Pipeline, RunContext, StageAction,
+    self, BuildAction, BumpSpec, EventFacts, Pipeline, RunContext, StageAction,
 };
 use gantry::webhook::{self, Event};
 
@@ -223,16 +223,19 @@ fn a_push_plan_expands_variables_and_hands_out_secrets() {
     assert_eq!(test.secrets.len(), 1);
     assert_eq!(test.secrets[0].1.expose(), "t0ken");
 
-    let StageAction::Build(BuildAction { tags, push, .. }) = &plan.stages[1].action else {
+    let StageAction::Build(BuildAction { build, push }) = &plan.stages[1].action else {
         panic!()
     };
-    assert_eq!(tags, &["199eddf46df50de8d02e99bf1c5fdb4101338224", "run-7"]);
+    assert_eq!(
+        build.tags,
+        ["199eddf46df50de8d02e99bf1c5fdb4101338224", "run-7"]
+    );
     assert!(push);
     assert_eq!(plan.stages[1].needs, [0], "file order without `needs`");
 
     let deploy = &plan.stages[2];
     assert_eq!(deploy.skipped, None);
-    let StageAction::Bump(BumpAction { image, .. }) = &deploy.action else {
+    let StageAction::Bump(BumpSpec { image, .. }) = &deploy.action else {
         panic!()
     };
     assert_eq!(

@@ -2,9 +2,8 @@
 //! git repo runs its pipeline on the real Docker engine, visible in the API; and a server
 //! killed mid-run cleans up and takes its run back when it starts again.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use gantry::domain::Forge;
@@ -13,6 +12,7 @@ use serde_json::{Value, json};
 use crate::support::config::{TestConfig, quoted, sqlite_in};
 use crate::support::deliveries::Delivery;
 use crate::support::git::{Repo, git};
+use crate::support::process::spawn_gantry;
 
 mod bumps;
 mod pages;
@@ -90,31 +90,8 @@ struct Server {
 
 impl Server {
     fn start(config: &Path) -> Self {
-        gantry::forge::install_crypto_provider();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .args(["serve", "-c"])
-            .arg(config)
-            .env("GANTRY__LOG__FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let address = loop {
-            let line = lines.next().expect("gantry logged its address").unwrap();
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if entry["fields"]["message"] == "gantry listening" {
-                break entry["fields"]["address"].as_str().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            address: format!("http://{address}"),
-        }
+        let (child, address) = spawn_gantry(&[], config);
+        Self { child, address }
     }
 
     fn kill(&mut self) {

@@ -5,4 +5,5 @@ pub mod config;
 pub mod deliveries;
 pub mod fake_forge;
 pub mod git;
+pub mod process;
 pub mod registry;

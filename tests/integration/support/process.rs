@@ -1,0 +1,36 @@
+//! The real `gantry` binary as a child process, for tests that kill it or restart it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Starts `gantry serve` with `args` (a role, say) on `config`, and returns the child and
+/// the address it listens on, read from its JSON start-up log line.
+pub fn spawn_gantry(args: &[&str], config: &Path) -> (Child, String) {
+    gantry::forge::install_crypto_provider();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("serve")
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .env("GANTRY__LOG__FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gantry starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let address = loop {
+        let line = lines.next().expect("gantry logged its address").unwrap();
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if entry["fields"]["message"] == "gantry listening" {
+            break entry["fields"]["address"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{address}"))
+}
