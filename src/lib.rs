@@ -1,7 +1,11 @@
 //! Gantry: forge webhooks in, pipeline runs in Docker, image tags handed to GitOps.
 //!
 //! The binary (`src/main.rs`) and the integration tests share this library. Each module owns
-//! one noun of the design: see `DESIGN.md`-level names below.
+//! one noun of the design, and they form layers, each using only those below it:
+//! `domain` at the bottom (the shared values and states, importing nothing of the crate);
+//! `config`, `metrics`, `telemetry` and `git`; `webhook`; `pipeline`; `store`; `forge`;
+//! `gitops`; `runner`; `http`; and `startup`, which wires them together.
+//! `docs/architecture.md` follows one webhook through them.
 
 pub mod config;
 pub mod domain;
