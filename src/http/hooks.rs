@@ -166,6 +166,19 @@ async fn accept(
             forge,
             repo: repo_name.clone(),
         })?;
+    // The run fetches the commit from the payload's clone URL unless the config names one.
+    let payload_url = delivery
+        .event
+        .repo
+        .as_ref()
+        .and_then(|repo| repo.clone_url.as_ref());
+    if repo.clone_url.is_none() && payload_url.is_none() {
+        return Err(WebhookError::BadPayload(format!(
+            "the payload gives no clone URL for `{repo_name}`, and its `[[repos]]` entry sets no \
+             `clone_url`"
+        ))
+        .into());
+    }
     let delivery_id = delivery.id.as_str().to_owned();
     let recorded = state
         .store

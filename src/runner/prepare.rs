@@ -75,7 +75,7 @@ pub async fn prepare(
         EventKind::Push(push) => (
             repo.clone_url
                 .clone()
-                .or_else(|| event.repo.as_ref().map(|r| r.clone_url.clone())),
+                .or_else(|| event.repo.as_ref().and_then(|r| r.clone_url.clone())),
             Some(push.git_ref.full()),
             push.before.clone(),
             false,
@@ -88,7 +88,7 @@ pub async fn prepare(
                 None
             }
             .or_else(|| repo.clone_url.clone())
-            .or_else(|| event.repo.as_ref().map(|r| r.clone_url.clone())),
+            .or_else(|| event.repo.as_ref().and_then(|r| r.clone_url.clone())),
             Some(GitRef::Branch(pr.head_ref.clone()).full()),
             pr.base_sha.clone(),
             pr.from_fork,

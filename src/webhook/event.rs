@@ -17,7 +17,8 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Repo {
     pub full_name: RepoName,
-    pub clone_url: String,
+    /// Where to fetch it from, when the payload says (`[[repos]] clone_url` can say instead).
+    pub clone_url: Option<String>,
     pub web_url: Option<String>,
 }
 

@@ -3,15 +3,13 @@
 //! Signed with HMAC-SHA256 of the body as bare hex in `X-Gitea-Signature` (Forgejo:
 //! `X-Forgejo-Signature`).
 
-use serde::Deserialize;
-
-use super::payload::{self, PushedCommit, from_json};
+use super::github_like::{Dialect, PushPayload};
+use super::payload;
 use super::{
-    Delivery, Event, EventKind, Headers, PullRequest, PullRequestAction, Push, Repo, WebhookError,
-    delivery_id, first_header, signature,
+    Delivery, EventKind, Headers, Push, Repo, WebhookError, delivery_id, first_header, signature,
 };
 use crate::config::GiteaSettings;
-use crate::domain::{Forge, GitRef, RepoName};
+use crate::domain::{Forge, GitRef};
 
 const EVENT_HEADERS: &[&str] = &["X-Gitea-Event", "X-Forgejo-Event"];
 const SIGNATURE_HEADERS: &[&str] = &["X-Gitea-Signature", "X-Forgejo-Signature"];
@@ -25,7 +23,7 @@ pub(super) fn receive(
     let (_, event_name) = first_header(headers, EVENT_HEADERS)
         .ok_or(WebhookError::MissingEventHeader(EVENT_HEADERS[0]))?;
     authenticate(headers, body, settings)?;
-    let event = parse(event_name, body)?;
+    let event = DIALECT.parse(event_name, body)?;
     let raw_id = first_header(headers, DELIVERY_HEADERS).map(|(_, id)| id.to_owned());
     Ok(Delivery {
         id: delivery_id(raw_id, body),
@@ -54,60 +52,21 @@ fn authenticate(
     }
 }
 
-fn parse(event_name: &str, body: &[u8]) -> Result<Event, WebhookError> {
-    match event_name {
-        "push" => parse_push(from_json(body)?),
-        // Newer Gitea names a pull request's new commits `pull_request_sync` in the header.
-        "pull_request" | "pull_request_sync" => parse_pull_request(from_json(body)?),
-        "delete" => {
-            let delete: RefPayload = from_json(body)?;
-            let git_ref = match delete.ref_type.as_str() {
-                "branch" => GitRef::Branch(delete.git_ref),
-                "tag" => GitRef::Tag(delete.git_ref),
-                other => {
-                    return Err(WebhookError::BadPayload(format!(
-                        "payload field `ref_type`: `{other}` is neither `branch` nor `tag`"
-                    )));
-                }
-            };
-            Ok(event(
-                Some(delete.repository),
-                EventKind::RefDeleted { git_ref },
-            ))
-        }
-        other => {
-            let reason = match other {
-                "create" => "`create` is also delivered as a `push`, which runs".to_owned(),
-                _ => format!("event `{other}` is not acted on"),
-            };
-            let any: AnyPayload = from_json(body)?;
-            Ok(event(
-                any.repository,
-                EventKind::NotActedOn {
-                    event: other.to_owned(),
-                    reason,
-                },
-            ))
-        }
-    }
-}
+/// Gitea's names in its GitHub-shaped payloads.
+const DIALECT: Dialect = Dialect {
+    forge: Forge::Gitea,
+    synchronize: "synchronized",
+    // Newer Gitea names a pull request's new commits `pull_request_sync` in the header.
+    pull_request_events: &["pull_request", "pull_request_sync"],
+    parse_push,
+};
 
-fn event(repository: Option<RepositoryJson>, kind: EventKind) -> Event {
-    Event {
-        forge: Forge::Gitea,
-        repo: repository.map(RepositoryJson::into_repo),
-        kind,
-    }
-}
-
-fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
+fn parse_push(push: PushPayload) -> Result<(Repo, EventKind), WebhookError> {
     let git_ref = payload::git_ref("ref", &push.git_ref)?;
+    let repo = push.repository.into_repo();
     let after = payload::commit_sha("after", &push.after)?;
     if after.is_zero() {
-        return Ok(event(
-            Some(push.repository),
-            EventKind::RefDeleted { git_ref },
-        ));
+        return Ok((repo, EventKind::RefDeleted { git_ref }));
     }
     let before = payload::before_sha("before", &push.before)?;
     // Gitea cuts the commit list at a configurable length; only `total_commits`, which newer
@@ -127,124 +86,12 @@ fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
         git_ref,
         before,
         after,
-        sender: push.pusher.or(push.sender).map(|user| user.login),
+        sender: push
+            .pusher
+            .and_then(|user| user.login)
+            .or_else(|| push.sender.and_then(|user| user.login)),
     });
-    Ok(event(Some(push.repository), kind))
-}
-
-fn parse_pull_request(payload: PullRequestPayload) -> Result<Event, WebhookError> {
-    let pr = payload.pull_request;
-    let action = match payload.action.as_str() {
-        "opened" => PullRequestAction::Opened,
-        "synchronized" => PullRequestAction::Synchronized,
-        "reopened" => PullRequestAction::Reopened,
-        "closed" if pr.merged.unwrap_or(false) => PullRequestAction::Merged,
-        "closed" => PullRequestAction::Closed,
-        other => {
-            return Ok(event(
-                Some(payload.repository),
-                EventKind::NotActedOn {
-                    event: "pull_request".into(),
-                    reason: format!("pull_request action `{other}` is not acted on"),
-                },
-            ));
-        }
-    };
-    let kind = EventKind::PullRequest(PullRequest {
-        action,
-        number: payload.number,
-        title: pr.title,
-        head_sha: payload::commit_sha("pull_request.head.sha", &pr.head.sha)?,
-        head_ref: pr.head.git_ref,
-        base_sha: Some(payload::commit_sha("pull_request.base.sha", &pr.base.sha)?),
-        base_ref: pr.base.git_ref,
-        from_fork: pr.head.repo_id != pr.base.repo_id,
-        head_clone_url: pr.head.repo.map(|repo| repo.clone_url),
-        head_commit_message: None,
-        sender: payload.sender.map(|user| user.login),
-    });
-    Ok(event(Some(payload.repository), kind))
-}
-
-#[derive(Deserialize)]
-struct RepositoryJson {
-    full_name: String,
-    clone_url: String,
-    html_url: Option<String>,
-}
-
-impl RepositoryJson {
-    fn into_repo(self) -> Repo {
-        Repo {
-            full_name: RepoName::new(self.full_name),
-            clone_url: self.clone_url,
-            web_url: self.html_url,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct User {
-    login: String,
-}
-
-#[derive(Deserialize)]
-struct AnyPayload {
-    repository: Option<RepositoryJson>,
-}
-
-#[derive(Deserialize)]
-struct RefPayload {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    ref_type: String,
-    repository: RepositoryJson,
-}
-
-#[derive(Deserialize)]
-struct PushPayload {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    before: String,
-    after: String,
-    #[serde(default)]
-    commits: Vec<PushedCommit>,
-    total_commits: Option<usize>,
-    head_commit: Option<PushedCommit>,
-    repository: RepositoryJson,
-    pusher: Option<User>,
-    sender: Option<User>,
-}
-
-#[derive(Deserialize)]
-struct PullRequestPayload {
-    action: String,
-    number: u64,
-    pull_request: PullRequestJson,
-    repository: RepositoryJson,
-    sender: Option<User>,
-}
-
-#[derive(Deserialize)]
-struct PullRequestJson {
-    title: String,
-    merged: Option<bool>,
-    head: BranchJson,
-    base: BranchJson,
-}
-
-#[derive(Deserialize)]
-struct BranchJson {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    sha: String,
-    repo_id: u64,
-    repo: Option<ForkRepoJson>,
-}
-
-#[derive(Deserialize)]
-struct ForkRepoJson {
-    clone_url: String,
+    Ok((repo, kind))
 }
 
 #[cfg(test)]

@@ -4,15 +4,13 @@
 //! `X-Hub-Signature` that GitHub still sends alongside is not accepted on its own: SHA-1 HMAC
 //! is kept by GitHub only for old receivers.
 
-use serde::Deserialize;
-
-use super::payload::{self, PushedCommit, from_json};
+use super::github_like::{Dialect, PushPayload};
+use super::payload;
 use super::{
-    Delivery, Event, EventKind, Headers, PullRequest, PullRequestAction, Push, Repo, WebhookError,
-    delivery_id, first_header, signature,
+    Delivery, EventKind, Headers, Push, Repo, WebhookError, delivery_id, first_header, signature,
 };
 use crate::config::GithubSettings;
-use crate::domain::{Forge, GitRef, RepoName};
+use crate::domain::{Forge, GitRef};
 
 const EVENT_HEADER: &str = "X-GitHub-Event";
 const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
@@ -34,7 +32,7 @@ pub(super) fn receive(
         .ok_or(WebhookError::MissingEventHeader(EVENT_HEADER))?;
     authenticate(headers, body, settings)?;
     let json = json_body(headers, body)?;
-    let event = parse(event_name, &json)?;
+    let event = DIALECT.parse(event_name, &json)?;
     // The hook id keeps two hooks (repo and organisation) delivering the same event apart.
     let raw_id = headers
         .get(DELIVERY_HEADER)
@@ -96,54 +94,19 @@ fn json_body<'b>(
         .ok_or_else(|| WebhookError::BadPayload("form body has no `payload` field".into()))
 }
 
-fn parse(event_name: &str, body: &[u8]) -> Result<Event, WebhookError> {
-    match event_name {
-        "ping" => {
-            let ping: PingPayload = from_json(body)?;
-            Ok(event(ping.repository, EventKind::Ping))
-        }
-        "push" => parse_push(from_json(body)?),
-        "pull_request" => parse_pull_request(from_json(body)?),
-        "delete" => {
-            let delete: RefPayload = from_json(body)?;
-            let git_ref = ref_of_kind(&delete.ref_type, &delete.git_ref)?;
-            Ok(event(
-                Some(delete.repository),
-                EventKind::RefDeleted { git_ref },
-            ))
-        }
-        other => {
-            let reason = match other {
-                "create" => "`create` is also delivered as a `push`, which runs".to_owned(),
-                _ => format!("event `{other}` is not acted on"),
-            };
-            let any: AnyPayload = from_json(body)?;
-            Ok(event(
-                any.repository,
-                EventKind::NotActedOn {
-                    event: other.to_owned(),
-                    reason,
-                },
-            ))
-        }
-    }
-}
+/// GitHub's names in its GitHub-shaped payloads.
+const DIALECT: Dialect = Dialect {
+    forge: Forge::Github,
+    synchronize: "synchronize",
+    pull_request_events: &["pull_request"],
+    parse_push,
+};
 
-fn event(repository: Option<RepositoryJson>, kind: EventKind) -> Event {
-    Event {
-        forge: Forge::Github,
-        repo: repository.map(RepositoryJson::into_repo),
-        kind,
-    }
-}
-
-fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
+fn parse_push(push: PushPayload) -> Result<(Repo, EventKind), WebhookError> {
     let git_ref = payload::git_ref("ref", &push.git_ref)?;
+    let repo = push.repository.into_repo();
     if push.deleted {
-        return Ok(event(
-            Some(push.repository),
-            EventKind::RefDeleted { git_ref },
-        ));
+        return Ok((repo, EventKind::RefDeleted { git_ref }));
     }
     let after = payload::commit_sha("after", &push.after)?;
     let before = payload::before_sha("before", &push.before)?;
@@ -163,148 +126,9 @@ fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
         before,
         after,
         head_commit_message,
-        sender: push.sender.map(|sender| sender.login),
+        sender: push.sender.and_then(|sender| sender.login),
     });
-    Ok(event(Some(push.repository), kind))
-}
-
-fn parse_pull_request(payload: PullRequestPayload) -> Result<Event, WebhookError> {
-    let pr = payload.pull_request;
-    let action = match payload.action.as_str() {
-        "opened" => PullRequestAction::Opened,
-        "synchronize" => PullRequestAction::Synchronized,
-        "reopened" => PullRequestAction::Reopened,
-        "closed" if pr.merged.unwrap_or(false) => PullRequestAction::Merged,
-        "closed" => PullRequestAction::Closed,
-        other => {
-            return Ok(event(
-                Some(payload.repository),
-                EventKind::NotActedOn {
-                    event: "pull_request".into(),
-                    reason: format!("pull_request action `{other}` is not acted on"),
-                },
-            ));
-        }
-    };
-    // A head repo of `null` is a fork that has since been deleted.
-    let from_fork = match (&pr.head.repo, &pr.base.repo) {
-        (Some(head), Some(base)) => head.full_name != base.full_name,
-        _ => true,
-    };
-    let kind = EventKind::PullRequest(PullRequest {
-        action,
-        number: payload.number,
-        title: pr.title,
-        head_sha: payload::commit_sha("pull_request.head.sha", &pr.head.sha)?,
-        head_ref: pr.head.git_ref,
-        base_sha: Some(payload::commit_sha("pull_request.base.sha", &pr.base.sha)?),
-        base_ref: pr.base.git_ref,
-        from_fork,
-        head_clone_url: pr.head.repo.map(|repo| repo.clone_url),
-        head_commit_message: None,
-        sender: payload.sender.map(|sender| sender.login),
-    });
-    Ok(event(Some(payload.repository), kind))
-}
-
-fn ref_of_kind(ref_type: &str, name: &str) -> Result<GitRef, WebhookError> {
-    match ref_type {
-        "branch" => Ok(GitRef::Branch(name.to_owned())),
-        "tag" => Ok(GitRef::Tag(name.to_owned())),
-        other => Err(WebhookError::BadPayload(format!(
-            "payload field `ref_type`: `{other}` is neither `branch` nor `tag`"
-        ))),
-    }
-}
-
-#[derive(Deserialize)]
-struct RepositoryJson {
-    full_name: String,
-    clone_url: String,
-    html_url: Option<String>,
-}
-
-impl RepositoryJson {
-    fn into_repo(self) -> Repo {
-        Repo {
-            full_name: RepoName::new(self.full_name),
-            clone_url: self.clone_url,
-            web_url: self.html_url,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct User {
-    login: String,
-}
-
-#[derive(Deserialize)]
-struct PingPayload {
-    repository: Option<RepositoryJson>,
-}
-
-#[derive(Deserialize)]
-struct AnyPayload {
-    repository: Option<RepositoryJson>,
-}
-
-#[derive(Deserialize)]
-struct RefPayload {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    ref_type: String,
-    repository: RepositoryJson,
-}
-
-#[derive(Deserialize)]
-struct PushPayload {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    before: String,
-    after: String,
-    #[serde(default)]
-    created: bool,
-    #[serde(default)]
-    deleted: bool,
-    #[serde(default)]
-    forced: bool,
-    #[serde(default)]
-    commits: Vec<PushedCommit>,
-    head_commit: Option<PushedCommit>,
-    repository: RepositoryJson,
-    sender: Option<User>,
-}
-
-#[derive(Deserialize)]
-struct PullRequestPayload {
-    action: String,
-    number: u64,
-    pull_request: PullRequestJson,
-    repository: RepositoryJson,
-    sender: Option<User>,
-}
-
-#[derive(Deserialize)]
-struct PullRequestJson {
-    title: String,
-    merged: Option<bool>,
-    head: BranchJson,
-    base: BranchJson,
-}
-
-#[derive(Deserialize)]
-struct BranchJson {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    sha: String,
-    repo: Option<ForkRepoJson>,
-}
-
-#[derive(Deserialize)]
-struct ForkRepoJson {
-    full_name: String,
-    clone_url: String,
+    Ok((repo, kind))
 }
 
 #[cfg(test)]

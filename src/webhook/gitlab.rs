@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 
-use super::payload::{self, PushedCommit, from_json};
+use super::payload::{self, Head, PushedCommit, from_json};
 use super::{
     Delivery, Event, EventKind, Headers, PullRequest, PullRequestAction, Push, Repo, WebhookError,
     delivery_id, first_header, signature,
@@ -165,31 +165,29 @@ fn parse(event_name: &str, body: &[u8]) -> Result<Event, WebhookError> {
         "push" => parse_push(from_json(body)?),
         "merge_request" => parse_merge_request(body),
         _ => {
-            let any: AnyPayload = from_json(body)?;
+            Head::read(body)?;
             Ok(event(
-                any.project,
-                EventKind::NotActedOn {
-                    event: event_name.to_owned(),
-                    reason: format!("event `{event_name}` is not acted on"),
-                },
+                project_of(body),
+                payload::ignored(event_name, payload::not_acted_on(event_name)),
             ))
         }
     }
 }
 
-fn event(project: Option<ProjectJson>, kind: EventKind) -> Event {
+fn event(repo: Option<Repo>, kind: EventKind) -> Event {
     Event {
         forge: Forge::Gitlab,
-        repo: project.map(ProjectJson::into_repo),
+        repo,
         kind,
     }
 }
 
 fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
     let git_ref = payload::git_ref("ref", &push.git_ref)?;
+    let repo = Some(push.project.into_repo());
     let after = payload::commit_sha("after", &push.after)?;
     if after.is_zero() {
-        return Ok(event(Some(push.project), EventKind::RefDeleted { git_ref }));
+        return Ok(event(repo, EventKind::RefDeleted { git_ref }));
     }
     let before = payload::before_sha("before", &push.before)?;
     // GitLab lists at most 20 commits; `total_commits_count` tells whether the list is whole.
@@ -206,35 +204,31 @@ fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
         after,
         sender: push.user_username.or(push.user_name),
     });
-    Ok(event(Some(push.project), kind))
+    Ok(event(repo, kind))
 }
 
+/// A merge request delivery, read whole only for an action that asks for a run (or to
+/// describe a close or merge, when the payload allows).
 fn parse_merge_request(body: &[u8]) -> Result<Event, WebhookError> {
     let header: MergeRequestHeader = from_json(body)?;
-    let action = header.object_attributes.action.as_deref();
-    let not_acted_on = |reason: String| {
+    let attributes = header.object_attributes.unwrap_or_default();
+    let action = attributes.action.as_ref().and_then(|a| a.as_str());
+    let ignored = |reason: String| {
         Ok(event(
-            header.project,
-            EventKind::NotActedOn {
-                event: "merge_request".into(),
-                reason,
-            },
+            project_of(body),
+            payload::ignored("merge_request", reason),
         ))
     };
     let action = match action {
         Some("open") => PullRequestAction::Opened,
         Some("reopen") => PullRequestAction::Reopened,
         // An update carries `oldrev` only when it brought new commits.
-        Some("update") if header.object_attributes.oldrev.is_some() => {
-            PullRequestAction::Synchronized
-        }
+        Some("update") if attributes.oldrev.is_some() => PullRequestAction::Synchronized,
         Some("close") => PullRequestAction::Closed,
         Some("merge") => PullRequestAction::Merged,
-        Some("update") => return not_acted_on("merge request update without new commits".into()),
-        Some(other) => {
-            return not_acted_on(format!("merge request action `{other}` is not acted on"));
-        }
-        None => return not_acted_on("merge request event without an action".into()),
+        Some("update") => return ignored("merge request update without new commits".into()),
+        Some(other) => return ignored(format!("merge request action `{other}` is not acted on")),
+        None => return ignored("merge request event without an action".into()),
     };
     let payload: MergeRequestPayload = match from_json(body) {
         Ok(payload) => payload,
@@ -246,7 +240,7 @@ fn parse_merge_request(body: &[u8]) -> Result<Event, WebhookError> {
                 PullRequestAction::Closed | PullRequestAction::Merged
             ) =>
         {
-            return not_acted_on(format!("merge request closed or merged ({problem})"));
+            return ignored(format!("merge request closed or merged ({problem})"));
         }
         Err(err) => return Err(err),
     };
@@ -264,20 +258,32 @@ fn parse_merge_request(body: &[u8]) -> Result<Event, WebhookError> {
         head_clone_url: mr.source.and_then(|source| source.git_http_url),
         sender: payload.user.map(|user| user.username),
     });
-    Ok(event(Some(payload.project), kind))
+    Ok(event(Some(payload.project.into_repo()), kind))
+}
+
+/// The project a payload names, if it names one readably: for deliveries Gantry ignores,
+/// which must not fail on a field it would not use.
+fn project_of(body: &[u8]) -> Option<Repo> {
+    #[derive(Deserialize)]
+    struct Named {
+        project: Option<ProjectJson>,
+    }
+    serde_json::from_slice::<Named>(body)
+        .ok()?
+        .project
+        .map(ProjectJson::into_repo)
 }
 
 /// Just enough of a merge request event to decide whether it needs a run.
 #[derive(Deserialize)]
 struct MergeRequestHeader {
-    object_attributes: ActionJson,
-    project: Option<ProjectJson>,
+    object_attributes: Option<ActionJson>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ActionJson {
-    action: Option<String>,
-    oldrev: Option<String>,
+    action: Option<serde_json::Value>,
+    oldrev: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -286,10 +292,11 @@ struct SystemHookHeader {
     event_name: Option<String>,
 }
 
+/// A project: only its path is needed, the clone URL can come from `[[repos]] clone_url`.
 #[derive(Deserialize)]
 struct ProjectJson {
     path_with_namespace: String,
-    git_http_url: String,
+    git_http_url: Option<String>,
     web_url: Option<String>,
 }
 
@@ -301,11 +308,6 @@ impl ProjectJson {
             web_url: self.web_url,
         }
     }
-}
-
-#[derive(Deserialize)]
-struct AnyPayload {
-    project: Option<ProjectJson>,
 }
 
 #[derive(Deserialize)]

@@ -4,6 +4,7 @@
 mod event;
 mod gitea;
 mod github;
+mod github_like;
 mod gitlab;
 mod payload;
 pub mod signature;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::WebhookError;
+use super::{EventKind, WebhookError};
 use crate::domain::{CommitSha, GitRef};
 
 /// Deserialises a payload; a failure names the field that was missing or of the wrong type.
@@ -117,6 +117,53 @@ pub(super) fn message_of(commits: &[PushedCommit], sha: &CommitSha) -> Option<St
         .iter()
         .find(|commit| commit.id.eq_ignore_ascii_case(sha.as_str()))
         .and_then(|commit| commit.message.clone())
+}
+
+/// The first step of reading any delivery: that the body is a JSON object, and its `action`
+/// if it has one. Only an event Gantry acts on is then read whole, so a delivery it ignores
+/// never fails on a field it would not use.
+#[derive(Deserialize)]
+pub(super) struct Head {
+    #[serde(default)]
+    pub action: Option<serde_json::Value>,
+}
+
+impl Head {
+    pub fn read(body: &[u8]) -> Result<Self, WebhookError> {
+        from_json(body)
+    }
+
+    /// The action, when it is a string.
+    pub fn action(&self) -> Option<&str> {
+        self.action.as_ref().and_then(serde_json::Value::as_str)
+    }
+}
+
+/// What a delivery Gantry ignores becomes.
+pub(super) fn ignored(event: &str, reason: String) -> EventKind {
+    EventKind::NotActedOn {
+        event: event.to_owned(),
+        reason,
+    }
+}
+
+/// Why an event Gantry has no work for is ignored.
+pub(super) fn not_acted_on(event: &str) -> String {
+    match event {
+        "create" => "`create` is also delivered as a `push`, which runs".to_owned(),
+        _ => format!("event `{event}` is not acted on"),
+    }
+}
+
+/// A `branch` or `tag` named by a `ref_type`.
+pub(super) fn ref_of_kind(ref_type: &str, name: &str) -> Result<GitRef, WebhookError> {
+    match ref_type {
+        "branch" => Ok(GitRef::Branch(name.to_owned())),
+        "tag" => Ok(GitRef::Tag(name.to_owned())),
+        other => Err(WebhookError::BadPayload(format!(
+            "payload field `ref_type`: `{other}` is neither `branch` nor `tag`"
+        ))),
+    }
 }
 
 #[cfg(test)]

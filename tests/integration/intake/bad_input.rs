@@ -251,6 +251,67 @@ async fn json_of_the_wrong_shape_names_the_field() {
     .await;
 }
 
+/// An action Gantry ignores is answered 200 whatever the rest of the body lacks; only a
+/// body that is not a JSON object is refused.
+#[tokio::test]
+async fn ignored_actions_never_fail_on_fields_gantry_would_not_use() {
+    let app = TestApp::spawn().await;
+    for (forge, event, body) in [
+        ("github", "pull_request", &br#"{"action":"labeled"}"#[..]),
+        (
+            "github",
+            "pull_request",
+            br#"{"action":"closed","number":"x"}"#,
+        ),
+        ("github", "delete", br#"{"ref_type":"branch"}"#),
+        ("gitea", "pull_request", br#"{"action":"label_updated"}"#),
+        ("gitea", "pull_request_approved", br#"{}"#),
+        (
+            "gitlab",
+            "Merge Request Hook",
+            br#"{"object_attributes":{"action":"approved"}}"#,
+        ),
+        ("gitlab", "Note Hook", br#"{"object_kind":"note"}"#),
+    ] {
+        let request = crate::intake::helpers::signed(forge, event, body);
+        let response = app.post_hook(forge, &request).await;
+        let status = response.status().as_u16();
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{forge} {event}: {answer}");
+        assert!(answer["ignored"].is_string(), "{forge} {event}: {answer}");
+    }
+    refused(
+        &app,
+        "github",
+        &github("pull_request", br#"["labeled"]"#),
+        400,
+        "payload: expected a JSON object",
+    )
+    .await;
+}
+
+/// A run needs a clone URL: from the payload, or from `[[repos]] clone_url`.
+#[tokio::test]
+async fn an_acted_on_delivery_without_a_clone_url_names_what_is_missing() {
+    let app = TestApp::spawn().await;
+    let mut pr: serde_json::Value =
+        serde_json::from_slice(&fixture("github/pull_request/octokit__opened.payload.json"))
+            .unwrap();
+    pr["repository"]
+        .as_object_mut()
+        .unwrap()
+        .remove("clone_url");
+    let body = serde_json::to_vec(&pr).unwrap();
+    refused(
+        &app,
+        "github",
+        &github("pull_request", &body),
+        400,
+        "gives no clone URL for `Codertocat/Hello-World`",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn form_encoded_github_delivery_is_accepted() {
     let app = TestApp::spawn().await;

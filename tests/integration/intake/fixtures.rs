@@ -373,6 +373,351 @@ const FIXTURES: &[(&str, &str, u16)] = &[
     ),
     ("gitea/push/goplayground__push-event.json", "push", 202),
     ("gitea/push/goscm__push.json", "push", 202),
+    // The second batch (see SOURCES.md): shapes the first did not have.
+    (
+        "gitea/create/goplayground__create-event.json",
+        "create",
+        200,
+    ),
+    (
+        "gitea/create/woodpecker-gostr__HookPushTag.json",
+        "create",
+        200,
+    ),
+    ("gitea/create/woodpecker__HookTag.json", "create", 200),
+    (
+        "gitea/delete/goplayground__delete-event.json",
+        "delete",
+        200,
+    ),
+    (
+        "gitea/issue_comment/jxgoscm__pull_request_comment_created.json",
+        "issue_comment",
+        200,
+    ),
+    (
+        "gitea/pull_request/goplayground__pull-request-assign-event.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "gitea/pull_request/woodpecker-forgejo__HookPullRequestAssigneeCleared.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "gitea/pull_request/woodpecker-forgejo__HookPullRequestLabelsUpdated.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "gitea/pull_request/woodpecker-forgejo__HookPullRequestMilestoneChanged.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "gitea/pull_request/woodpecker-forgejo__HookPullRequestReopened.json",
+        "pull_request",
+        202,
+    ),
+    (
+        "gitea/pull_request/woodpecker-gostr__HookPullRequest.json",
+        "pull_request",
+        202,
+    ),
+    (
+        "gitea/pull_request/woodpecker__HookPullRequest.json",
+        "pull_request",
+        202,
+    ),
+    (
+        "gitea/pull_request/woodpecker__HookPullRequestAddLabel.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "gitea/pull_request/woodpecker__HookPullRequestAddMile.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "gitea/pull_request/woodpecker__HookPullRequestAddReviewRequest.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "gitea/pull_request/woodpecker__HookPullRequestChangeTitle.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "gitea/pull_request/woodpecker__HookPullRequestMerged.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "gitea/pull_request/woodpecker__HookPullRequestRemoveLabel.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "gitea/pull_request/woodpecker__HookPullRequestUpdated.json",
+        "pull_request",
+        202,
+    ),
+    (
+        "gitea/pull_request_approved/woodpecker__HookPullRequestReviewAck.json",
+        "pull_request_approved",
+        200,
+    ),
+    (
+        "gitea/pull_request_rejected/woodpecker__HookPullRequestReviewDeny.json",
+        "pull_request_rejected",
+        200,
+    ),
+    ("gitea/push/woodpecker-gostr__HookPush.json", "push", 202),
+    ("gitea/push/woodpecker__HookPushBranch.json", "push", 202),
+    ("gitea/push/woodpecker__HookPushMulti.json", "push", 202),
+    (
+        "github/check_suite/octokit__completed.payload.json",
+        "check_suite",
+        200,
+    ),
+    (
+        "github/check_suite/octokit__requested.payload.json",
+        "check_suite",
+        200,
+    ),
+    (
+        "github/check_suite/octokit__rerequested.payload.json",
+        "check_suite",
+        200,
+    ),
+    (
+        "github/create/octokit__with-installation.payload.json",
+        "create",
+        200,
+    ),
+    ("github/delete/octokit__payload.json", "delete", 200),
+    (
+        "github/issue_comment/atlantis__githubIssueCommentEvent.json",
+        "issue_comment",
+        200,
+    ),
+    (
+        "github/issue_comment/vela__issue_comment_pr.json",
+        "issue_comment",
+        200,
+    ),
+    ("github/ping/jxgoscm__ping.json", "ping", 200),
+    (
+        "github/pull_request/atlantis__githubPullRequestClosedEvent.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "github/pull_request/atlantis__githubPullRequestOpenedEvent.json",
+        "pull_request",
+        202,
+    ),
+    (
+        "github/pull_request/cuedo__pull-request-delete-null-head-repo-anomaly.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "github/pull_request/screwdriver__github.pull_request.opened-fork.json",
+        "pull_request",
+        202,
+    ),
+    ("github/pull_request/tekton__pr.json", "pull_request", 200),
+    (
+        "github/pull_request/vela__pull_request_edited_while_labeled.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "github/pull_request/vela__pull_request_fork.json",
+        "pull_request",
+        202,
+    ),
+    (
+        "github/pull_request/vela__pull_request_fork_same-repo.json",
+        "pull_request",
+        202,
+    ),
+    (
+        "github/pull_request/woodpecker__HookPullRequest.json",
+        "pull_request",
+        202,
+    ),
+    (
+        "github/pull_request/woodpecker__HookPullRequestAssigneeAdded.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "github/pull_request/woodpecker__HookPullRequestAssigneeRemoved.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "github/pull_request/woodpecker__HookPullRequestEdited.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "github/pull_request/woodpecker__HookPullRequestLabelAdded.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "github/pull_request/woodpecker__HookPullRequestLabelRemoved.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "github/pull_request/woodpecker__HookPullRequestMerged.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "github/pull_request/woodpecker__HookPullRequestMilestoneAdded.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "github/pull_request/woodpecker__HookPullRequestMilestoneRemoved.json",
+        "pull_request",
+        200,
+    ),
+    (
+        "github/pull_request/woodpecker__HookPullRequestReviewRequested.json",
+        "pull_request",
+        200,
+    ),
+    ("github/push/argocd__github-commit-event.json", "push", 202),
+    (
+        "github/push/cuedo__push-event-without-sender.json",
+        "push",
+        200,
+    ),
+    ("github/push/vela__push_delete_branch.json", "push", 200),
+    ("github/push/vela__push_multicommit.json", "push", 202),
+    ("github/push/vela__push_no_sender.json", "push", 202),
+    ("github/push/woodpecker__HookPushForced.json", "push", 202),
+    ("github/push/woodpecker__HookTag.json", "push", 202),
+    (
+        "github/workflow_run/octokit__completed.with-pull-requests.payload.json",
+        "workflow_run",
+        200,
+    ),
+    (
+        "github/workflow_run/octokit__requested.payload.json",
+        "workflow_run",
+        200,
+    ),
+    (
+        "gitlab/merge_request/argocd__gitlab-merge-request-approval-event.json",
+        "Merge Request Hook",
+        200,
+    ),
+    (
+        "gitlab/merge_request/atlantis__gitlab-merge-request-event-update-new-commit.json",
+        "Merge Request Hook",
+        202,
+    ),
+    (
+        "gitlab/merge_request/screwdriver-gl__gitlab.merge_request.closed.json",
+        "Merge Request Hook",
+        200,
+    ),
+    (
+        "gitlab/merge_request/screwdriver-gl__gitlab.merge_request.opened.forked.json",
+        "Merge Request Hook",
+        202,
+    ),
+    (
+        "gitlab/merge_request/screwdriver-gl__gitlab.merge_request.reopened.json",
+        "Merge Request Hook",
+        202,
+    ),
+    (
+        "gitlab/merge_request/woodpecker__HookPullRequestApproved.json",
+        "Merge Request Hook",
+        200,
+    ),
+    (
+        "gitlab/merge_request/woodpecker__HookPullRequestAssigned.json",
+        "Merge Request Hook",
+        200,
+    ),
+    (
+        "gitlab/merge_request/woodpecker__HookPullRequestLabelsUpdated.json",
+        "Merge Request Hook",
+        200,
+    ),
+    (
+        "gitlab/merge_request/woodpecker__HookPullRequestMerged.json",
+        "Merge Request Hook",
+        200,
+    ),
+    (
+        "gitlab/merge_request/woodpecker__HookPullRequestOpened.json",
+        "Merge Request Hook",
+        202,
+    ),
+    (
+        "gitlab/merge_request/woodpecker__HookPullRequestReviewRequested.json",
+        "Merge Request Hook",
+        200,
+    ),
+    (
+        "gitlab/merge_request/woodpecker__HookPullRequestUnapproved.json",
+        "Merge Request Hook",
+        200,
+    ),
+    (
+        "gitlab/merge_request/woodpecker__HookPullRequestUpdated.json",
+        "Merge Request Hook",
+        202,
+    ),
+    (
+        "gitlab/note/atlantis__gitlabMergeCommentEvent_notAllowlisted.json",
+        "Note Hook",
+        200,
+    ),
+    (
+        "gitlab/note/gogitlab__note_merge_request.json",
+        "Note Hook",
+        200,
+    ),
+    (
+        "gitlab/pipeline/gogitlab__pipeline.json",
+        "Pipeline Hook",
+        200,
+    ),
+    ("gitlab/push/jxgoscm__push2.json", "Push Hook", 202),
+    (
+        "gitlab/push/screwdriver-gl__gitlab.push.json",
+        "Push Hook",
+        202,
+    ),
+    (
+        "gitlab/push/tekton__gitlab-push-event.json",
+        "Push Hook",
+        202,
+    ),
+    (
+        "gitlab/system/gogitlab__repository_update.json",
+        "System Hook",
+        200,
+    ),
+    (
+        "gitlab/tag_push/woodpecker__HookTag.json",
+        "Tag Push Hook",
+        202,
+    ),
 ];
 
 #[test]

@@ -37,6 +37,20 @@ const FIXTURE_REPOS: &[(&str, &str)] = &[
     ("gitea", "gogits/hello-world"),
     ("gitea", "jcitizen/my-repo"),
     ("gitea", "example/example"),
+    ("gitea", "test_it/test_ci_thing"),
+    ("gitea", "gordon/hello-world"),
+    ("gitea", "Test-CI/multi-line-secrets"),
+    ("gitea", "meisam/woodpecktester"),
+    ("github", "runatlantis/atlantis-tests"),
+    ("github", "jessesuen/test-repo"),
+    ("github", "6543/oxiduct"),
+    ("github", "6543/test_ci_tmp"),
+    ("gitlab", "quan.hoang/atlantis-example"),
+    ("gitlab", "bdangit/quickstart-generic"),
+    ("gitlab", "demoaccount2-commits-group/test_ci_tmp"),
+    ("gitlab", "anbraten/woodpecker"),
+    ("gitlab", "repo-org/repo-name"),
+    ("gitlab", "dibyom/triggers"),
 ];
 
 /// The config every test app starts from: secrets for each forge and the fixture repos.
