@@ -86,7 +86,7 @@ fn main() {
         for run in 0..=runs {
             let started = Instant::now();
             let outcome = one.bump(request(&url, 500, &format!("r{run}"))).await.unwrap();
-            assert!(outcome.commit.is_some());
+            assert!(outcome.bumped.commit.is_some());
             if run > 0 {
                 times.push(started.elapsed()); // the first is a warm-up
             }
@@ -115,7 +115,7 @@ fn main() {
             for task in tasks {
                 let outcome = task.await.unwrap().unwrap();
                 attempts += outcome.attempts;
-                commits.insert(outcome.commit.unwrap());
+                commits.insert(outcome.bumped.commit.unwrap());
             }
             println!(
                 "50 concurrent bumps, {label}: {:.2} s, {} commits, push attempts summed over bumps: {attempts}",

@@ -286,10 +286,10 @@ fn bump(config: Option<PathBuf>, mut request: gantry::gitops::bump::BumpRequest)
     });
     match result {
         Ok(outcome) => {
-            for line in outcome.change_lines() {
+            for line in outcome.bumped.change_lines() {
                 println!("{line}");
             }
-            println!("{}", outcome.summary());
+            println!("{}", outcome.bumped.summary());
             ExitCode::SUCCESS
         }
         Err(err) => {

@@ -16,7 +16,7 @@ mod secret;
 mod state;
 mod status;
 
-pub use change::{ChangedPaths, ValueChange};
+pub use change::{BumpedFile, ChangedPaths, ValueChange};
 pub use error::describe;
 pub use forge::Forge;
 pub use repo::{CommitSha, GitRef, RepoName, Trigger};

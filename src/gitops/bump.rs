@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use super::config_clone::ConfigClone;
 use super::edit::{self, EditError, NewImage, ReferenceError};
-use crate::domain::{Forge, ValueChange};
+use crate::domain::{BumpedFile, Forge, ValueChange};
 use crate::forge::{ForgeError, Forges, PullRequest};
 use crate::git::{GitAuth, GitError};
 use crate::metrics::Metrics;
@@ -67,63 +67,13 @@ pub struct BumpRequest {
     pub source: Option<BumpSource>,
 }
 
-/// What a bump did: recorded on the run and printed by `gantry bump`.
+/// What a bump did: the file it changed, and the pushes that took.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BumpOutcome {
-    pub repo: String,
-    pub branch: String,
-    pub file: String,
-    pub image: String,
-    pub changes: Vec<ValueChange>,
-    /// The commit that carries the bump; `None` when the values were already in place.
-    pub commit: Option<String>,
-    pub pull_request: Option<String>,
+    #[serde(flatten)]
+    pub bumped: BumpedFile,
     /// Pushes it took (more than one when another writer won a race).
     pub attempts: u32,
-}
-
-impl BumpOutcome {
-    /// One line per changed value, `file:line place: old -> new`: the stage's log and the
-    /// CLI's output.
-    pub fn change_lines(&self) -> impl Iterator<Item = String> + '_ {
-        self.changes.iter().map(|change| {
-            format!(
-                "{}:{} {}: {} -> {}",
-                self.file,
-                change.line,
-                change.place,
-                change.old.as_deref().unwrap_or("(new)"),
-                change.new
-            )
-        })
-    }
-
-    /// One line for people: the stage message and the CLI's answer.
-    pub fn summary(&self) -> String {
-        let values = self
-            .changes
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {} → {}",
-                    c.place,
-                    c.old.as_deref().unwrap_or("(new)"),
-                    c.new
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        match (&self.pull_request, &self.commit) {
-            (Some(url), _) => format!("{}: {values} (pull request {url})", self.file),
-            (None, Some(commit)) => format!(
-                "{}@{}: {values} (commit {})",
-                self.file,
-                self.branch,
-                &commit[..commit.len().min(12)]
-            ),
-            (None, None) => format!("{}@{}: already up to date", self.file, self.branch),
-        }
-    }
 }
 
 /// Why a bump did not happen. Messages say only what their cause does not: show one with
@@ -300,7 +250,7 @@ impl Bumper {
         let result = answer.await.unwrap_or(Err(BumpError::Dropped));
         if let Some(metrics) = &self.metrics {
             let outcome = match &result {
-                Ok(outcome) if outcome.changes.is_empty() => "unchanged",
+                Ok(outcome) if outcome.bumped.changes.is_empty() => "unchanged",
                 Ok(_) => "applied",
                 Err(err) if matches!(err.root(), BumpError::Contended { .. }) => "contended",
                 Err(_) => "failed",
@@ -401,13 +351,15 @@ impl Bumper {
                 .map(|(request, edit)| {
                     let changes = edit?;
                     Ok(BumpOutcome {
-                        repo: lane.url.clone(),
-                        branch: lane.branch.clone(),
-                        file: request.file.clone(),
-                        image: request.new.image.clone(),
-                        commit: (!changes.is_empty()).then(|| commit.clone()).flatten(),
-                        changes,
-                        pull_request: None,
+                        bumped: BumpedFile {
+                            repo: lane.url.clone(),
+                            branch: lane.branch.clone(),
+                            file: request.file.clone(),
+                            image: request.new.image.clone(),
+                            commit: (!changes.is_empty()).then(|| commit.clone()).flatten(),
+                            changes,
+                            pull_request: None,
+                        },
                         attempts: attempt,
                     })
                 })
@@ -439,13 +391,15 @@ impl Bumper {
         let mut edits = clone.edit(&base, &[request], &request.repo.branch).await?;
         let changes = edits.remove(0)?;
         let outcome = |commit: Option<String>, pull_request: Option<String>, changes| BumpOutcome {
-            repo: request.repo.url.clone(),
-            branch: request.repo.branch.clone(),
-            file: request.file.clone(),
-            image: request.new.image.clone(),
-            changes,
-            commit,
-            pull_request,
+            bumped: BumpedFile {
+                repo: request.repo.url.clone(),
+                branch: request.repo.branch.clone(),
+                file: request.file.clone(),
+                image: request.new.image.clone(),
+                changes,
+                commit,
+                pull_request,
+            },
             attempts: 1,
         };
         if changes.is_empty() {

@@ -230,12 +230,13 @@ fn pipeline_view(
     }
 }
 
-fn bump_view(bump: &BumpReport) -> BumpView {
+fn bump_view(report: &BumpReport) -> BumpView {
+    let bump = &report.bumped;
     let web_base = bump
         .repo
         .starts_with("https://")
         .then(|| bump.repo.trim_end_matches(".git").to_owned());
-    let (outcome, link) = match (&bump.error, &bump.pull_request, &bump.commit) {
+    let (outcome, link) = match (&report.error, &bump.pull_request, &bump.commit) {
         (Some(error), _, _) => (format!("failed: {error}"), None),
         (None, Some(url), _) => (format!("pull request {url}"), Some(url.clone())),
         (None, None, Some(commit)) => (

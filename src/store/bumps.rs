@@ -5,26 +5,23 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::now_millis;
-use crate::domain::ValueChange;
+use crate::domain::BumpedFile;
 
 /// One bump stage's result, as the run shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BumpReport {
     pub pipeline: String,
     pub stage: String,
-    pub repo: String,
-    pub branch: String,
-    pub file: String,
-    pub image: String,
-    pub changes: Vec<ValueChange>,
-    pub commit: Option<String>,
-    pub pull_request: Option<String>,
+    /// What it changed; the target alone when it failed.
+    #[serde(flatten)]
+    pub bumped: BumpedFile,
     pub error: Option<String>,
 }
 
 impl super::Store {
     pub async fn record_bump(&self, run_id: i64, report: &BumpReport) -> anyhow::Result<()> {
-        let changes = serde_json::to_string(&report.changes).context("encoding bump changes")?;
+        let bumped = &report.bumped;
+        let changes = serde_json::to_string(&bumped.changes).context("encoding bump changes")?;
         sqlx::query(
             "INSERT INTO bumps (run_id, pipeline, stage, repo, branch, file, image, changes, \
              commit_sha, pull_request, error, created_at) \
@@ -33,13 +30,13 @@ impl super::Store {
         .bind(run_id)
         .bind(&report.pipeline)
         .bind(&report.stage)
-        .bind(&report.repo)
-        .bind(&report.branch)
-        .bind(&report.file)
-        .bind(&report.image)
+        .bind(&bumped.repo)
+        .bind(&bumped.branch)
+        .bind(&bumped.file)
+        .bind(&bumped.image)
         .bind(changes)
-        .bind(&report.commit)
-        .bind(&report.pull_request)
+        .bind(&bumped.commit)
+        .bind(&bumped.pull_request)
         .bind(&report.error)
         .bind(now_millis())
         .execute(self.pool())
@@ -63,13 +60,15 @@ impl super::Store {
                 Ok(BumpReport {
                     pipeline: row.try_get(0)?,
                     stage: row.try_get(1)?,
-                    repo: row.try_get(2)?,
-                    branch: row.try_get(3)?,
-                    file: row.try_get(4)?,
-                    image: row.try_get(5)?,
-                    changes: serde_json::from_str(&changes).context("reading bump changes")?,
-                    commit: row.try_get(7)?,
-                    pull_request: row.try_get(8)?,
+                    bumped: BumpedFile {
+                        repo: row.try_get(2)?,
+                        branch: row.try_get(3)?,
+                        file: row.try_get(4)?,
+                        image: row.try_get(5)?,
+                        changes: serde_json::from_str(&changes).context("reading bump changes")?,
+                        commit: row.try_get(7)?,
+                        pull_request: row.try_get(8)?,
+                    },
                     error: row.try_get(9)?,
                 })
             })

@@ -6,7 +6,7 @@
 use super::github_like::{Dialect, PushPayload};
 use super::payload;
 use super::{
-    Delivery, EventKind, Headers, Push, Repo, WebhookError, delivery_id, first_header, signature,
+    Delivery, EventKind, Headers, Push, Repo, WebhookError, event_header, first_header, signature,
 };
 use crate::config::GiteaSettings;
 use crate::domain::{Forge, GitRef};
@@ -20,16 +20,11 @@ pub(super) fn receive(
     body: &[u8],
     settings: &GiteaSettings,
 ) -> Result<Delivery, WebhookError> {
-    let (_, event_name) = first_header(headers, EVENT_HEADERS)
-        .ok_or(WebhookError::MissingEventHeader(EVENT_HEADERS[0]))?;
+    let event_name = event_header(headers, EVENT_HEADERS)?;
     authenticate(headers, body, settings)?;
     let event = DIALECT.parse(event_name, body)?;
     let raw_id = first_header(headers, DELIVERY_HEADERS).map(|(_, id)| id.to_owned());
-    Ok(Delivery {
-        id: delivery_id(raw_id, body),
-        event_name: event_name.to_owned(),
-        event,
-    })
+    Ok(Delivery::new(raw_id, body, event_name, event))
 }
 
 fn authenticate(

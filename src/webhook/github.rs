@@ -7,7 +7,7 @@
 use super::github_like::{Dialect, PushPayload};
 use super::payload;
 use super::{
-    Delivery, EventKind, Headers, Push, Repo, WebhookError, delivery_id, first_header, signature,
+    Delivery, EventKind, Headers, Push, Repo, WebhookError, event_header, first_header, signature,
 };
 use crate::config::GithubSettings;
 use crate::domain::{Forge, GitRef};
@@ -27,9 +27,7 @@ pub(super) fn receive(
     body: &[u8],
     settings: &GithubSettings,
 ) -> Result<Delivery, WebhookError> {
-    let event_name = headers
-        .get(EVENT_HEADER)
-        .ok_or(WebhookError::MissingEventHeader(EVENT_HEADER))?;
+    let event_name = event_header(headers, &[EVENT_HEADER])?;
     authenticate(headers, body, settings)?;
     let json = json_body(headers, body)?;
     let event = DIALECT.parse(event_name, &json)?;
@@ -40,11 +38,7 @@ pub(super) fn receive(
             Some(hook) => format!("{hook}:{delivery}"),
             None => delivery.to_owned(),
         });
-    Ok(Delivery {
-        id: delivery_id(raw_id, body),
-        event_name: event_name.to_owned(),
-        event,
-    })
+    Ok(Delivery::new(raw_id, body, event_name, event))
 }
 
 fn authenticate(

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::payload::{self, Head, PushedCommit, from_json};
 use super::{
     Delivery, Event, EventKind, Headers, PullRequest, PullRequestAction, Push, Repo, WebhookError,
-    delivery_id, first_header, signature,
+    event_header, first_header, signature,
 };
 use crate::config::GitlabSettings;
 use crate::domain::{Forge, GitRef, RepoName, Secret};
@@ -40,17 +40,11 @@ pub(super) fn receive(
     settings: &GitlabSettings,
     now: SystemTime,
 ) -> Result<Delivery, WebhookError> {
-    let event_name = headers
-        .get(EVENT_HEADER)
-        .ok_or(WebhookError::MissingEventHeader(EVENT_HEADER))?;
+    let event_name = event_header(headers, &[EVENT_HEADER])?;
     authenticate(headers, body, settings, now)?;
     let event = parse(event_name, body)?;
     let raw_id = first_header(headers, DELIVERY_HEADERS).map(|(_, id)| id.to_owned());
-    Ok(Delivery {
-        id: delivery_id(raw_id, body),
-        event_name: event_name.to_owned(),
-        event,
-    })
+    Ok(Delivery::new(raw_id, body, event_name, event))
 }
 
 fn authenticate(

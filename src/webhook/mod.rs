@@ -118,6 +118,27 @@ fn first_header<'h>(
         .find_map(|name| headers.get(name).map(|value| (*name, value)))
 }
 
+/// The event name the first of `names` carries; a delivery without one is refused.
+fn event_header<'h>(
+    headers: &'h (impl Headers + ?Sized),
+    names: &[&'static str],
+) -> Result<&'h str, WebhookError> {
+    first_header(headers, names)
+        .map(|(_, value)| value)
+        .ok_or(WebhookError::MissingEventHeader(names[0]))
+}
+
+impl Delivery {
+    /// A parsed delivery, its id the forge's (`raw_id`) or, when it sent none, the body's hash.
+    fn new(raw_id: Option<String>, body: &[u8], event_name: &str, event: Event) -> Self {
+        Self {
+            id: delivery_id(raw_id, body),
+            event_name: event_name.to_owned(),
+            event,
+        }
+    }
+}
+
 fn delivery_id(raw: Option<String>, body: &[u8]) -> DeliveryId {
     match raw {
         Some(id) if !id.trim().is_empty() => DeliveryId::new(id),

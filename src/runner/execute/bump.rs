@@ -2,7 +2,7 @@
 //! the bumper (the rules are `gitops::stage`'s), and recorded on the run.
 
 use super::stage::{StageContext, StageEnd};
-use crate::domain::describe;
+use crate::domain::{BumpedFile, describe};
 use crate::gitops::bump::BumpSource;
 use crate::gitops::stage::{NoBump, bump_request};
 use crate::pipeline::{BumpSpec, PlannedStage};
@@ -37,32 +37,33 @@ impl StageContext {
         let mut report = BumpReport {
             pipeline: self.pipeline.clone(),
             stage: stage.name.clone(),
-            repo: request.repo.url.clone(),
-            branch: request.repo.branch.clone(),
-            file: request.file.clone(),
-            image: request.new.image.clone(),
-            changes: Vec::new(),
-            commit: None,
-            pull_request: None,
+            bumped: BumpedFile {
+                repo: request.repo.url.clone(),
+                branch: request.repo.branch.clone(),
+                file: request.file.clone(),
+                image: request.new.image.clone(),
+                changes: Vec::new(),
+                commit: None,
+                pull_request: None,
+            },
             error: None,
         };
+        let target = &report.bumped;
         self.log(
             &stage.name,
             &format!(
                 "gantry: bumping {} in {} ({}): {}",
-                report.image, report.repo, report.branch, report.file
+                target.image, target.repo, target.branch, target.file
             ),
         );
         let end = match setup.bumper.bump(request).await {
             Ok(outcome) => {
-                for line in outcome.change_lines() {
+                for line in outcome.bumped.change_lines() {
                     self.log(&stage.name, &format!("gantry: {line}"));
                 }
-                let summary = outcome.summary();
+                let summary = outcome.bumped.summary();
                 self.log(&stage.name, &format!("gantry: {summary}"));
-                report.changes = outcome.changes;
-                report.commit = outcome.commit;
-                report.pull_request = outcome.pull_request;
+                report.bumped = outcome.bumped;
                 StageEnd::success(Some(summary))
             }
             Err(err) => {

@@ -71,7 +71,7 @@ async fn a_bump_commits_only_the_value_with_a_message_that_names_its_source() {
         ))
         .await
         .unwrap();
-    let commit = outcome.commit.clone().expect("a commit");
+    let commit = outcome.bumped.commit.clone().expect("a commit");
     assert_eq!(repo.head(), commit);
     assert_eq!(repo.show("main^", "%H").trim(), before);
     assert_eq!(
@@ -94,7 +94,7 @@ async fn a_bump_commits_only_the_value_with_a_message_that_names_its_source() {
     Source: acme/web@0123456789abcdef0123456789abcdef01234567
     Run: http://gantry.example.com/runs/7
     ");
-    assert_eq!(outcome.changes[0].old.as_deref(), Some("old"));
+    assert_eq!(outcome.bumped.changes[0].old.as_deref(), Some("old"));
     assert_eq!(outcome.attempts, 1);
 }
 
@@ -111,8 +111,8 @@ async fn a_bump_whose_value_is_in_place_makes_no_commit() {
         ))
         .await
         .unwrap();
-    assert_eq!(outcome.commit, None);
-    assert!(outcome.changes.is_empty());
+    assert_eq!(outcome.bumped.commit, None);
+    assert!(outcome.bumped.changes.is_empty());
     assert_eq!(repo.head(), before);
 }
 
@@ -256,6 +256,7 @@ async fn concurrent_bumps_and_another_writer_lose_nothing_and_apply_nothing_twic
         let outcome = result.unwrap_or_else(|err| panic!("{image}:{tag}: {err}"));
         retried += usize::from(outcome.attempts > 1);
         let commit = outcome
+            .bumped
             .commit
             .unwrap_or_else(|| panic!("{image}:{tag} made no commit"));
         commit_of.insert((image.clone(), tag.clone()), commit);

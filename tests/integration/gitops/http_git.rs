@@ -168,7 +168,7 @@ async fn bumps_over_smart_http_send_the_token_only_as_a_header() {
     let mut request = request(&repo, OVERLAY, "registry.example.com/acme/web", "v2");
     request.repo.url = server.url.clone();
     let outcome = bumper_with(TOKEN).bump(request).await.unwrap();
-    assert_eq!(outcome.commit.as_deref(), Some(repo.head().as_str()));
+    assert_eq!(outcome.bumped.commit.as_deref(), Some(repo.head().as_str()));
     assert!(repo.file(OVERLAY).contains("newTag: v2"));
     let seen = server.seen.lock().unwrap().clone();
     assert!(

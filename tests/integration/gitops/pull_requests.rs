@@ -56,7 +56,7 @@ async fn opens_then_updates_one_pull_request(forge: Forge) {
         request
     };
     let first = bumper.bump(bump("v2")).await.unwrap();
-    let url = first.pull_request.clone().expect("a pull request");
+    let url = first.bumped.pull_request.clone().expect("a pull request");
     let pulls = fake.pulls();
     assert_eq!(pulls.len(), 1, "{pulls:?}");
     let head = pulls[0].head.clone();
@@ -73,7 +73,7 @@ async fn opens_then_updates_one_pull_request(forge: Forge) {
     assert_eq!(repo.head(), main_before, "main is left to the reviewer");
 
     let second = bumper.bump(bump("v3")).await.unwrap();
-    assert_eq!(second.pull_request.as_deref(), Some(url.as_str()));
+    assert_eq!(second.bumped.pull_request.as_deref(), Some(url.as_str()));
     let pulls = fake.pulls();
     assert_eq!(pulls.len(), 1, "updated, not opened again: {pulls:?}");
     assert_eq!(pulls[0].title, "Bump registry.example.com/acme/web to v3");

@@ -118,7 +118,7 @@ async fn bumps_over_ssh_use_the_key_and_check_the_host() {
     .bump(bump)
     .await
     .unwrap();
-    assert_eq!(outcome.commit.as_deref(), Some(repo.head().as_str()));
+    assert_eq!(outcome.bumped.commit.as_deref(), Some(repo.head().as_str()));
     assert!(repo.file(FILE).contains("newTag: v2"));
 }
 

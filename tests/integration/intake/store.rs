@@ -349,18 +349,20 @@ async fn bumps_are_recorded_and_read_back(backend: Backend) {
     let report = gantry::store::BumpReport {
         pipeline: "web".into(),
         stage: "deploy-dev".into(),
-        repo: "https://git.example.com/acme/config.git".into(),
-        branch: "main".into(),
-        file: "apps/web/kustomization.yaml".into(),
-        image: "registry.example.com/acme/web".into(),
-        changes: vec![gantry::domain::ValueChange {
-            line: 7,
-            place: "images[0].newTag".into(),
-            old: Some("v1".into()),
-            new: "v2".into(),
-        }],
-        commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
-        pull_request: None,
+        bumped: gantry::domain::BumpedFile {
+            repo: "https://git.example.com/acme/config.git".into(),
+            branch: "main".into(),
+            file: "apps/web/kustomization.yaml".into(),
+            image: "registry.example.com/acme/web".into(),
+            changes: vec![gantry::domain::ValueChange {
+                line: 7,
+                place: "images[0].newTag".into(),
+                old: Some("v1".into()),
+                new: "v2".into(),
+            }],
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            pull_request: None,
+        },
         error: None,
     };
     store.record_bump(run_id, &report).await.unwrap();
@@ -446,7 +448,11 @@ async fn replicas_sharing_postgres_never_race_each_others_pushes() {
         .collect();
     for task in tasks {
         let outcome = task.await.unwrap().unwrap();
-        assert_eq!(outcome.attempts, 1, "{} lost a push race", outcome.image);
-        assert!(outcome.commit.is_some());
+        assert_eq!(
+            outcome.attempts, 1,
+            "{} lost a push race",
+            outcome.bumped.image
+        );
+        assert!(outcome.bumped.commit.is_some());
     }
 }
