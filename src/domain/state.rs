@@ -70,6 +70,9 @@ named_enum! {
         /// Claimed by a reporter that is sending it.
         Sending = "sending",
         Delivered = "delivered",
+        /// Not sent: the forge already shows this state for the commit, ref and context, and
+        /// would refuse to be told it again (GitLab).
+        Merged = "merged",
         /// Replaced by a newer update of the same commit and context before it was sent.
         Superseded = "superseded",
         /// Given up: refused by the forge, or not delivered within the delivery window.

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{ApiCall, PullRequest};
-use crate::domain::{CommitStatus, StatusState};
+use crate::domain::{CommitStatus, GitRef, StatusState};
 
 /// GitLab has every state Gantry has, under its own names.
 fn state(state: StatusState) -> &'static str {
@@ -14,6 +14,29 @@ fn state(state: StatusState) -> &'static str {
         StatusState::Success => "success",
         StatusState::Failure | StatusState::Error => "failed",
         StatusState::Canceled => "canceled",
+    }
+}
+
+/// Whether GitLab takes `next` for a status whose last state it took was `last` (for the
+/// same commit, ref and name). GitLab updates a status only while it is pending or running,
+/// and refuses to be told its state again or to step back from running to pending
+/// (`400 Cannot transition status via :enqueue from :pending`); after a final state, any
+/// state starts a new job.
+pub(super) fn accepts(last: Option<StatusState>, next: StatusState) -> bool {
+    use StatusState::{Pending, Running};
+    !matches!(
+        (last, next),
+        (Some(Pending), Pending) | (Some(Running), Running | Pending)
+    )
+}
+
+/// The ref a status of a run names: a merge request's own ref, as GitLab's merge request
+/// pipelines name it, so that its statuses and those of a push of the same commit to the
+/// branch are two statuses, side by side, not one refusing the other's transitions.
+pub(super) fn status_ref(git_ref: &GitRef, merge_request: Option<u64>) -> String {
+    match merge_request {
+        Some(iid) => format!("refs/merge-requests/{iid}/head"),
+        None => git_ref.name().to_owned(),
     }
 }
 
@@ -77,4 +100,32 @@ pub(super) fn create_pull_request(pr: &PullRequest) -> ApiCall {
             "remove_source_branch": true,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use StatusState::*;
+
+    #[test]
+    fn repeated_and_backward_states_are_not_sent() {
+        assert!(accepts(None, Pending));
+        assert!(accepts(Some(Pending), Running));
+        assert!(accepts(Some(Running), Success));
+        assert!(
+            accepts(Some(Success), Pending),
+            "a final state starts a new job"
+        );
+        assert!(accepts(Some(Failure), Running));
+        assert!(!accepts(Some(Pending), Pending));
+        assert!(!accepts(Some(Running), Running));
+        assert!(!accepts(Some(Running), Pending));
+    }
+
+    #[test]
+    fn merge_requests_report_on_their_own_ref() {
+        let branch = GitRef::Branch("feature".into());
+        assert_eq!(status_ref(&branch, None), "feature");
+        assert_eq!(status_ref(&branch, Some(7)), "refs/merge-requests/7/head");
+    }
 }

@@ -16,12 +16,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Settings;
-use crate::domain::{CommitStatus, Forge, RepoName, Secret};
+use crate::domain::{CommitStatus, Forge, GitRef, RepoName, Secret};
 
 /// Longest description GitHub accepts (it answers 422 beyond); the others take it too.
 pub const MAX_DESCRIPTION_CHARS: usize = 140;
 /// One status request may take this long before it counts as failed (and is retried).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The ref a run's statuses name (see [`CommitStatus::git_ref`]): GitHub and Gitea keep one
+/// status per commit and context, so none; GitLab keys them by ref as well.
+pub fn status_ref(forge: Forge, git_ref: &GitRef, pr_number: Option<u64>) -> String {
+    match forge {
+        Forge::Gitlab => gitlab::status_ref(git_ref, pr_number),
+        Forge::Github | Forge::Gitea => String::new(),
+    }
+}
 
 /// The status context of a pipeline: what the forge lists it as on a commit.
 pub fn status_context(pipeline: &str) -> String {
@@ -314,7 +323,7 @@ fn answer(
     })
 }
 
-/// When a failed request is worth repeating: server errors and rate limits, honouring
+/// When a failed request is worth repeating: server errors, conflicts and rate limits, honouring
 /// `Retry-After` and GitHub's `X-RateLimit-Reset`.
 fn retry_after(
     code: reqwest::StatusCode,
@@ -344,7 +353,8 @@ fn retry_after(
             });
         return Some(after.or(reset).unwrap_or(Duration::from_secs(60)));
     }
-    if code.is_server_error() {
+    // GitLab answers 409 when another update of the same commit status holds its lock.
+    if code.is_server_error() || code == reqwest::StatusCode::CONFLICT {
         return Some(after.unwrap_or(Duration::ZERO));
     }
     None

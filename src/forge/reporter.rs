@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::Forges;
-use crate::store::{Store, now_millis};
+use super::{Forges, gitlab};
+use crate::domain::{CommitStatus, Forge};
+use crate::store::{Attempt, Store, now_millis};
 
 /// Updates claimed per round.
 const BATCH: i64 = 20;
@@ -71,13 +72,19 @@ impl Reporter {
             .claim_statuses(BATCH, LEASE.as_millis() as i64)
             .await?;
         for update in &claimed {
+            if self.already_shown(&update.status).await? {
+                self.store
+                    .status_attempted(update.id, Attempt::Merged)
+                    .await?;
+                continue;
+            }
             let result = self
                 .forges
                 .set_status(&update.status, update.remote_id.as_deref())
                 .await;
             let attempts = update.attempts + 1;
             let outcome = match &result {
-                Ok(remote_id) => Ok(remote_id.as_deref()),
+                Ok(remote_id) => Attempt::Delivered(remote_id.as_deref()),
                 Err(err) => {
                     if let Some(metrics) = &self.metrics {
                         metrics
@@ -97,12 +104,33 @@ impl Reporter {
                         error = %err,
                         "setting a commit status failed"
                     );
-                    Err((err.message.as_str(), retry_at))
+                    match retry_at {
+                        Some(at) => Attempt::Retry {
+                            error: &err.message,
+                            at,
+                        },
+                        None => Attempt::Failed {
+                            error: &err.message,
+                        },
+                    }
                 }
             };
             self.store.status_attempted(update.id, outcome).await?;
         }
         Ok(claimed.len())
+    }
+
+    /// Whether the forge already shows what `status` would tell it, in a way that makes
+    /// telling it again a refusal: GitLab takes a status's state only once while it is
+    /// pending or running (see `gitlab::accepts`).
+    async fn already_shown(&self, status: &CommitStatus) -> anyhow::Result<bool> {
+        Ok(match status.forge {
+            Forge::Gitlab => {
+                let last = self.store.last_delivered_state(status).await?;
+                !gitlab::accepts(last, status.state)
+            }
+            Forge::Github | Forge::Gitea => false,
+        })
     }
 }
 

@@ -17,7 +17,7 @@ use super::prepare::{Prepared, Skip, Verdict, prepare};
 use super::record::{Recorder, StatusTemplate};
 use crate::config::Settings;
 use crate::domain::{CommitStatus, RunState, StageState, StatusState};
-use crate::forge::Forges;
+use crate::forge::{Forges, status_ref};
 use crate::store::{Backend, ClaimedRun, Store};
 
 mod abandoned;
@@ -91,7 +91,7 @@ impl Scheduler {
                 forge: event.forge,
                 repo: claimed.repo.clone(),
                 sha: request.commit_sha.clone(),
-                git_ref: request.git_ref.name().to_owned(),
+                git_ref: status_ref(event.forge, &request.git_ref, request.pr_number),
                 context: String::new(),
                 state: StatusState::Pending,
                 description: String::new(),

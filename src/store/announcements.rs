@@ -186,7 +186,8 @@ impl super::Store {
              AND context = $5) AND last.state IN {UNFINISHED} \
              AND NOT EXISTS (SELECT 1 FROM status_updates AS other \
              WHERE other.repo = last.repo AND other.commit_sha = last.commit_sha \
-             AND other.context = last.context AND other.run_id > last.run_id)"
+             AND other.git_ref = last.git_ref AND other.context = last.context \
+             AND other.run_id > last.run_id)"
         ))
         .bind(resolution.status)
         .bind(resolution.description)

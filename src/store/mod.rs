@@ -30,7 +30,7 @@ pub use locks::LaneLock;
 pub use queue::{ClaimedRun, MAX_ATTEMPTS};
 pub use results::{LogChunk, PipelineResult, StageResult, StageUpdate};
 pub use runs::{Run, RunFilter};
-pub use statuses::{ClaimedStatus, StatusReport};
+pub use statuses::{Attempt, ClaimedStatus, StatusReport};
 
 /// How long a connection waits for SQLite's write lock before giving up. Writes are short
 /// (the intake batches them), so waiting this long means something is wrong.

@@ -46,7 +46,7 @@ where
          description, target_url, delivery, next_attempt_at, created_at) \
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'waiting', $10, $10 \
          WHERE NOT EXISTS (SELECT 1 FROM status_updates WHERE repo = $3 AND commit_sha = $4 \
-         AND context = $6 AND run_id > $1)",
+         AND git_ref = $5 AND context = $6 AND run_id > $1)",
     )
     .bind(run_id)
     .bind(status.forge)
@@ -65,8 +65,22 @@ where
     Ok(inserted > 0)
 }
 
+/// One status on the forge: a commit, its ref (where the forge keys by ref) and a context.
 const SAME_KEY: &str = "other.repo = status_updates.repo AND other.commit_sha = status_updates.commit_sha \
-     AND other.context = status_updates.context";
+     AND other.git_ref = status_updates.git_ref AND other.context = status_updates.context";
+
+/// How one delivery attempt of a status update ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt<'a> {
+    /// The forge took it; with what it created there, if later updates must refer to it.
+    Delivered(Option<&'a str>),
+    /// Not sent: the forge already shows this state.
+    Merged,
+    /// Failed for a passing reason; tried again at this time (ms since the epoch).
+    Retry { error: &'a str, at: i64 },
+    /// Given up.
+    Failed { error: &'a str },
+}
 
 impl super::Store {
     /// Queues `status` for delivery, unless a newer run already queued one for the same
@@ -164,29 +178,30 @@ impl super::Store {
         Ok(claimed)
     }
 
-    /// Records the outcome of one delivery attempt: delivered (with what it created on the
-    /// forge, if later updates must refer to it), to be retried at `retry_at_millis`, or
-    /// given up (`retry_at_millis` `None`).
-    pub async fn status_attempted(
-        &self,
-        id: i64,
-        result: Result<Option<&str>, (&str, Option<i64>)>,
-    ) -> anyhow::Result<()> {
-        let query = match result {
-            Ok(remote_id) => sqlx::query(
+    /// Records the outcome of one delivery attempt.
+    pub async fn status_attempted(&self, id: i64, attempt: Attempt<'_>) -> anyhow::Result<()> {
+        let query = match attempt {
+            Attempt::Delivered(remote_id) => sqlx::query(
                 "UPDATE status_updates SET delivery = 'delivered', attempts = attempts + 1, \
                  last_error = NULL, remote_id = $1 WHERE id = $2",
             )
             .bind(remote_id.map(str::to_owned))
             .bind(id),
-            Err((error, Some(retry_at))) => sqlx::query(
+            Attempt::Merged => sqlx::query(
+                "UPDATE status_updates SET delivery = 'merged', last_error = NULL WHERE id = $1",
+            )
+            .bind(id),
+            Attempt::Retry {
+                error,
+                at: retry_at,
+            } => sqlx::query(
                 "UPDATE status_updates SET delivery = 'waiting', attempts = attempts + 1, \
                  last_error = $1, next_attempt_at = $2 WHERE id = $3",
             )
             .bind(error.to_owned())
             .bind(retry_at)
             .bind(id),
-            Err((error, None)) => sqlx::query(
+            Attempt::Failed { error } => sqlx::query(
                 "UPDATE status_updates SET delivery = 'failed', attempts = attempts + 1, \
                  last_error = $1 WHERE id = $2",
             )
@@ -198,6 +213,28 @@ impl super::Store {
             .await
             .context("recording a status delivery")?;
         Ok(())
+    }
+
+    /// The state the forge was last told for `status`'s commit, ref and context, by any run.
+    pub async fn last_delivered_state(
+        &self,
+        status: &CommitStatus,
+    ) -> anyhow::Result<Option<StatusState>> {
+        let row = sqlx::query(
+            "SELECT state FROM status_updates WHERE repo = $1 AND commit_sha = $2 \
+             AND git_ref = $3 AND context = $4 AND delivery = 'delivered' \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&status.repo)
+        .bind(&status.sha)
+        .bind(&status.git_ref)
+        .bind(&status.context)
+        .fetch_optional(self.pool())
+        .await
+        .context("reading the state a forge last heard")?;
+        row.map(|row| row.try_get(0))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// The newest update of each context of a run.

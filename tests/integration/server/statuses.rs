@@ -106,9 +106,12 @@ async fn settled_statuses(server: &Server, id: i64) -> Value {
         let statuses = run["statuses"].as_array().cloned().unwrap_or_default();
         let settled = finished(&run)
             && !statuses.is_empty()
-            && statuses
-                .iter()
-                .all(|s| matches!(s["delivery"].as_str(), Some("delivered" | "failed")));
+            && statuses.iter().all(|s| {
+                matches!(
+                    s["delivery"].as_str(),
+                    Some("delivered" | "merged" | "failed")
+                )
+            });
         if settled {
             return run;
         }
@@ -480,5 +483,147 @@ async fn waiting_runs_show_pending_and_end_canceled_when_they_never_run() {
     assert_eq!(busy_run["state"], "success", "{busy_run:#}");
     let done = statuses_reach(&fake, &busy_sha, "gantry/ci", 3).await;
     assert_eq!(states(&done), ["pending", "running", "success"]);
+    assert_eq!(fake.unexpected(), Vec::<String>::new());
+}
+
+/// A GitLab server with one slot, whose repo is `forge`, reporting to `fake`.
+fn gitlab_server(dir: &std::path::Path, forge: &Repo, fake: &FakeForge, slots: usize) -> Server {
+    Server::start(
+        &config(dir, forge, Forge::Gitlab, &fake.api_url())
+            .text("server", "api_token", "status-api-token")
+            .set("runner", "max_parallel_runs", &slots.to_string())
+            .write(dir),
+    )
+}
+
+/// Each run's own statuses as the run page shows them: (context, state, delivery).
+fn deliveries(run: &Value) -> Vec<(String, String, String)> {
+    run["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let text = |key: &str| s[key].as_str().unwrap_or_default().to_owned();
+            (text("context"), text("state"), text("delivery"))
+        })
+        .collect()
+}
+
+/// A run that waited for a slot was announced pending; when it starts it would tell GitLab
+/// pending again ("starting"), which GitLab refuses. The repeat is merged instead of sent,
+/// and every status GitLab is sent, it takes.
+#[tokio::test]
+async fn gitlab_takes_every_status_of_a_run_that_waited_for_a_slot() {
+    let forge = forge_with(&[(
+        ".gantry/ci.yml",
+        "stages:\n  - name: nap\n    image: IMAGE\n    run: sleep 2\n",
+    )]);
+    let busy_sha = forge.push("main");
+    git(
+        forge.work(),
+        &["commit", "-q", "--allow-empty", "-m", "two"],
+    );
+    let waiting_sha = forge.push("other");
+    let fake = FakeForge::start(Forge::Gitlab, REPO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = gitlab_server(dir.path(), &forge, &fake, 1);
+    let busy = deliver_push(&server, Forge::Gitlab, &busy_sha).await;
+    server
+        .wait_for(busy, "to start", |run| run["state"] == "running")
+        .await;
+    let waiting = deliver_push_to(&server, Forge::Gitlab, "other", &waiting_sha).await;
+    statuses_reach(&fake, &waiting_sha, "gantry/ci", 1).await;
+
+    let run = settled_statuses(&server, waiting).await;
+    assert_eq!(run["state"], "success", "{run:#}");
+    let accepted = fake.statuses(&waiting_sha, "gantry/ci");
+    assert_eq!(states(&accepted), ["pending", "running", "success"]);
+    assert_eq!(accepted[0].description, "queued: waiting for a free runner");
+    assert_eq!(fake.unexpected(), Vec::<String>::new());
+    assert_eq!(
+        deliveries(&run),
+        [("gantry/ci".into(), "success".into(), "delivered".into())]
+    );
+}
+
+/// A push of a branch and a merge request from it report on one commit: on GitLab they are
+/// two statuses (the branch's ref, and the merge request's own), each taking its whole
+/// story.
+#[tokio::test]
+async fn gitlab_push_and_merge_request_on_one_commit_are_two_statuses() {
+    let forge = forge_with(&[(
+        ".gantry/ci.yml",
+        "stages:\n  - name: nap\n    image: IMAGE\n    run: sleep 1\n",
+    )]);
+    let sha = forge.push("feature");
+    let fake = FakeForge::start(Forge::Gitlab, REPO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = gitlab_server(dir.path(), &forge, &fake, 2);
+    let push = deliver_push_to(&server, Forge::Gitlab, "feature", &sha).await;
+    let merge_request = serde_json::to_vec(&json!({
+        "object_kind": "merge_request",
+        "user": { "username": "dev" },
+        "project": { "path_with_namespace": REPO, "git_http_url": "https://gitlab.invalid/acme/app.git" },
+        "object_attributes": {
+            "action": "open", "iid": 7, "title": "A feature", "source_branch": "feature",
+            "target_branch": "main", "source_project_id": 1, "target_project_id": 1,
+            "last_commit": { "id": sha, "message": "change" }
+        }
+    }))
+    .unwrap();
+    let opened = server
+        .deliver(Delivery::signed(
+            Forge::Gitlab,
+            SECRET,
+            "Merge Request Hook",
+            &merge_request,
+        ))
+        .await;
+    for id in [push, opened] {
+        let run = settled_statuses(&server, id).await;
+        assert_eq!(run["state"], "success", "{run:#}");
+    }
+    for git_ref in ["feature", "refs/merge-requests/7/head"] {
+        assert_eq!(
+            states(&fake.statuses_on(&sha, git_ref, "gantry/ci")),
+            ["pending", "running", "success"],
+            "{git_ref}"
+        );
+    }
+    assert_eq!(fake.unexpected(), Vec::<String>::new());
+}
+
+/// A rerun of a finished commit tells GitLab its story again: after a final state GitLab
+/// starts a new job, so every status is taken.
+#[tokio::test]
+async fn gitlab_takes_a_rerun_of_a_finished_commit() {
+    let forge = forge_with(&[(
+        ".gantry/ci.yml",
+        "stages:\n  - name: quick\n    image: IMAGE\n    run: 'true'\n",
+    )]);
+    let sha = forge.push("main");
+    let fake = FakeForge::start(Forge::Gitlab, REPO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = gitlab_server(dir.path(), &forge, &fake, 1);
+    let first = deliver_push(&server, Forge::Gitlab, &sha).await;
+    settled_statuses(&server, first).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/runs/{first}/rerun", server.address))
+        .bearer_auth("status-api-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let rerun = response.json::<Value>().await.unwrap()["run_id"]
+        .as_i64()
+        .unwrap();
+    let run = settled_statuses(&server, rerun).await;
+    assert_eq!(run["state"], "success", "{run:#}");
+    assert_eq!(
+        states(&fake.statuses(&sha, "gantry/ci")),
+        [
+            "pending", "running", "success", "pending", "running", "success"
+        ]
+    );
     assert_eq!(fake.unexpected(), Vec::<String>::new());
 }

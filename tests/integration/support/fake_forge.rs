@@ -27,6 +27,8 @@ pub struct Accepted {
     pub state: String,
     pub description: String,
     pub target_url: String,
+    /// The ref it was posted for (GitLab's `ref`; empty elsewhere).
+    pub git_ref: String,
 }
 
 /// One pull (merge) request the fake holds.
@@ -52,6 +54,8 @@ struct State {
     check_runs: BTreeMap<u64, Vec<Value>>,
     /// (sha, context) → every accepted status, in order.
     statuses: BTreeMap<(String, String), Vec<Accepted>>,
+    /// GitLab's jobs per (sha, ref, name): the state of each, the last one current.
+    gitlab_jobs: BTreeMap<(String, String, String), Vec<String>>,
     pulls: Vec<PullRequest>,
     unexpected: Vec<String>,
     /// Answers to give before behaving: (status code, extra headers).
@@ -159,6 +163,14 @@ impl FakeForge {
             .get(&(sha.to_owned(), context.to_owned()))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The statuses accepted for `sha`, `context` and one ref (GitLab keys them by ref).
+    pub fn statuses_on(&self, sha: &str, git_ref: &str, context: &str) -> Vec<Accepted> {
+        self.statuses(sha, context)
+            .into_iter()
+            .filter(|accepted| accepted.git_ref == git_ref)
+            .collect()
     }
 
     pub fn contexts(&self) -> Vec<(String, String)> {
@@ -388,8 +400,33 @@ impl Shared {
                 "Validation Failed: description is too long (maximum is 140 characters)",
             );
         }
-        if self.forge == Forge::Gitlab && call.field("ref").is_none() {
-            return refuse(400, "ref is missing");
+        let git_ref = call.field("ref").unwrap_or_default();
+        if self.forge == Forge::Gitlab {
+            if git_ref.is_empty() {
+                return refuse(400, "ref is missing");
+            }
+            for (field, value) in [
+                ("ref", &git_ref),
+                ("description", &description),
+                ("target_url", &target_url),
+            ] {
+                if value.chars().count() > 255 {
+                    return refuse(
+                        400,
+                        format!("{field} is too long (maximum is 255 characters)"),
+                    );
+                }
+            }
+            if !target_url.starts_with("http://") && !target_url.starts_with("https://") {
+                return refuse(400, "target_url is not an http(s) URL");
+            }
+            let jobs = state
+                .gitlab_jobs
+                .entry((sha.to_owned(), git_ref.clone(), context.clone()))
+                .or_default();
+            if let Err(refusal) = gitlab_transition(jobs, &status_state) {
+                return refuse(400, refusal);
+            }
         }
         state
             .statuses
@@ -399,6 +436,7 @@ impl Shared {
                 state: status_state.clone(),
                 description,
                 target_url,
+                git_ref,
             });
         Ok((201, json!({ "state": status_state, "context": context })))
     }
@@ -620,6 +658,36 @@ fn app_token_ok(app: &App, authorization: Option<String>) -> Result<(), String> 
         return Err(format!("JWT refused: {header} {claims}"));
     }
     Ok(())
+}
+
+/// GitLab's state machine for one commit status (its jobs for a commit, ref and name): a
+/// job is updated only while it is pending or running, and refuses an event its state does
+/// not allow, as GitLab's `CommitStatus` does; after a final state, a post starts a new job.
+fn gitlab_transition(jobs: &mut Vec<String>, posted: &str) -> Result<(), String> {
+    let current = jobs
+        .last()
+        .filter(|state| matches!(state.as_str(), "pending" | "running"))
+        .cloned();
+    let refused = |event: &str, from: &str| {
+        format!(
+            "Cannot transition status via :{event} from :{from} (Reason(s): Status cannot \
+             transition via \"{event}\")"
+        )
+    };
+    match (current.as_deref(), posted) {
+        (Some("pending"), "pending") => Err(refused("enqueue", "pending")),
+        (Some("running"), "pending") => Err(refused("enqueue", "running")),
+        (Some("running"), "running") => Err(refused("run", "running")),
+        (Some("running"), "skipped") => Err(refused("skip", "running")),
+        (Some(_), _) => {
+            *jobs.last_mut().unwrap() = posted.to_owned();
+            Ok(())
+        }
+        (None, _) => {
+            jobs.push(posted.to_owned());
+            Ok(())
+        }
+    }
 }
 
 /// A check run as GitHub validates it: a name, a status that fits its conclusion, an output
