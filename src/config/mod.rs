@@ -19,6 +19,10 @@ use crate::domain::{Forge, RepoName, Secret};
 /// body is not a real delivery.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
+/// Output kept per stage by default: GitLab keeps 4 MiB of a job's log; 16 MiB holds any
+/// build's real output, and a loop's far less than it would otherwise write.
+pub const DEFAULT_MAX_LOG_SIZE: u64 = 16 * 1024 * 1024;
+
 /// Prefix of environment overrides: `GANTRY__SERVER__LISTEN=0.0.0.0:8080`.
 const ENV_PREFIX: &str = "GANTRY";
 const ENV_SEPARATOR: &str = "__";
@@ -122,6 +126,10 @@ pub struct RunnerSettings {
     pub stage_memory: Option<u64>,
     /// CPU limit of each stage container, in CPUs (`1.5`); none when unset.
     pub stage_cpus: Option<f64>,
+    /// Output kept per stage (`16MiB`); beyond it lines are dropped, and the log says how
+    /// many bytes. A stage stuck printing in a loop must not fill the store's disk.
+    #[serde(deserialize_with = "required_byte_size")]
+    pub max_log_size: u64,
 }
 
 impl RunnerSettings {
@@ -144,6 +152,7 @@ impl Default for RunnerSettings {
             pull: PullPolicy::IfNotPresent,
             stage_memory: None,
             stage_cpus: None,
+            max_log_size: DEFAULT_MAX_LOG_SIZE,
         }
     }
 }
@@ -400,7 +409,13 @@ fn strip_key_suffix(message: &str) -> String {
     }
 }
 
-/// Parses sizes like `512m`, `2g` or a plain number of bytes.
+/// A size that must be given (see [`byte_size`]).
+fn required_byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    byte_size(deserializer)?.ok_or_else(|| serde::de::Error::custom("a size is required"))
+}
+
+/// Parses sizes like `512m`, `2g`, `16MiB` or a plain number of bytes (units are powers of
+/// 1024, as in Docker's).
 fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
     let Some(written) = Option::<String>::deserialize(deserializer)? else {
         return Ok(None);
@@ -410,7 +425,7 @@ fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, 
         text.find(|c: char| !c.is_ascii_digit())
             .unwrap_or(text.len()),
     );
-    let multiplier: u64 = match unit.trim_end_matches('b') {
+    let multiplier: u64 = match unit.trim_end_matches('b').trim_end_matches('i') {
         "" => 1,
         "k" => 1 << 10,
         "m" => 1 << 20,
@@ -529,6 +544,8 @@ mod tests {
         let settings = load("[runner]\nstage_memory = \"512m\"\nstage_cpus = 1.5\n", &[]).unwrap();
         assert_eq!(settings.runner.stage_memory, Some(512 << 20));
         assert_eq!(settings.runner.stage_nano_cpus(), Some(1_500_000_000));
+        let settings = load("[runner]\nmax_log_size = \"4KiB\"\n", &[]).unwrap();
+        assert_eq!(settings.runner.max_log_size, 4096);
         let err = load("[runner]\nstage_memory = \"lots\"\n", &[]).unwrap_err();
         assert!(
             err.to_string()
@@ -592,6 +609,7 @@ mod example_tests {
         );
         assert_eq!(example.runner.stage_timeout, defaults.runner.stage_timeout);
         assert_eq!(example.runner.pull, defaults.runner.pull);
+        assert_eq!(example.runner.max_log_size, defaults.runner.max_log_size);
         assert_eq!(example.log.filter, defaults.log.filter);
         assert_eq!(example.github.api_url, defaults.github.api_url);
         assert_eq!(example.gitlab.api_url, defaults.gitlab.api_url);

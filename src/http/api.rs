@@ -6,12 +6,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{AppState, error_body};
 use crate::domain::{RepoName, RunState};
-use crate::store::{BumpReport, PipelineResult, Run, RunFilter, StatusReport};
+use crate::store::{BumpReport, LogPage, PipelineResult, Run, RunFilter, StatusReport};
 
 /// Runs per page when the caller does not say.
 const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Largest page served: keeps one request's work bounded.
 const MAX_PAGE_SIZE: u32 = 500;
+/// Output chunks read from the store per page of a streamed log: chunks are at most 64 KiB
+/// (and a line), so a reader holds about 1 MiB at a time.
+pub(super) const LOG_PAGE_CHUNKS: i64 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -203,21 +206,78 @@ struct RunDetail {
     bumps: Vec<BumpReport>,
 }
 
-/// The run's output as text, each line prefixed with `[pipeline/stage]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// `PIPELINE/STAGE`: only that stage's output.
+    stage: Option<String>,
+}
+
+/// The run's output as text, each line prefixed with `[pipeline/stage]` (or only one
+/// stage's, bare), streamed page by page from the store: however large the log and however
+/// many read it, each reader holds one page. Gzipped when the client asks.
 pub async fn get_log(
     state: web::Data<AppState>,
     id: web::Path<i64>,
+    query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     existing_run(&state, id).await?;
-    let chunks = state.store.run_log(id).await.map_err(ApiError::Store)?;
-    let mut text = String::new();
-    for chunk in &chunks {
-        for line in chunk.text.lines() {
-            text.push_str(&format!("[{}/{}] {line}\n", chunk.pipeline, chunk.stage));
-        }
-    }
+    let stage = match &query.stage {
+        None => None,
+        Some(text) => Some(
+            text.split_once('/')
+                .map(|(pipeline, stage)| (pipeline.to_owned(), stage.to_owned()))
+                .ok_or_else(|| {
+                    ApiError::BadQuery(format!("stage `{text}` is not `PIPELINE/STAGE`"))
+                })?,
+        ),
+    };
+    let filename = match &stage {
+        Some((pipeline, stage)) => format!("run-{id}-{pipeline}-{stage}.log"),
+        None => format!("run-{id}.log"),
+    };
+    let pages = futures_util::stream::unfold(
+        (state.store.clone(), 0_i64, false),
+        move |(store, after, done)| {
+            let stage = stage.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let filter = stage.as_ref().map(|(p, s)| (p.as_str(), s.as_str()));
+                let page = LogPage {
+                    stage: filter,
+                    ..LogPage::after(after, LOG_PAGE_CHUNKS)
+                };
+                let chunks = match store.log_chunks(id, &page).await {
+                    Ok(chunks) => chunks,
+                    Err(err) => {
+                        tracing::error!(error = ?err, run_id = id, "streaming a log failed");
+                        return Some((Err(ApiError::Store(err).into()), (store, after, true)));
+                    }
+                };
+                let last = chunks.last()?.0;
+                let mut text = String::new();
+                for (_, chunk) in &chunks {
+                    for line in chunk.text.lines() {
+                        if filter.is_none() {
+                            text.push_str(&format!("[{}/{}] ", chunk.pipeline, chunk.stage));
+                        }
+                        text.push_str(line);
+                        text.push('\n');
+                    }
+                }
+                let page: Result<web::Bytes, actix_web::Error> = Ok(web::Bytes::from(text));
+                Some((page, (store, last, false)))
+            }
+        },
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
-        .body(text))
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{filename}\""),
+        ))
+        .streaming(pages))
 }

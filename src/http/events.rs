@@ -9,6 +9,7 @@
 //! The stream reads the store, so it works the same whether the run executes in this
 //! process or in a runner replica elsewhere.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -16,9 +17,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::AppState;
+use super::LOG_TAIL_BYTES;
+use super::api::LOG_PAGE_CHUNKS;
 use super::api::{ApiError, existing_run};
 use crate::domain::RunState;
-use crate::store::{PipelineResult, Store};
+use crate::store::{LogPage, PipelineResult, Store};
 
 /// How often the store is read for news: the recorder stores output every 250 ms.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -81,6 +84,14 @@ pub async fn run_events(
 /// Feeds one client until the run has ended and all its output was sent, or the client
 /// went away (a failed send).
 async fn stream(store: Store, run_id: i64, mut after: i64, sender: mpsc::Sender<web::Bytes>) {
+    // What came before each stage's last LOG_TAIL_BYTES is not replayed.
+    let skip: BTreeMap<(String, String), i64> = store
+        .log_tails(run_id, LOG_TAIL_BYTES)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(stage, tail)| (stage, tail.after))
+        .collect();
     let mut last_state: Option<StateEvent> = None;
     let mut quiet = Duration::ZERO;
     loop {
@@ -92,22 +103,33 @@ async fn stream(store: Store, run_id: i64, mut after: i64, sender: mpsc::Sender<
             Ok(Some(run)) => run,
             _ => return,
         };
-        let finished = !matches!(run.state.as_str(), "queued" | "running");
+        let finished = run.state.is_finished();
         let pipelines = store.pipeline_results(run_id).await.unwrap_or_default();
-        let chunks = store.run_log_after(run_id, after).await.unwrap_or_default();
         let mut sent = false;
-        for (id, chunk) in &chunks {
-            let data = LogEvent {
-                pipeline: &chunk.pipeline,
-                stage: &chunk.stage,
-                first_line: chunk.first_line,
-                lines: chunk.text.lines().collect(),
-            };
-            if !send(&sender, Some(*id), "log", &data).await {
-                return;
+        loop {
+            let page = LogPage::after(after, LOG_PAGE_CHUNKS);
+            let chunks = store.log_chunks(run_id, &page).await.unwrap_or_default();
+            let full = chunks.len() as i64 == LOG_PAGE_CHUNKS;
+            for (id, chunk) in &chunks {
+                after = *id;
+                let key = (chunk.pipeline.clone(), chunk.stage.clone());
+                if skip.get(&key).is_some_and(|&cut| *id <= cut) {
+                    continue;
+                }
+                let data = LogEvent {
+                    pipeline: &chunk.pipeline,
+                    stage: &chunk.stage,
+                    first_line: chunk.first_line,
+                    lines: chunk.text.lines().collect(),
+                };
+                if !send(&sender, Some(*id), "log", &data).await {
+                    return;
+                }
+                sent = true;
             }
-            after = *id;
-            sent = true;
+            if !full {
+                break;
+            }
         }
         let snapshot = StateEvent {
             state: run.state,

@@ -35,7 +35,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/hooks/{forge}", web::post().to(hooks::receive))
         .route("/api/runs", web::get().to(api::list_runs))
         .route("/api/runs/{id}", web::get().to(api::get_run))
-        .route("/api/runs/{id}/log", web::get().to(api::get_log))
+        .service(
+            web::resource("/api/runs/{id}/log")
+                .wrap(actix_web::middleware::Compress::default())
+                .route(web::get().to(api::get_log)),
+        )
         .route("/api/runs/{id}/events", web::get().to(events::run_events))
         .route("/api/runs/{id}/cancel", web::post().to(api::cancel_run))
         .route("/api/runs/{id}/rerun", web::post().to(api::rerun_run));
@@ -48,6 +52,11 @@ pub fn health_routes(config: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics));
 }
+
+/// The most of each stage's output the run page shows, and the event stream replays, before
+/// going live: the end of a log is what people read, and a page of a 16 MiB log must stay
+/// small. The whole log is a link away (`/api/runs/{id}/log?stage=…`).
+const LOG_TAIL_BYTES: i64 = 512 * 1024;
 
 /// The JSON body of every error answer: `{"error": "…"}`.
 fn error_body(message: &str) -> serde_json::Value {

@@ -10,10 +10,11 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::AppState;
 use super::ansi;
+use super::api::LOG_PAGE_CHUNKS;
+use super::{AppState, LOG_TAIL_BYTES};
 use crate::domain::{Forge, RepoName, RunState, StageState, Trigger};
-use crate::store::{BumpReport, PipelineResult, Run, RunFilter, StatusReport};
+use crate::store::{BumpReport, LogPage, PipelineResult, Run, RunFilter, StatusReport};
 
 /// Runs listed on the front page.
 const PAGE_SIZE: u32 = 100;
@@ -57,8 +58,12 @@ struct StageView {
     state: StageState,
     message: String,
     duration: String,
-    /// Output lines as HTML (escaped, with colour spans).
-    lines: Vec<String>,
+    /// The end of its log.
+    log: ShownLog,
+    /// Bytes its output lost to `runner.max_log_size`.
+    log_dropped: i64,
+    /// Where the whole log is.
+    log_url: String,
 }
 
 struct PipelineView {
@@ -168,23 +173,15 @@ pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> HttpRes
         Err(err) => return unavailable(err),
     };
     let results = state.store.pipeline_results(id).await;
-    let chunks = state.store.run_log_after(id, 0).await;
+    let logs = log_tails(&state, id).await;
     let bumps = state.store.run_bumps(id).await;
     let statuses = state.store.run_statuses(id).await;
-    let (results, chunks, bumps, statuses) = match (results, chunks, bumps, statuses) {
-        (Ok(results), Ok(chunks), Ok(bumps), Ok(statuses)) => (results, chunks, bumps, statuses),
+    let (results, (after, mut lines), bumps, statuses) = match (results, logs, bumps, statuses) {
+        (Ok(results), Ok(logs), Ok(bumps), Ok(statuses)) => (results, logs, bumps, statuses),
         (Err(err), ..) | (_, Err(err), ..) | (_, _, Err(err), _) | (.., Err(err)) => {
             return unavailable(err);
         }
     };
-    let after = chunks.last().map_or(0, |(id, _)| *id);
-    let mut lines: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for (_, chunk) in &chunks {
-        lines
-            .entry((chunk.pipeline.clone(), chunk.stage.clone()))
-            .or_default()
-            .extend(chunk.text.lines().map(ansi::to_html));
-    }
     let (commit_url, pull_request_url) = forge_links(&run);
     let page = RunPage {
         target: target(&run),
@@ -194,7 +191,7 @@ pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> HttpRes
         finished: run.state.is_finished(),
         pipelines: results
             .into_iter()
-            .map(|pipeline| pipeline_view(pipeline, &mut lines))
+            .map(|pipeline| pipeline_view(id, pipeline, &mut lines))
             .collect(),
         bumps: bumps.iter().map(bump_view).collect(),
         statuses,
@@ -204,18 +201,72 @@ pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> HttpRes
     html(StatusCode::OK, page.render())
 }
 
+/// Each stage's shown log: the last [`LOG_TAIL_BYTES`] of it as HTML lines, and how much
+/// came before; with the id of the last chunk read, where the live stream picks up.
+async fn log_tails(
+    state: &AppState,
+    id: i64,
+) -> anyhow::Result<(i64, BTreeMap<(String, String), ShownLog>)> {
+    let tails = state.store.log_tails(id, LOG_TAIL_BYTES).await?;
+    // Chunks stored while the page is built are left to the live stream.
+    let until = tails.values().map(|tail| tail.last).max().unwrap_or(0);
+    let mut shown = BTreeMap::new();
+    for ((pipeline, stage), tail) in tails {
+        let mut log = ShownLog {
+            lines: Vec::new(),
+            hidden: tail.hidden,
+        };
+        let mut after = tail.after;
+        loop {
+            let page = LogPage {
+                after,
+                until,
+                stage: Some((&pipeline, &stage)),
+                limit: LOG_PAGE_CHUNKS,
+            };
+            let chunks = state.store.log_chunks(id, &page).await?;
+            for (chunk_id, chunk) in &chunks {
+                after = *chunk_id;
+                log.lines.extend(chunk.text.lines().map(ansi::to_html));
+            }
+            if (chunks.len() as i64) < LOG_PAGE_CHUNKS {
+                break;
+            }
+        }
+        shown.insert((pipeline, stage), log);
+    }
+    Ok((until, shown))
+}
+
+/// What the page shows of one stage's log.
+#[derive(Default)]
+struct ShownLog {
+    /// Output lines as HTML (escaped, with colour spans).
+    lines: Vec<String>,
+    /// Bytes of output before them, not shown.
+    hidden: i64,
+}
+
 fn pipeline_view(
+    run_id: i64,
     pipeline: PipelineResult,
-    lines: &mut BTreeMap<(String, String), Vec<String>>,
+    logs: &mut BTreeMap<(String, String), ShownLog>,
 ) -> PipelineView {
     PipelineView {
         stages: pipeline
             .stages
             .iter()
             .map(|stage| StageView {
-                lines: lines
+                log: logs
                     .remove(&(pipeline.pipeline.clone(), stage.stage.clone()))
                     .unwrap_or_default(),
+                log_dropped: stage.log_dropped,
+                log_url: format!(
+                    "/api/runs/{run_id}/log?{}",
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair("stage", &format!("{}/{}", pipeline.pipeline, stage.stage))
+                        .finish()
+                ),
                 pipeline: pipeline.pipeline.clone(),
                 stage: stage.stage.clone(),
                 state: stage.state,

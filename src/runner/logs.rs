@@ -4,6 +4,8 @@
 //! [`MAX_LINE_BYTES`] is cut into several so one runaway line cannot grow memory. Secrets are
 //! masked per whole line, so a value split across two chunks is still caught.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use crate::domain::Secret;
 
 /// Longest line kept whole. Longer output without a newline (a progress bar, a minified
@@ -47,6 +49,51 @@ impl Masker {
             }
         }
         out
+    }
+}
+
+/// What one stage may still write to its log (`runner.max_log_size`), and what it dropped.
+/// Whole lines are kept or dropped, never a part of one, so a secret is never cut in two
+/// by the cap and left half unmasked; once a line is dropped, every later one is too, so
+/// the kept log is the stage's output from its start.
+#[derive(Debug)]
+pub struct LogBudget {
+    left: AtomicU64,
+    exhausted: AtomicBool,
+    dropped: AtomicU64,
+}
+
+impl LogBudget {
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            left: AtomicU64::new(max_bytes),
+            exhausted: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes room for `line` and its newline; `false`, counting them dropped, when the
+    /// log is full.
+    pub fn take(&self, line: &str) -> bool {
+        let size = line.len() as u64 + 1;
+        if !self.exhausted.load(Ordering::Relaxed) {
+            let taken = self
+                .left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(size)
+                });
+            if taken.is_ok() {
+                return true;
+            }
+            self.exhausted.store(true, Ordering::Relaxed);
+        }
+        self.dropped.fetch_add(size, Ordering::Relaxed);
+        false
+    }
+
+    /// Bytes dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -134,6 +181,18 @@ mod tests {
             out.iter().map(String::len).collect::<Vec<_>>(),
             [MAX_LINE_BYTES, MAX_LINE_BYTES, 10]
         );
+    }
+
+    #[test]
+    fn the_budget_keeps_whole_lines_from_the_start_and_counts_the_rest() {
+        let budget = LogBudget::new(10);
+        assert!(budget.take("abcd")); // 5 bytes with its newline
+        assert!(!budget.take("abcdefgh")); // would need 9: the log is full
+        assert!(
+            !budget.take("a"),
+            "nothing after the first dropped line is kept"
+        );
+        assert_eq!(budget.dropped(), 9 + 2);
     }
 
     #[test]

@@ -176,6 +176,9 @@ async fn write(
                     attempts: outcome.as_ref().map_or(0, |o| i64::from(o.attempts)),
                     started: state == StageState::Running,
                     finished: outcome.is_some(),
+                    log_dropped: outcome
+                        .as_ref()
+                        .map_or(0, |o| o.log_dropped.min(i64::MAX as u64) as i64),
                 };
                 if let Err(err) = store.set_stage(&update).await {
                     tracing::error!(run_id, error = %format!("{err:#}"), "recording a stage failed");

@@ -311,6 +311,7 @@ impl Scheduler {
                         attempts: 0,
                         started: false,
                         finished: false,
+                        log_dropped: 0,
                     })
                     .await?;
             }

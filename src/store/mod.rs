@@ -28,7 +28,7 @@ pub use bumps::BumpReport;
 pub use intake::{NewDelivery, Recorded};
 pub use locks::LaneLock;
 pub use queue::{ClaimedRun, MAX_ATTEMPTS};
-pub use results::{LogChunk, PipelineResult, StageResult, StageUpdate};
+pub use results::{LogChunk, LogPage, LogTail, PipelineResult, StageResult, StageUpdate};
 pub use runs::{Run, RunFilter};
 pub use statuses::{Attempt, ClaimedStatus, StatusReport};
 

@@ -4,7 +4,9 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::now_millis;
+use std::collections::BTreeMap;
+
+use super::{Backend, now_millis};
 use crate::domain::StageState;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,6 +27,8 @@ pub struct StageResult {
     pub attempts: i64,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Bytes of output dropped beyond `runner.max_log_size`; 0 when the log is whole.
+    pub log_dropped: i64,
 }
 
 /// A stage's state change, as the runner reports it.
@@ -40,6 +44,41 @@ pub struct StageUpdate<'a> {
     pub attempts: i64,
     pub started: bool,
     pub finished: bool,
+    pub log_dropped: i64,
+}
+
+/// Which chunks of a run's output to read (see [`super::Store::log_chunks`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LogPage<'a> {
+    pub after: i64,
+    pub until: i64,
+    pub stage: Option<(&'a str, &'a str)>,
+    pub limit: i64,
+}
+
+impl<'a> LogPage<'a> {
+    /// The first `limit` chunks after `after`, of every stage.
+    pub fn after(after: i64, limit: i64) -> Self {
+        Self {
+            after,
+            until: i64::MAX,
+            stage: None,
+            limit,
+        }
+    }
+}
+
+/// Where a stage's shown tail of output starts (see [`super::Store::log_tails`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogTail {
+    /// The id of the last chunk not shown: the tail is the stage's chunks after it.
+    pub after: i64,
+    /// The id of the stage's newest chunk.
+    pub last: i64,
+    /// Bytes in the tail.
+    pub shown: i64,
+    /// Bytes before it, not shown.
+    pub hidden: i64,
 }
 
 /// Some consecutive lines of one stage.
@@ -97,12 +136,13 @@ impl super::Store {
         let now = now_millis();
         sqlx::query(
             "INSERT INTO stages (run_id, pipeline, stage, position, state, exit_code, message, \
-             attempts, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             attempts, started_at, finished_at, log_dropped) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (run_id, pipeline, stage) DO UPDATE SET state = excluded.state, \
              exit_code = excluded.exit_code, message = excluded.message, \
              attempts = excluded.attempts, \
              started_at = COALESCE(stages.started_at, excluded.started_at), \
-             finished_at = excluded.finished_at",
+             finished_at = excluded.finished_at, log_dropped = excluded.log_dropped",
         )
         .bind(update.run_id)
         .bind(update.pipeline)
@@ -114,6 +154,7 @@ impl super::Store {
         .bind(update.attempts)
         .bind(update.started.then_some(now))
         .bind(update.finished.then_some(now))
+        .bind(update.log_dropped)
         .execute(self.pool())
         .await
         .with_context(|| format!("recording stage {} of run {}", update.stage, update.run_id))?;
@@ -137,29 +178,28 @@ impl super::Store {
         Ok(())
     }
 
-    /// The run's output in the order it was stored.
-    pub async fn run_log(&self, run_id: i64) -> anyhow::Result<Vec<LogChunk>> {
-        Ok(self
-            .run_log_after(run_id, 0)
-            .await?
-            .into_iter()
-            .map(|(_, chunk)| chunk)
-            .collect())
-    }
-
-    /// The chunks stored after the one with id `after`, with their ids: what a live viewer
-    /// has not seen yet (ids only grow, so they are the events' ids).
-    pub async fn run_log_after(
+    /// Up to `page.limit` chunks of a run's output stored after the chunk with id
+    /// `page.after` (and at most up to `page.until`; of one stage only, when given), in the
+    /// order they were stored, with their ids. Ids only grow, so the last id is where the
+    /// next page starts, and a live viewer's event id. Callers page through a log this way:
+    /// never all of it at once.
+    pub async fn log_chunks(
         &self,
         run_id: i64,
-        after: i64,
+        page: &LogPage<'_>,
     ) -> anyhow::Result<Vec<(i64, LogChunk)>> {
+        let (pipeline, stage) = page.stage.unzip();
         let rows = sqlx::query(
             "SELECT id, pipeline, stage, first_line, line_count, text FROM log_chunks \
-             WHERE run_id = $1 AND id > $2 ORDER BY id",
+             WHERE run_id = $1 AND id > $2 AND id <= $3 \
+             AND ($4 IS NULL OR (pipeline = $4 AND stage = $5)) ORDER BY id LIMIT $6",
         )
         .bind(run_id)
-        .bind(after)
+        .bind(page.after)
+        .bind(page.until)
+        .bind(pipeline)
+        .bind(stage)
+        .bind(page.limit)
         .fetch_all(self.pool())
         .await
         .with_context(|| format!("reading output of run {run_id}"))?;
@@ -180,6 +220,48 @@ impl super::Store {
             .collect()
     }
 
+    /// Where each stage's last `tail_bytes` of output start: per `(pipeline, stage)`, the
+    /// id before its first chunk to show, and the bytes of the chunks before it. Reads
+    /// only the chunks' sizes.
+    pub async fn log_tails(
+        &self,
+        run_id: i64,
+        tail_bytes: i64,
+    ) -> anyhow::Result<BTreeMap<(String, String), LogTail>> {
+        let size = match self.backend() {
+            Backend::Postgres => "octet_length(text)",
+            Backend::Sqlite => "length(CAST(text AS BLOB))",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT id, pipeline, stage, {size} FROM log_chunks WHERE run_id = $1 \
+             ORDER BY id DESC"
+        ))
+        .bind(run_id)
+        .fetch_all(self.pool())
+        .await
+        .with_context(|| format!("reading the output sizes of run {run_id}"))?;
+        let mut tails: BTreeMap<(String, String), LogTail> = BTreeMap::new();
+        for row in &rows {
+            let id: i64 = row.try_get(0)?;
+            let bytes: i64 = row.try_get(3)?;
+            let tail = tails
+                .entry((row.try_get(1)?, row.try_get(2)?))
+                .or_insert(LogTail {
+                    after: 0,
+                    last: id,
+                    shown: 0,
+                    hidden: 0,
+                });
+            if tail.hidden == 0 && (tail.shown == 0 || tail.shown + bytes <= tail_bytes) {
+                tail.shown += bytes;
+            } else {
+                tail.after = tail.after.max(id);
+                tail.hidden += bytes;
+            }
+        }
+        Ok(tails)
+    }
+
     pub async fn pipeline_results(&self, run_id: i64) -> anyhow::Result<Vec<PipelineResult>> {
         let pipelines = sqlx::query(
             "SELECT pipeline, file, state, description FROM run_pipelines WHERE run_id = $1 \
@@ -190,8 +272,8 @@ impl super::Store {
         .await
         .context("reading pipeline results")?;
         let stages = sqlx::query(
-            "SELECT pipeline, stage, state, exit_code, message, attempts, started_at, finished_at \
-             FROM stages WHERE run_id = $1 ORDER BY pipeline, position",
+            "SELECT pipeline, stage, state, exit_code, message, attempts, started_at, \
+             finished_at, log_dropped FROM stages WHERE run_id = $1 ORDER BY pipeline, position",
         )
         .bind(run_id)
         .fetch_all(self.pool())
@@ -226,6 +308,7 @@ impl super::Store {
                 finished_at: row
                     .try_get::<Option<i64>, _>(7)?
                     .map(super::runs::timestamp),
+                log_dropped: row.try_get(8)?,
             });
         }
         Ok(results)

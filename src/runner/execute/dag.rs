@@ -13,6 +13,7 @@ use super::{Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome, over
 use crate::domain::StageState;
 use crate::pipeline::StageAction;
 use crate::runner::engine::{DockerError, GatedContainer};
+use crate::runner::logs::LogBudget;
 
 impl Executor {
     pub(super) async fn run_stages(
@@ -41,6 +42,7 @@ impl Executor {
             volume: volume.to_owned(),
             labels: labels.to_vec(),
             checkout: job.checkout.clone(),
+            log_budget: LogBudget::new(self.settings.max_log_size),
             cancel: job.cancel.clone(),
             trusted: job.trusted,
             observer: observer.clone(),
@@ -80,6 +82,7 @@ impl Executor {
                         message: Some(message),
                         duration: Duration::ZERO,
                         attempts: 0,
+                        log_dropped: 0,
                     };
                     observer.stage_finished(&job.plan.pipeline, &stage.name, &outcome);
                     states[index] = Some(outcome);
@@ -162,6 +165,7 @@ impl Executor {
                         message: Some("the stage's task ended without a result".into()),
                         duration: Duration::ZERO,
                         attempts: 0,
+                        log_dropped: 0,
                     }),
                 )
             })

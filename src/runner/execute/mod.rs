@@ -35,6 +35,8 @@ pub struct StageOutcome {
     pub message: Option<String>,
     pub duration: Duration,
     pub attempts: u32,
+    /// Bytes of output dropped beyond `runner.max_log_size`.
+    pub log_dropped: u64,
 }
 
 /// How a pipeline ended: the worst of its stages.
@@ -166,6 +168,7 @@ impl Executor {
                     message: Some(describe(&err)),
                     duration: Duration::ZERO,
                     attempts: 0,
+                    log_dropped: 0,
                 };
                 observer.stage_finished(&job.plan.pipeline, &first, &outcome);
                 PipelineOutcome {

@@ -13,6 +13,7 @@ use crate::config::{RegistryCredentials, RunnerSettings};
 use crate::domain::{Forge, StageState};
 use crate::pipeline::{PlannedStage, StageAction};
 use crate::runner::engine::Engine;
+use crate::runner::logs::LogBudget;
 
 /// What one stage task needs.
 pub(super) struct StageContext {
@@ -29,6 +30,8 @@ pub(super) struct StageContext {
     pub volume: String,
     pub labels: Vec<(String, String)>,
     pub checkout: PathBuf,
+    /// What this stage may still write to its log.
+    pub log_budget: LogBudget,
     pub cancel: CancellationToken,
     pub trusted: bool,
     pub observer: Arc<dyn Observer>,
@@ -102,18 +105,42 @@ impl StageContext {
                 );
                 continue;
             }
+            let log_dropped = self.log_budget.dropped();
+            if log_dropped > 0 {
+                self.observer.log_line(
+                    &self.pipeline,
+                    &stage.name,
+                    &format!(
+                        "gantry: the log was cut at {} (runner.max_log_size): {log_dropped} \
+                         bytes of output were dropped",
+                        size_text(self.settings.max_log_size)
+                    ),
+                );
+            }
             return StageOutcome {
                 state: end.state,
                 exit_code: end.exit_code,
                 message: end.message,
                 duration: started.elapsed(),
                 attempts,
+                log_dropped,
             };
         }
     }
 
-    /// One line of the stage's output that Gantry itself writes.
+    /// One line of the stage's log, kept while the log has room.
     pub fn log(&self, stage: &str, line: &str) {
-        self.observer.log_line(&self.pipeline, stage, line);
+        if self.log_budget.take(line) {
+            self.observer.log_line(&self.pipeline, stage, line);
+        }
+    }
+}
+
+/// A size for people: `16 MiB`, `4 KiB`, `512 bytes`.
+fn size_text(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
     }
 }

@@ -60,6 +60,15 @@ async fn run_with(
     secrets: BTreeMap<String, Secret>,
     cancel: CancellationToken,
 ) -> (PipelineOutcome, Arc<Recorder>, String) {
+    run_configured(yaml, secrets, cancel, settings()).await
+}
+
+async fn run_configured(
+    yaml: &str,
+    secrets: BTreeMap<String, Secret>,
+    cancel: CancellationToken,
+    settings: RunnerSettings,
+) -> (PipelineOutcome, Arc<Recorder>, String) {
     let dir = checkout(&[(".gantry/t.yml", yaml), ("README", "the checkout\n")]);
     let pipeline = pipeline::parse(
         ".gantry/t.yml",
@@ -81,8 +90,8 @@ async fn run_with(
         secrets: &secrets,
     };
     let plan = pipeline.plan(&context).unwrap().unwrap();
-    let engine = Engine::connect(&settings().docker_host).unwrap();
-    let executor = Executor::new(engine, Arc::new(settings()));
+    let engine = Engine::connect(&settings.docker_host).unwrap();
+    let executor = Executor::new(engine, Arc::new(settings));
     let recorder = Arc::new(Recorder::default());
     let label = format!("test-{}", uuid::Uuid::new_v4().simple());
     let job = PipelineJob {
@@ -265,5 +274,51 @@ async fn the_validate_stage_runs_without_a_container() {
         StageState::Success,
         "{:?}",
         recorder.lines_of("manifests")
+    );
+}
+
+/// A stage printing far more than `runner.max_log_size` keeps the cap's worth of whole lines
+/// from its start and says how many bytes it dropped; its exit code still decides its state;
+/// the secret on the line that crosses the cap is not revealed, not even in part.
+#[tokio::test]
+async fn output_beyond_the_log_cap_is_dropped_and_counted() {
+    let secret = "s3cr3t-v4lue-that-is-long";
+    let secrets = BTreeMap::from([("TOKEN".to_owned(), Secret::new(secret))]);
+    // Lines of 50 bytes: 81 fill 4050 of the 4096; the 82nd carries the secret across the
+    // cap; 118 more follow; then the stage fails.
+    let yaml = "stages:\n  - name: loud\n    image: IMAGE\n    secrets: [TOKEN]\n    run: |\n      \
+                for i in $(seq 1 81); do printf 'line %044d\\n' $i; done\n      \
+                echo \"x$(printf '%050d' 0) $TOKEN\"\n      \
+                for i in $(seq 83 200); do printf 'line %044d\\n' $i; done\n      \
+                exit 3\n";
+    let settings = RunnerSettings {
+        max_log_size: 4096,
+        ..settings()
+    };
+    let (outcome, recorder, label) =
+        run_configured(yaml, secrets, CancellationToken::new(), settings).await;
+    assert_eq!(leftovers(&label).await, 0);
+    let (_, loud) = &outcome.stages[0];
+    assert_eq!(loud.state, StageState::Failure, "the exit code decides");
+    assert_eq!(loud.exit_code, Some(3));
+    // The secret's line, masked, is `x`, 50 zeros, ` ****` and its newline (its secret
+    // spans the cap); then 118 lines of 50.
+    let dropped = 57 + 118 * 50;
+    assert_eq!(loud.log_dropped, dropped);
+    let lines = recorder.lines_of("loud");
+    assert_eq!(lines.len(), 82, "{lines:?}");
+    let kept: usize = lines[..81].iter().map(|l| l.len() + 1).sum();
+    assert_eq!(kept, 4050);
+    assert_eq!(lines[80], format!("line {:044}", 81));
+    assert_eq!(
+        lines[81],
+        format!(
+            "gantry: the log was cut at 4 KiB (runner.max_log_size): {dropped} bytes of \
+             output were dropped"
+        )
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("s3cr3t")),
+        "a part of the secret leaked"
     );
 }
