@@ -13,8 +13,8 @@ const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Largest page served: keeps one request's work bounded.
 const MAX_PAGE_SIZE: u32 = 500;
 /// Output chunks read from the store per page of a streamed log: chunks are at most 64 KiB
-/// (and a line), so a reader holds about 1 MiB at a time.
-pub(super) const LOG_PAGE_CHUNKS: i64 = 16;
+/// (and a line), so a reader holds about 256 KiB at a time (twice, while it is formatted).
+pub(super) const LOG_PAGE_CHUNKS: i64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -15,6 +15,7 @@ use crate::support::git::{Repo, git};
 use crate::support::process::spawn_gantry;
 
 mod bumps;
+mod logs;
 mod pages;
 mod statuses;
 
@@ -92,6 +93,10 @@ impl Server {
     fn start(config: &Path) -> Self {
         let (child, address) = spawn_gantry(&[], config);
         Self { child, address }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn kill(&mut self) {
