@@ -1,12 +1,15 @@
 //! `gantry run`: a local checkout's pipelines, run now on the local Docker engine, with each
-//! stage's output prefixed by its name, a progress line per stage and a summary at the end.
+//! stage's output prefixed by its name, a live board of running stages on a terminal, and a
+//! summary at the end.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::execute::{Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome};
@@ -149,7 +152,6 @@ pub async fn run(
             }
         })
     };
-    let ticker = printer.clone().start_ticker();
     let mut tasks = tokio::task::JoinSet::new();
     for plan in plans {
         let job = PipelineJob {
@@ -171,7 +173,6 @@ pub async fn run(
     while let Some(result) = tasks.join_next().await {
         outcomes.push(result.context("a pipeline task failed")?);
     }
-    ticker.abort();
     interrupted.abort();
     if cancel.is_cancelled() {
         let removed = engine.reap(Some(&run_label)).await;
@@ -206,15 +207,19 @@ fn secrets_from_env(loaded: &[pipeline::Loaded]) -> std::collections::BTreeMap<S
         .collect()
 }
 
-/// How often the progress line of running stages is redrawn on a terminal.
-const TICK: Duration = Duration::from_millis(500);
+/// How often the board of running stages is redrawn on a terminal.
+const TICK: Duration = Duration::from_millis(250);
 
-/// Prints stage output to stdout (`[pipeline/stage] line`) and progress to stderr.
+/// Prints stage output to stdout (`[pipeline/stage] line`) and progress to stderr: on a
+/// terminal, a live board of the running stages at its bottom, with every line printed
+/// above it (never beside it); elsewhere (CI logs, pipes) plain lines only.
 struct Printer {
     out: Mutex<std::io::BufWriter<std::io::Stdout>>,
     out_is_terminal: bool,
     err_is_terminal: bool,
-    running: Mutex<Vec<(String, Instant)>>,
+    /// Hidden when stderr is not a terminal.
+    board: MultiProgress,
+    bars: Mutex<HashMap<String, ProgressBar>>,
 }
 
 impl Printer {
@@ -226,17 +231,25 @@ impl Printer {
             )),
             out_is_terminal: std::io::stdout().is_terminal(),
             err_is_terminal: std::io::stderr().is_terminal(),
-            running: Mutex::new(Vec::new()),
+            board: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Writes with the board out of the way, when there is one on the terminal.
+    fn above_board<T>(&self, write: impl FnOnce() -> T) -> T {
+        if self.err_is_terminal {
+            self.board.suspend(write)
+        } else {
+            write()
         }
     }
 
     fn note(&self, line: &str) {
-        self.flush_out();
-        let mut err = std::io::stderr().lock();
-        if self.err_is_terminal {
-            let _ = write!(err, "\r\x1b[2K");
-        }
-        let _ = writeln!(err, "{line}");
+        self.above_board(|| {
+            self.flush_out();
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        });
     }
 
     fn flush_out(&self) {
@@ -245,33 +258,8 @@ impl Printer {
         }
     }
 
-    /// On a terminal, redraws one line listing the running stages and their elapsed time.
-    fn start_ticker(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            if !self.err_is_terminal {
-                return;
-            }
-            loop {
-                tokio::time::sleep(TICK).await;
-                let line = {
-                    let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-                    running
-                        .iter()
-                        .map(|(name, since)| format!("{name} {}s", since.elapsed().as_secs()))
-                        .collect::<Vec<_>>()
-                        .join(" · ")
-                };
-                if !line.is_empty() {
-                    self.flush_out();
-                    let mut err = std::io::stderr().lock();
-                    let _ = write!(err, "\r\x1b[2K⏵ running: {line}");
-                    let _ = err.flush();
-                }
-            }
-        })
-    }
-
     fn summary(&self, outcomes: &[(String, PipelineOutcome)]) {
+        let _ = self.board.clear();
         self.flush_out();
         let mut rows = vec![(
             "STAGE".to_owned(),
@@ -297,9 +285,6 @@ impl Printer {
         };
         let (w0, w1, w2) = (width(|r| &r.0), width(|r| &r.1), width(|r| &r.2));
         let mut err = std::io::stderr().lock();
-        if self.err_is_terminal {
-            let _ = write!(err, "\r\x1b[2K");
-        }
         for (stage, state, time, note) in &rows {
             let _ = writeln!(err, "{stage:<w0$}  {state:<w1$}  {time:>w2$}  {note}");
         }
@@ -314,15 +299,29 @@ impl Observer for Printer {
     fn stage_started(&self, pipeline: &str, stage: &str) {
         let name = format!("{pipeline}/{stage}");
         self.note(&format!("▶ {name} started"));
-        if let Ok(mut running) = self.running.lock() {
-            running.push((name, Instant::now()));
+        let bar = self
+            .board
+            .add(ProgressBar::new_spinner().with_message(name.clone()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} ⏵ {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(TICK);
+        if let Ok(mut bars) = self.bars.lock() {
+            bars.insert(name, bar);
         }
     }
 
     fn stage_finished(&self, pipeline: &str, stage: &str, outcome: &StageOutcome) {
         let name = format!("{pipeline}/{stage}");
-        if let Ok(mut running) = self.running.lock() {
-            running.retain(|(running, _)| *running != name);
+        if let Some(bar) = self
+            .bars
+            .lock()
+            .ok()
+            .and_then(|mut bars| bars.remove(&name))
+        {
+            bar.finish_and_clear();
+            self.board.remove(&bar);
         }
         let mark = match outcome.state {
             StageState::Success => "✔",
@@ -342,10 +341,18 @@ impl Observer for Printer {
     }
 
     fn log_line(&self, pipeline: &str, stage: &str, line: &str) {
-        let Ok(mut out) = self.out.lock() else { return };
-        let _ = writeln!(out, "[{pipeline}/{stage}] {line}");
+        let write = || {
+            let Ok(mut out) = self.out.lock() else { return };
+            let _ = writeln!(out, "[{pipeline}/{stage}] {line}");
+            if self.out_is_terminal {
+                let _ = out.flush();
+            }
+        };
+        // Only a terminal shared with the board needs it moved out of the way.
         if self.out_is_terminal {
-            let _ = out.flush();
+            self.above_board(write);
+        } else {
+            write();
         }
     }
 }

@@ -172,3 +172,78 @@ fn interrupting_cancels_the_run_and_removes_what_it_created() {
     );
     assert!(!String::from_utf8_lossy(&volumes.stdout).contains(&format!("gantry-local-{pid}-")));
 }
+
+/// In a terminal (tmux), the live board of running stages stays at the bottom: no log line
+/// shares a line with it, on screen or in the scrollback, and the board is gone at the end.
+#[test]
+fn on_a_terminal_log_lines_never_share_a_line_with_the_board() {
+    let dir = checkout(&[(
+        ".gantry/ci.yml",
+        "stages:\n  \
+         - name: lint\n    image: IMAGE\n    run: for i in $(seq 1 30); do echo lint $i; sleep 0.1; done\n  \
+         - name: unit\n    image: IMAGE\n    needs: []\n    run: for i in $(seq 1 30); do echo unit $i; sleep 0.1; done\n",
+    )]);
+    let session = format!("gantry-{}", uuid::Uuid::new_v4().simple());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux runs (scripts/test-services.sh installs it)")
+    };
+    let command = format!(
+        "GANTRY_TEST_IMAGE={} {} run {}; echo gantry-exited $?; sleep 60",
+        crate::runner::image(),
+        env!("CARGO_BIN_EXE_gantry"),
+        dir.path().display()
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "160",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let capture = || {
+        String::from_utf8_lossy(
+            &tmux(&["capture-pane", "-p", "-J", "-S", "-", "-t", &session]).stdout,
+        )
+        .into_owned()
+    };
+    let mut screens = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let screen = capture();
+        let done = screen.contains("gantry-exited");
+        screens.push(screen);
+        if done {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", screens.last());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    tmux(&["kill-session", "-t", &session]);
+    let last = screens.last().unwrap();
+    assert!(last.contains("gantry-exited 0"), "{last}");
+    assert!(
+        screens.iter().any(|screen| screen.contains('⏵')),
+        "the board showed while stages ran"
+    );
+    for screen in &screens {
+        for line in screen.lines() {
+            assert!(
+                !(line.contains("[ci/") && line.contains('⏵')),
+                "a log line shares a line with the board: {line:?}\n{screen}"
+            );
+        }
+    }
+    assert!(last.contains("[ci/lint] lint 30") && last.contains("[ci/unit] unit 30"));
+    assert!(
+        !last.contains('⏵'),
+        "the board is cleared at the end:\n{last}"
+    );
+}
