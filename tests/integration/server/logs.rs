@@ -107,6 +107,15 @@ async fn the_run_page_shows_the_end_of_a_large_log() {
         "the start is not shown"
     );
     assert!(page.contains(&format!("/api/runs/{id}/log?stage=ci%2Fchatty")));
+    // The event stream of the finished run replays the same tail, then ends.
+    let events = server.text(&format!("/api/runs/{id}/events")).await;
+    assert!(
+        events.len() < 1024 * 1024,
+        "the replay is {} bytes",
+        events.len()
+    );
+    assert!(events.contains("line 60000: some output a build prints"));
+    assert!(!events.contains("\"line 1: some output"));
     let log = get(
         &server,
         &format!("/api/runs/{id}/log?stage=ci/chatty"),
