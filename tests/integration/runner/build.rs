@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gantry::config::{RegistryCredentials, RunnerSettings};
-use gantry::pipeline::{self, RunContext};
+use gantry::pipeline;
 use gantry::runner::{Engine, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::runner::{checkout, image};
 
 use crate::support::registry::{PASSWORD, Registry, USER};
-use gantry::domain::{ChangedPaths, Secret, StageState, Trigger};
+use gantry::domain::{Secret, StageState, Trigger};
 
 #[derive(Default)]
 struct Lines(Mutex<Vec<(String, String)>>);
@@ -57,20 +57,7 @@ async fn run_build(
     let pipeline = pipeline::parse(".gantry/build.yml", &text).unwrap_or_else(|e| panic!("{e:?}"));
     let secrets = BTreeMap::new();
     let sha = "c".repeat(40);
-    let context = RunContext {
-        run_id: 9,
-        trigger,
-        repo: "acme/app",
-        commit_sha: &sha,
-        branch: Some("main"),
-        tag: None,
-        base_branch: (trigger == Trigger::PullRequest).then_some("main"),
-        pr_number: None,
-        from_fork: false,
-        workspace: gantry::runner::WORKSPACE_DIR,
-        changed_paths: ChangedPaths::Unknown,
-        secrets: &secrets,
-    };
+    let context = crate::runner::context(9, trigger, &sha, &secrets);
     let plan = pipeline.plan(&context).unwrap().unwrap();
     let settings = RunnerSettings {
         pull: gantry::config::PullPolicy::Never,

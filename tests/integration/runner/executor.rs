@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gantry::config::RunnerSettings;
-use gantry::pipeline::{self, RunContext};
+use gantry::pipeline;
 use gantry::runner::{Engine, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::runner::checkout;
-use gantry::domain::{ChangedPaths, Secret, StageState, Trigger};
+use gantry::domain::{Secret, StageState, Trigger};
 
 #[derive(Default)]
 struct Recorder {
@@ -75,20 +75,8 @@ async fn run_configured(
         &std::fs::read_to_string(dir.path().join(".gantry/t.yml")).unwrap(),
     )
     .unwrap_or_else(|e| panic!("{e:?}"));
-    let context = RunContext {
-        run_id: 1,
-        trigger: Trigger::Push,
-        repo: "acme/app",
-        commit_sha: &"a".repeat(40),
-        branch: Some("main"),
-        tag: None,
-        base_branch: None,
-        pr_number: None,
-        from_fork: false,
-        workspace: gantry::runner::WORKSPACE_DIR,
-        changed_paths: ChangedPaths::Unknown,
-        secrets: &secrets,
-    };
+    let sha = "a".repeat(40);
+    let context = crate::runner::context(1, Trigger::Push, &sha, &secrets);
     let plan = pipeline.plan(&context).unwrap().unwrap();
     let engine = Engine::connect(&settings.docker_host).unwrap();
     let executor = Executor::new(engine, Arc::new(settings));

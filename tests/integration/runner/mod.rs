@@ -23,3 +23,27 @@ pub fn checkout(files: &[(&str, &str)]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// The context of run `run_id` of `acme/app` at `sha` on `main` (a pull request's base),
+/// for `trigger`.
+pub fn context<'a>(
+    run_id: i64,
+    trigger: gantry::domain::Trigger,
+    sha: &'a str,
+    secrets: &'a std::collections::BTreeMap<String, gantry::domain::Secret>,
+) -> gantry::pipeline::RunContext<'a> {
+    gantry::pipeline::RunContext {
+        run_id,
+        trigger,
+        repo: "acme/app",
+        commit_sha: sha,
+        branch: Some("main"),
+        tag: None,
+        base_branch: (trigger == gantry::domain::Trigger::PullRequest).then_some("main"),
+        pr_number: None,
+        from_fork: false,
+        workspace: gantry::runner::WORKSPACE_DIR,
+        changed_paths: gantry::domain::ChangedPaths::Unknown,
+        secrets,
+    }
+}

@@ -33,22 +33,34 @@ async fn get(server: &Server, path: &str, gzip: bool) -> reqwest::Response {
     request.send().await.unwrap()
 }
 
+/// A server whose one stage runs `script`, keeping `cap` of output; its run, ended.
+async fn run_stage(
+    stage: &str,
+    script: &str,
+    cap: &str,
+) -> (Server, i64, serde_json::Value, tempfile::TempDir) {
+    let forge = app_repo(&format!(
+        "stages:\n  - name: {stage}\n    image: IMAGE\n    run: |\n      {script}\n"
+    ));
+    let sha = forge.push("main");
+    let (dir, config) = config_dir(&forge, |config| config.text("runner", "max_log_size", cap));
+    let server = Server::start(&config);
+    let id = server.push(push_payload("main", &sha, stage)).await;
+    let run = server.wait_for(id, "an end", finished).await;
+    assert_eq!(run["state"], "success", "{run:#}");
+    (server, id, run, dir)
+}
+
 /// A stage printing past the cap: its stored log is the cap's worth and a line saying what
 /// was dropped, the run and its page say so, and the log downloads whole, gzipped when asked.
 #[tokio::test]
 async fn a_stage_past_the_cap_is_marked_and_its_log_downloads() {
-    let forge = app_repo(
-        "stages:\n  - name: loud\n    image: IMAGE\n    run: |\n      \
-         for i in $(seq 1 20000); do echo \"line $i of a stage stuck in a loop\"; done\n",
-    );
-    let sha = forge.push("main");
-    let (_dir, config) = config_dir(&forge, |config| {
-        config.text("runner", "max_log_size", "64KiB")
-    });
-    let server = Server::start(&config);
-    let id = server.push(push_payload("main", &sha, "loud")).await;
-    let run = server.wait_for(id, "an end", finished).await;
-    assert_eq!(run["state"], "success", "{run:#}");
+    let (server, id, run, _dir) = run_stage(
+        "loud",
+        "for i in $(seq 1 20000); do echo \"line $i of a stage stuck in a loop\"; done",
+        "64KiB",
+    )
+    .await;
     let stage = &run["pipelines"][0]["stages"][0];
     let dropped = stage["log_dropped"].as_i64().unwrap();
     assert!(dropped > 500_000, "{stage:#}");
@@ -89,16 +101,12 @@ async fn a_stage_past_the_cap_is_marked_and_its_log_downloads() {
 /// The run page of a stage with a large log shows its last 512 KiB and links to the rest.
 #[tokio::test]
 async fn the_run_page_shows_the_end_of_a_large_log() {
-    let forge = app_repo(
-        "stages:\n  - name: chatty\n    image: IMAGE\n    run: |\n      \
-         for i in $(seq 1 60000); do echo \"line $i: some output a build prints\"; done\n",
-    );
-    let sha = forge.push("main");
-    let (_dir, config) = config_dir(&forge, |config| config);
-    let server = Server::start(&config);
-    let id = server.push(push_payload("main", &sha, "chatty")).await;
-    let run = server.wait_for(id, "an end", finished).await;
-    assert_eq!(run["state"], "success", "{run:#}");
+    let (server, id, _, _dir) = run_stage(
+        "chatty",
+        "for i in $(seq 1 60000); do echo \"line $i: some output a build prints\"; done",
+        "16MiB",
+    )
+    .await;
     let page = server.text(&format!("/runs/{id}")).await;
     assert!(page.len() < 1024 * 1024, "the page is {} bytes", page.len());
     assert!(page.contains("line 60000: some output a build prints"));
