@@ -84,8 +84,7 @@ pub async fn cancel_run(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &request)?;
-    let id = id.into_inner();
-    existing_run(&state, id).await?;
+    let id = existing_run(&state, id.into_inner()).await?.id;
     if state
         .store
         .request_cancel(id)
