@@ -60,6 +60,10 @@ pub struct Metrics {
     pub runs: Family<RunLabels, Counter>,
     pub stage_durations: Family<ResultLabels, Histogram>,
     pub status_failures: Family<ForgeLabels, Counter>,
+    pub connections_open: Gauge,
+    pub connections: Counter,
+    pub connections_at_cap: Counter,
+    pub requests_timed_out: Counter,
 }
 
 impl Default for Metrics {
@@ -125,8 +129,37 @@ impl Metrics {
             "Commit status requests a forge refused or did not answer (each may be retried)",
             status_failures.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "http_connections_open",
+            "HTTP connections open now",
+            connections_open.clone(),
+        );
+        let connections = Counter::default();
+        registry.register(
+            "http_connections",
+            "HTTP connections accepted",
+            connections.clone(),
+        );
+        let connections_at_cap = Counter::default();
+        registry.register(
+            "http_connections_at_cap",
+            "Connections accepted that reached server.max_connections; until one closes, \
+             new ones wait in the listen backlog (and the kernel refuses them once it is full)",
+            connections_at_cap.clone(),
+        );
+        let requests_timed_out = Counter::default();
+        registry.register(
+            "http_requests_timed_out",
+            "Webhook requests whose body did not arrive within server.request_timeout (408)",
+            requests_timed_out.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            connections_open,
+            connections,
+            connections_at_cap,
+            requests_timed_out,
             deliveries,
             intake_latency,
             queue_depth,

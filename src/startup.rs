@@ -98,6 +98,7 @@ impl Application {
             }
             None => None,
         };
+        allow_open_files(settings.server.max_connections);
         let listener = TcpListener::bind(settings.server.listen)
             .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
@@ -108,6 +109,10 @@ impl Application {
             engine,
         });
         let takes_webhooks = role.takes_webhooks();
+        let server_settings = state.settings.server.clone();
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let on_connect =
+            http::count_connection(state.metrics.clone(), server_settings.max_connections);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::default())
@@ -119,6 +124,12 @@ impl Application {
                     }
                 })
         })
+        .workers(workers)
+        // actix caps connections per worker.
+        .max_connections(server_settings.max_connections.div_ceil(workers))
+        .keep_alive(server_settings.keep_alive)
+        .client_request_timeout(http::HEADER_TIMEOUT)
+        .on_connect(on_connect)
         .listen(listener)
         .context("starting the HTTP server")?
         .run();
@@ -147,11 +158,56 @@ impl Application {
         if let Some(scheduler) = self.scheduler {
             tokio::spawn(scheduler.run(shutdown.clone()));
         }
+        tokio::spawn(release_memory(shutdown.clone()));
         if let Some(reporter) = self.reporter {
             tokio::spawn(reporter.run(shutdown.clone()));
         }
         let result = self.server.await.context("HTTP server failed");
         shutdown.cancel();
         result
+    }
+}
+
+/// File descriptors kept beyond the connections, for the store, git, the engine and logs.
+const SPARE_FILES: u64 = 1024;
+
+/// Raises the process's soft limit on open files so that `max_connections` fit (services
+/// often start with a soft limit of 1024 under a much higher hard one).
+fn allow_open_files(max_connections: usize) {
+    let wanted = max_connections as u64 + SPARE_FILES;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => tracing::warn!(
+            open_files = got,
+            max_connections,
+            "the open-files limit is below server.max_connections: extra connections fail"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not raise the open-files limit"),
+    }
+}
+
+/// How often freed memory is handed back to the operating system.
+const RELEASE_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Hands memory that bursts freed back to the operating system, so resident memory falls
+/// back to idle after thousands of connections close: glibc's allocator otherwise keeps the
+/// freed pages of every thread's arena.
+async fn release_memory(shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(RELEASE_MEMORY_EVERY) => {}
+        }
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            unsafe extern "C" {
+                fn malloc_trim(pad: usize) -> i32;
+            }
+            // SAFETY: malloc_trim only returns free pages to the kernel; it takes no pointer
+            // and is safe to call from any thread at any time.
+            unsafe {
+                malloc_trim(0);
+            }
+        }
     }
 }

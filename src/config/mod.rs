@@ -23,6 +23,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 /// build's real output, and a loop's far less than it would otherwise write.
 pub const DEFAULT_MAX_LOG_SIZE: u64 = 16 * 1024 * 1024;
 
+/// Connections served at once by default: enough that thousands of slow or idle ones (each
+/// closed by its deadline) leave room for real deliveries, few enough that a small VM's
+/// memory holds them (a few KiB each).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+
 /// Prefix of environment overrides: `GANTRY__SERVER__LISTEN=0.0.0.0:8080`.
 const ENV_PREFIX: &str = "GANTRY";
 const ENV_SEPARATOR: &str = "__";
@@ -78,6 +83,15 @@ pub struct ServerSettings {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub api_token: Option<Secret>,
+    /// How long a webhook's body may take to arrive (its headers have 5 s before that):
+    /// past it, 408 and the connection is closed. The forges give up after 10 s anyway.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long an idle keep-alive connection is kept open.
+    #[serde(deserialize_with = "duration")]
+    pub keep_alive: Duration,
 }
 
 impl Default for ServerSettings {
@@ -87,6 +101,9 @@ impl Default for ServerSettings {
             public_url: "http://localhost:8080".into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             api_token: None,
+            request_timeout: Duration::from_secs(15),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            keep_alive: Duration::from_secs(5),
         }
     }
 }
@@ -384,6 +401,12 @@ impl Settings {
                 message: "must be greater than 0".into(),
             });
         }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::Key {
+                key: "server.max_connections".into(),
+                message: "must be greater than 0".into(),
+            });
+        }
         if self.runner.max_parallel_runs == 0 {
             return Err(ConfigError::Key {
                 key: "runner.max_parallel_runs".into(),
@@ -602,6 +625,15 @@ mod example_tests {
             defaults.server.max_body_bytes
         );
         assert_eq!(example.store.url, defaults.store.url);
+        assert_eq!(
+            example.server.request_timeout,
+            defaults.server.request_timeout
+        );
+        assert_eq!(
+            example.server.max_connections,
+            defaults.server.max_connections
+        );
+        assert_eq!(example.server.keep_alive, defaults.server.keep_alive);
         assert_eq!(example.runner.docker_host, defaults.runner.docker_host);
         assert_eq!(
             example.runner.max_parallel_runs,

@@ -15,6 +15,10 @@ use crate::metrics::DeliveryLabels;
 use crate::store::{NewDelivery, Recorded};
 use crate::webhook::{self, WebhookError};
 
+/// Room made for a body before its bytes arrive; a real delivery is a few KiB to a few
+/// hundred.
+const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
+
 /// Why a delivery got no 2xx. Mapped once to a status below; never a 500 for bad input.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
@@ -24,6 +28,8 @@ pub enum HookError {
     TooLarge { limit: usize },
     #[error("reading body: {0}")]
     Body(String),
+    #[error("the body did not arrive within server.request_timeout ({}s)", .0.as_secs())]
+    TimedOut(std::time::Duration),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     #[error("repo `{repo}` is not configured for {forge}")]
@@ -39,6 +45,7 @@ impl HookError {
             HookError::UnknownForge(_) => "unknown_forge",
             HookError::TooLarge { .. } => "too_large",
             HookError::Body(_) => "bad_body",
+            HookError::TimedOut(_) => "timed_out",
             HookError::Webhook(WebhookError::MissingEventHeader(_)) => "missing_event",
             HookError::Webhook(WebhookError::Unauthorized(_)) => "unauthorized",
             HookError::Webhook(WebhookError::BadPayload(_)) => "bad_payload",
@@ -53,6 +60,7 @@ impl ResponseError for HookError {
         match self {
             HookError::UnknownForge(_) | HookError::UnknownRepo { .. } => StatusCode::NOT_FOUND,
             HookError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HookError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             HookError::Body(_)
             | HookError::Webhook(WebhookError::MissingEventHeader(_))
             | HookError::Webhook(WebhookError::BadPayload(_)) => StatusCode::BAD_REQUEST,
@@ -63,7 +71,12 @@ impl ResponseError for HookError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(error_body(&self.to_string()))
+        let mut response = HttpResponse::build(self.status_code());
+        // A body that never finished is not read further: the connection goes with it.
+        if matches!(self, HookError::TimedOut(_)) {
+            response.force_close();
+        }
+        response.json(error_body(&self.to_string()))
     }
 }
 
@@ -142,7 +155,15 @@ async fn accept(
         .parse()
         .map_err(|_| HookError::UnknownForge(forge.to_owned()))?;
     let settings = &state.settings;
-    let body = read_body(request.headers(), body, settings.server.max_body_bytes).await?;
+    let deadline = settings.server.request_timeout;
+    let reading = read_body(request.headers(), body, settings.server.max_body_bytes);
+    let body = match tokio::time::timeout(deadline, reading).await {
+        Ok(body) => body?,
+        Err(_) => {
+            state.metrics.requests_timed_out.inc();
+            return Err(HookError::TimedOut(deadline));
+        }
+    };
     let delivery = webhook::receive(
         forge,
         &RequestHeaders(request.headers()),
@@ -215,7 +236,8 @@ async fn read_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(HookError::TooLarge { limit });
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
+    // The declared length is the sender's word: room for it is made as bytes arrive.
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(INITIAL_BODY_CAPACITY));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|err| HookError::Body(err.to_string()))?;
         if body.len() + chunk.len() > limit {

@@ -8,7 +8,9 @@ mod health;
 mod hooks;
 mod pages;
 
+use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 
@@ -16,6 +18,35 @@ use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::runner::Engine;
 use crate::store::Store;
+
+/// How long a request's headers may take to arrive, on every route; past it, 408 and the
+/// connection is closed. A webhook's body then has `server.request_timeout`.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Counts each connection in `/metrics` while it is open, and the ones that reach the cap.
+pub fn count_connection(
+    metrics: Metrics,
+    cap: usize,
+) -> impl Fn(&dyn Any, &mut actix_web::dev::Extensions) + Send + Sync + 'static {
+    move |_, extensions| {
+        metrics.connections.inc();
+        let open = metrics.connections_open.inc() + 1;
+        if open >= cap as i64 {
+            metrics.connections_at_cap.inc();
+        }
+        extensions.insert(OpenConnection(metrics.connections_open.clone()));
+    }
+}
+
+/// Lives as long as its connection (in the connection's extensions): while it does, the
+/// connection counts as open.
+struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 /// What every handler can reach.
 #[derive(Clone)]

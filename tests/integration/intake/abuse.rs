@@ -1,0 +1,178 @@
+//! Intake under abuse: slow webhook uploads and idle keep-alive connections are closed by
+//! their deadlines, and meanwhile a real delivery is taken at once and kept.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::intake::helpers::{TestApp, config, fixture, github};
+use crate::support::process::spawn_gantry;
+
+const SLOW_UPLOADS: usize = 300;
+const IDLE: usize = 100;
+
+/// How a connection the test held ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The server answered 408 (and closed).
+    TimedOut,
+    /// The server closed it without an answer.
+    Closed,
+    /// Still open when the test gave up on it.
+    Open,
+}
+
+/// A webhook upload that promises 200 KB (under the test config's body cap) and sends a byte
+/// every half second.
+async fn slow_upload(address: &str) -> Ended {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            b"POST /hooks/github HTTP/1.1\r\nHost: gantry\r\nX-GitHub-Event: push\r\n\
+              Content-Type: application/json\r\nContent-Length: 200000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let give_up = Instant::now() + Duration::from_secs(12);
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while Instant::now() < give_up {
+        tokio::select! {
+            read = stream.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => {
+                    return if String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408") {
+                        Ended::TimedOut
+                    } else {
+                        Ended::Closed
+                    };
+                }
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            },
+            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                let _ = stream.write_all(b" ").await;
+            }
+        }
+    }
+    Ended::Open
+}
+
+/// A keep-alive connection that asks once, then idles.
+async fn idle_keep_alive(address: &str) -> Ended {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gantry\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 4096];
+    let first = stream.read(&mut buffer).await.unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..first]).starts_with("HTTP/1.1 200"));
+    match tokio::time::timeout(Duration::from_secs(12), async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    {
+        Ok(()) => Ended::Closed,
+        Err(_) => Ended::Open,
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_and_real_deliveries_still_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("gantry.db").display());
+    let config = config(&store_url)
+        .text("server", "request_timeout", "2s")
+        .text("server", "keep_alive", "2s")
+        .write(dir.path());
+    let (mut child, base) = spawn_gantry(&["--role", "intake"], &config);
+    let address = base.trim_start_matches("http://").to_owned();
+
+    let slow: Vec<_> = (0..SLOW_UPLOADS)
+        .map(|_| {
+            let address = address.clone();
+            tokio::spawn(async move { slow_upload(&address).await })
+        })
+        .collect();
+    let idle: Vec<_> = (0..IDLE)
+        .map(|_| {
+            let address = address.clone();
+            tokio::spawn(async move { idle_keep_alive(&address).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // During the attack, a real delivery is taken at once and kept.
+    let app = TestApp::attach(base.clone());
+    let sent = Instant::now();
+    let response = github("push", &fixture("github/push/goscm__push.json"))
+        .post(&app.client, &base)
+        .await;
+    let took = sent.elapsed();
+    assert_eq!(response.status().as_u16(), 202);
+    assert!(took < Duration::from_secs(1), "the delivery took {took:?}");
+    let run_id = response.json::<serde_json::Value>().await.unwrap()["run_id"]
+        .as_i64()
+        .unwrap();
+
+    let mut slow_ends = Vec::new();
+    for task in slow {
+        slow_ends.push(task.await.unwrap());
+    }
+    let mut idle_ends = Vec::new();
+    for task in idle {
+        idle_ends.push(task.await.unwrap());
+    }
+    let timed_out = slow_ends.iter().filter(|e| **e == Ended::TimedOut).count();
+    assert!(
+        slow_ends.iter().all(|e| *e != Ended::Open),
+        "slow uploads left open: {}",
+        slow_ends.iter().filter(|e| **e == Ended::Open).count()
+    );
+    assert_eq!(timed_out, SLOW_UPLOADS, "{slow_ends:?}");
+    assert!(
+        idle_ends.iter().all(|e| *e == Ended::Closed),
+        "{idle_ends:?}"
+    );
+
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert_eq!(
+        sample("gantry_http_requests_timed_out_total"),
+        SLOW_UPLOADS as f64
+    );
+    assert!(sample("gantry_http_connections_total") >= (SLOW_UPLOADS + IDLE) as f64);
+    assert!(sample("gantry_http_connections_open") < 10.0, "{metrics}");
+
+    // Kept: the run is in the store after a kill and a restart.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut child, base) = spawn_gantry(&["--role", "intake"], &config);
+    let (status, run) = TestApp::attach(base)
+        .get_json(&format!("/api/runs/{run_id}"))
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["state"], "queued");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
