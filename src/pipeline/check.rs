@@ -9,8 +9,8 @@ use serde_saphyr::Spanned;
 use super::file::{BumpModeFile, OneOrMany, PipelineFile, Scalar, StageFile, TriggersFile};
 use super::vars::{self, BUILTIN_VARS, IMAGE_VARS};
 use super::{
-    BuildSpec, BumpMode, BumpSpec, Diagnostic, Pattern, Pipeline, PullRequestTrigger, PushTrigger,
-    Stage, StageKind, Triggers, When, nearest,
+    BuildSpec, BumpMode, BumpSpec, Diagnostic, FileSelection, Pattern, Pipeline,
+    PullRequestTrigger, PushTrigger, Stage, StageKind, Triggers, When, nearest,
 };
 use crate::domain::Trigger;
 
@@ -364,7 +364,8 @@ fn check_stage(
         if validate.value.paths.0.is_empty() {
             findings.at(validate, "`validate.paths` lists no files");
         }
-        Some(StageKind::Validate { paths })
+        let exclude = patterns(findings, &validate.value.exclude);
+        Some(StageKind::Validate(FileSelection { paths, exclude }))
     } else if let Some(bump) = &stage.bump {
         let b = &bump.value;
         let mut bump_vars = known.clone();

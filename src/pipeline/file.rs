@@ -101,6 +101,8 @@ pub struct BuildFile {
 #[serde(deny_unknown_fields)]
 pub struct ValidateFile {
     pub paths: OneOrMany,
+    #[serde(default)]
+    pub exclude: OneOrMany,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,7 +134,7 @@ pub struct WhenFile {
 }
 
 /// A list that may be written as one value: `branches: main` or `branches: [main, dev]`.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct OneOrMany(pub Vec<Spanned<String>>);
 
 impl<'de> Deserialize<'de> for OneOrMany {

@@ -118,6 +118,31 @@ impl Pattern {
     }
 }
 
+/// Which files of a checkout a stage reads: those matching any of `paths` and none of
+/// `exclude`, each pattern matched against the path relative to the checkout, `/`-separated.
+#[derive(Debug, Clone, Default)]
+pub struct FileSelection {
+    pub paths: Vec<Pattern>,
+    pub exclude: Vec<Pattern>,
+}
+
+impl FileSelection {
+    pub fn selects(&self, relative: &str) -> bool {
+        self.paths.iter().any(|p| p.matches(relative))
+            && !self.exclude.iter().any(|p| p.matches(relative))
+    }
+}
+
+/// A plain list of patterns selects what any of them matches, excluding nothing.
+impl From<Vec<Pattern>> for FileSelection {
+    fn from(paths: Vec<Pattern>) -> Self {
+        Self {
+            paths,
+            exclude: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Stage {
     pub name: String,
@@ -138,7 +163,7 @@ pub struct Stage {
 pub enum StageKind {
     Run { image: String, script: String },
     Build(BuildSpec),
-    Validate { paths: Vec<Pattern> },
+    Validate(FileSelection),
     Bump(BumpSpec),
 }
 
@@ -147,7 +172,7 @@ impl StageKind {
         match self {
             StageKind::Run { .. } => "run",
             StageKind::Build(_) => "build",
-            StageKind::Validate { .. } => "validate",
+            StageKind::Validate(_) => "validate",
             StageKind::Bump(_) => "bump",
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::matching::EventFacts;
 use super::vars::{self, IMAGE_VARS};
-use super::{BuildSpec, BumpSpec, Diagnostic, Pattern, Pipeline, StageKind};
+use super::{BuildSpec, BumpSpec, Diagnostic, FileSelection, Pipeline, StageKind};
 use crate::domain::{ChangedPaths, GitRef, Secret, Trigger};
 use crate::webhook::{Event, EventKind};
 
@@ -145,9 +145,7 @@ pub enum StageAction {
         script: String,
     },
     Build(BuildAction),
-    Validate {
-        paths: Vec<Pattern>,
-    },
+    Validate(FileSelection),
     /// Its fields expanded, but for `${GANTRY_IMAGE…}` references: they are filled when the
     /// build before the bump has run.
     Bump(BumpSpec),
@@ -241,9 +239,7 @@ impl Pipeline {
                     },
                     push: !run.from_fork && build.push.unwrap_or(!is_pull_request),
                 }),
-                StageKind::Validate { paths } => StageAction::Validate {
-                    paths: paths.clone(),
-                },
+                StageKind::Validate(selection) => StageAction::Validate(selection.clone()),
                 StageKind::Bump(bump) => {
                     if run.from_fork && skipped.is_none() {
                         skipped = Some("pull requests from forks get no bump".into());

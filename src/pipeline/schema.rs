@@ -94,7 +94,7 @@ pub fn json_schema() -> Value {
                         "type": "object",
                         "additionalProperties": false,
                         "required": ["paths"],
-                        "properties": { "paths": string_or_list }
+                        "properties": { "paths": string_or_list, "exclude": string_or_list }
                     },
                     "bump": {
                         "type": "object",

@@ -88,7 +88,7 @@ impl StageContext {
                     self.run_container(stage, image, script, attempts, ready)
                         .await
                 }
-                StageAction::Validate { paths } => self.validate(&stage.name, paths).await,
+                StageAction::Validate(selection) => self.validate(&stage.name, selection).await,
                 StageAction::Build(build) => self.build(stage, build).await,
                 StageAction::Bump(bump) => self.bump(stage, bump).await,
             };

@@ -2,14 +2,14 @@
 //! are `gitops::validate`'s), each finding a line of the stage's log.
 
 use super::stage::{StageContext, StageEnd};
-use crate::pipeline::Pattern;
+use crate::pipeline::FileSelection;
 
 impl StageContext {
-    pub(super) async fn validate(&self, stage: &str, paths: &[Pattern]) -> StageEnd {
+    pub(super) async fn validate(&self, stage: &str, selection: &FileSelection) -> StageEnd {
         let root = self.checkout.clone();
-        let patterns = paths.to_vec();
+        let selected = selection.clone();
         let report = tokio::task::spawn_blocking(move || {
-            crate::gitops::validate::check_tree(&root, &patterns)
+            crate::gitops::validate::check_tree(&root, &selected)
         })
         .await;
         let report = match report {
@@ -20,8 +20,9 @@ impl StageContext {
         for finding in &report.findings {
             self.log(stage, &finding.to_string());
         }
+        self.log(stage, &report.summary());
         if report.files_checked == 0 {
-            let patterns: Vec<&str> = paths.iter().map(|p| p.text.as_str()).collect();
+            let patterns: Vec<&str> = selection.paths.iter().map(|p| p.text.as_str()).collect();
             return StageEnd::failure(format!("no file matches {}", patterns.join(", ")));
         }
         match report.findings.first() {

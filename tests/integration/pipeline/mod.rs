@@ -13,6 +13,7 @@ use crate::support::config::TestConfig;
 use crate::support::deliveries::{self, Delivery};
 
 mod robustness;
+mod validate_corpus;
 mod validate_stage;
 
 const SECRET: &str = "s";

@@ -16,7 +16,7 @@ fn write(root: &Path, files: &[(&str, &str)]) {
 
 fn findings(root: &Path, globs: &[&str]) -> (usize, Vec<String>) {
     let patterns: Vec<Pattern> = globs.iter().map(|g| Pattern::new(g).unwrap()).collect();
-    let report = check_tree(root, &patterns).unwrap();
+    let report = check_tree(root, &patterns.into()).unwrap();
     (
         report.files_checked,
         report.findings.iter().map(ToString::to_string).collect(),

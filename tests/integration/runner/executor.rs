@@ -60,16 +60,20 @@ async fn run_with(
     secrets: BTreeMap<String, Secret>,
     cancel: CancellationToken,
 ) -> (PipelineOutcome, Arc<Recorder>, String) {
-    run_configured(yaml, secrets, cancel, settings()).await
+    run_configured(yaml, &[], secrets, cancel, settings()).await
 }
 
+/// Runs the pipeline `yaml` in a checkout holding it, a README and `files`.
 async fn run_configured(
     yaml: &str,
+    files: &[(&str, &str)],
     secrets: BTreeMap<String, Secret>,
     cancel: CancellationToken,
     settings: RunnerSettings,
 ) -> (PipelineOutcome, Arc<Recorder>, String) {
-    let dir = checkout(&[(".gantry/t.yml", yaml), ("README", "the checkout\n")]);
+    let mut all = vec![(".gantry/t.yml", yaml), ("README", "the checkout\n")];
+    all.extend_from_slice(files);
+    let dir = checkout(&all);
     let pipeline = pipeline::parse(
         ".gantry/t.yml",
         &std::fs::read_to_string(dir.path().join(".gantry/t.yml")).unwrap(),
@@ -265,6 +269,55 @@ async fn the_validate_stage_runs_without_a_container() {
     );
 }
 
+/// `exclude` keeps a folder out of the check, and the stage's log says what the files it
+/// checked were taken for (a chart's templates are not parsed).
+#[tokio::test]
+async fn the_validate_stage_leaves_out_what_is_excluded() {
+    let files = [
+        (
+            "deploy/web.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n",
+        ),
+        (
+            "deploy/chart/Chart.yaml",
+            "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+        ),
+        (
+            "deploy/chart/templates/cm.yaml",
+            "{{- if .Values.on }}\nkind: ConfigMap\n{{- end }}\n",
+        ),
+        ("vendor/broken.yaml", "a: [\n"),
+    ];
+    let stage = |exclude: &str| {
+        format!(
+            "stages:\n  - name: manifests\n    validate: {{paths: ['**/*.yaml'], exclude: [{exclude}]}}\n"
+        )
+    };
+    let run = |yaml: String| async move {
+        let (outcome, recorder, _) = run_configured(
+            &yaml,
+            &files,
+            BTreeMap::new(),
+            CancellationToken::new(),
+            settings(),
+        )
+        .await;
+        (
+            state_of(&outcome, "manifests"),
+            recorder.lines_of("manifests"),
+        )
+    };
+    let (state, lines) = run(stage("'vendor/**'")).await;
+    assert_eq!(state, StageState::Success, "{lines:?}");
+    assert_eq!(
+        lines,
+        ["checked 3 files: 1 cluster objects, 1 Helm charts (1 templates not parsed); 0 findings"]
+    );
+    let (state, lines) = run(stage("'nothing/**'")).await;
+    assert_eq!(state, StageState::Failure);
+    assert_eq!(lines[0], "vendor/broken.yaml:1:4: unclosed bracket '['");
+}
+
 /// A stage printing far more than `runner.max_log_size` keeps the cap's worth of whole lines
 /// from its start and says how many bytes it dropped; its exit code still decides its state;
 /// the secret on the line that crosses the cap is not revealed, not even in part.
@@ -284,7 +337,7 @@ async fn output_beyond_the_log_cap_is_dropped_and_counted() {
         ..settings()
     };
     let (outcome, recorder, label) =
-        run_configured(yaml, secrets, CancellationToken::new(), settings).await;
+        run_configured(yaml, &[], secrets, CancellationToken::new(), settings).await;
     assert_eq!(leftovers(&label).await, 0);
     let (_, loud) = &outcome.stages[0];
     assert_eq!(loud.state, StageState::Failure, "the exit code decides");
