@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Pipeline validation speed: `gantry validate` (release build) on one 500-stage file and on
-# 1,000 small files, timed by hyperfine (installed from Debian if missing, as root).
+# Validation speed. Pipeline files: `gantry validate` (release build) on one 500-stage file and
+# on 1,000 small files, timed by hyperfine (installed from Debian if missing, as root). Config
+# repos: the `validate` stage's check on each repo of the corpus in tests/corpus (median and
+# slowest of RUNS; `benches/validate.rs`, which also takes other folders as arguments).
 #
 #   scripts/bench-validate.sh [RUNS]
 set -euo pipefail
@@ -48,3 +50,8 @@ hyperfine --warmup 3 --runs "$RUNS" -N \
   -n "500-stage file" "target/release/gantry validate $work/big.yml" \
   -n "1000 small files" "target/release/gantry validate $many" 2>&1 \
   | grep -v "^ *$"
+
+echo
+echo "The validate stage on the config-repo corpus (tests/corpus), paths **/*.yaml and **/*.yml, no exclude"
+echo "(the tests exclude example folders and expect the real upstream mistakes: tests/corpus/SOURCES.md):"
+BENCH_RUNS=$RUNS cargo bench --locked -q --bench validate

@@ -78,6 +78,8 @@ pub(super) struct Kustomization {
     pub file: String,
     pub dir: String,
     pub references: Vec<Reference>,
+    /// `kind: Component`: it may only be used under `components:`, and only it may.
+    pub is_component: bool,
     namespace: Option<String>,
     name_prefix: String,
     name_suffix: String,
@@ -123,6 +125,7 @@ impl Kustomization {
             file: file.to_owned(),
             dir: parent(file).to_owned(),
             references: Vec::new(),
+            is_component: false,
             namespace: None,
             name_prefix: String::new(),
             name_suffix: String::new(),
@@ -138,6 +141,7 @@ impl Kustomization {
                 .filter(|text| !text.is_empty())
                 .map(str::to_owned)
         };
+        kustomization.is_component = string("kind").as_deref() == Some("Component");
         kustomization.namespace = string("namespace");
         kustomization.name_prefix = string("namePrefix").unwrap_or_default();
         kustomization.name_suffix = string("nameSuffix").unwrap_or_default();
@@ -420,13 +424,11 @@ fn normalise(path: &Path) -> Option<PathBuf> {
 /// The clashes of one overlay, where `kustomize build` stops: two documents rendered under
 /// one identity, or one document brought in twice (two bases sharing a third). Like
 /// Kustomize, each level is judged as it gathers its resources and again once its own
-/// transformers have run (a `namespace:` can make two objects one).
+/// transformers have run (a `namespace:` can make two objects one). Objects that passed
+/// through an opaque kustomization are not judged after it.
 pub(super) fn duplicates_in_overlay(repo: &mut Repo, overlay: &Kustomization) -> Vec<Diagnostic> {
     let mut rendering = Rendering::default();
     rendering.render(repo, overlay);
-    if rendering.opaque {
-        return Vec::new();
-    }
     rendering.clashes
 }
 
@@ -458,36 +460,47 @@ impl Kustomization {
 struct Rendering {
     /// Folders of the kustomizations being rendered, to stop at a cycle.
     visiting: Vec<String>,
-    opaque: bool,
     clashes: Vec<Diagnostic>,
+}
+
+/// What one kustomization renders, and whether Gantry can vouch for it.
+struct Rendered {
+    objects: Vec<Object>,
+    /// It, or a kustomization below it, does what is not modelled.
+    opaque: bool,
 }
 
 impl Rendering {
     /// The objects `kustomization` renders, its own transformers applied.
-    fn render(&mut self, repo: &mut Repo, kustomization: &Kustomization) -> Vec<Object> {
+    fn render(&mut self, repo: &mut Repo, kustomization: &Kustomization) -> Rendered {
         let mut objects = Vec::new();
-        self.gather(repo, kustomization, &mut objects);
-        self.judge(kustomization, &objects);
+        let inputs_opaque = self.gather(repo, kustomization, &mut objects);
+        if !inputs_opaque {
+            self.judge(kustomization, &objects);
+        }
         kustomization.transform(&mut objects);
-        self.judge(kustomization, &objects);
-        objects
+        let opaque = inputs_opaque || kustomization.opaque.is_some();
+        if !opaque {
+            self.judge(kustomization, &objects);
+        }
+        Rendered { objects, opaque }
     }
 
     /// Adds what `kustomization` brings before its own transformers run: each resource (a
     /// base rendered in its own right), then each component, whose transformers act, as
     /// Kustomize's do, on everything gathered so far. Each object is marked with the entry
-    /// that brought it.
+    /// that brought it. Says whether any of it came through an opaque kustomization.
     fn gather(
         &mut self,
         repo: &mut Repo,
         kustomization: &Kustomization,
         objects: &mut Vec<Object>,
-    ) {
+    ) -> bool {
         if self.visiting.len() >= MAX_DEPTH || self.visiting.contains(&kustomization.dir) {
-            return;
+            return false;
         }
         self.visiting.push(kustomization.dir.clone());
-        self.opaque |= kustomization.opaque.is_some();
+        let mut opaque = false;
         for used_as in [Use::Resource, Use::Component] {
             for (index, reference) in kustomization.references.iter().enumerate() {
                 if reference.used_as != used_as {
@@ -500,21 +513,29 @@ impl Rendering {
                 let mut added = match &base {
                     Some(component) if used_as == Use::Component => {
                         let mut added = Vec::new();
-                        self.gather(repo, component, &mut added);
+                        opaque |= self.gather(repo, component, &mut added);
+                        opaque |= component.opaque.is_some();
                         added
                     }
-                    Some(base) => self.render(repo, base),
+                    Some(base) => {
+                        let rendered = self.render(repo, base);
+                        opaque |= rendered.opaque;
+                        rendered.objects
+                    }
                     None => repo.objects_in(&path).to_vec(),
                 };
                 added.iter_mut().for_each(|object| object.via = index);
                 objects.append(&mut added);
                 if let Some(component) = base.filter(|_| used_as == Use::Component) {
-                    self.judge(kustomization, objects);
+                    if !opaque {
+                        self.judge(kustomization, objects);
+                    }
                     component.transform(objects);
                 }
             }
         }
         self.visiting.pop();
+        opaque
     }
 
     /// Records the clashes among the objects `kustomization` holds at this step.

@@ -327,7 +327,34 @@ impl<'a> Repo<'a> {
 
     fn check_references(&self, kustomization: &Kustomization) -> Vec<Diagnostic> {
         let in_chart = self.chart_roots.contains(&kustomization.dir);
-        kustomization.check_references(self.root, in_chart)
+        let mut findings = kustomization.check_references(self.root, in_chart);
+        for reference in &kustomization.references {
+            let as_component = reference.used_as == Use::Component;
+            if !reference.used_as.holds_objects() {
+                continue;
+            }
+            let kustomize::Target::Local(path) = kustomization.resolve(reference) else {
+                continue;
+            };
+            let Some(target) = self.kustomizations.get(&path) else {
+                continue;
+            };
+            if target.is_component != as_component {
+                let (is, list) = if target.is_component {
+                    ("a Component", "`components:`")
+                } else {
+                    ("not a Component", "`resources:`")
+                };
+                findings.push(Diagnostic::new(
+                    &kustomization.file,
+                    reference.line,
+                    reference.column,
+                    format!("`{}` is {is}: list it under {list}", reference.target),
+                ));
+            }
+        }
+        findings.sort_by_key(|f| (f.line, f.column));
+        findings
     }
 
     /// Whether a working kustomization in `folder` or above decides what of it is applied.

@@ -142,3 +142,271 @@ fn an_alias_bomb_is_refused_fast() {
         "{found:?}"
     );
 }
+
+fn report(root: &Path, globs: &[&str]) -> gantry::gitops::validate::Report {
+    let patterns: Vec<Pattern> = globs.iter().map(|g| Pattern::new(g).unwrap()).collect();
+    check_tree(root, &patterns.into()).unwrap()
+}
+
+#[test]
+fn a_helm_chart_is_checked_as_a_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("charts/web/Chart.yaml", "apiVersion: v3\nversion: latest\n"),
+            ("charts/web/values.yaml", "image:\n  tag: a\n  tag: b\n"),
+            // Go templates: not YAML, not parsed.
+            (
+                "charts/web/templates/deployment.yaml",
+                "{{- if .Values.on }}\nmetadata:\n  name: {{ .Release.Name }}\n{{- end }}\n",
+            ),
+            ("charts/web/templates/tests/pod.yaml", "kind: [\n"),
+            // Chart-testing values may look like objects: they are values.
+            (
+                "charts/web/ci/daemonset-values.yaml",
+                "kind: DaemonSet\nmetadata: {}\n",
+            ),
+            // A chart's CRDs are installed as written: they are objects.
+            (
+                "charts/web/crds/widgets.yaml",
+                "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  labels: {}\n",
+            ),
+            // No apiVersion: Helm reads a v1 chart, as Helm 2 wrote them.
+            ("charts/old/Chart.yaml", "name: old\nversion: 0.1.0\n"),
+        ],
+    );
+    let report = report(dir.path(), &["**/*.yaml"]);
+    let found: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        found,
+        [
+            "charts/web/Chart.yaml:1:1: chart has no `name`",
+            "charts/web/Chart.yaml:1:13: chart `apiVersion` must be v2 or v1",
+            "charts/web/Chart.yaml:2:10: chart version `latest` is not a SemVer version",
+            "charts/web/crds/widgets.yaml:4:3: CustomResourceDefinition has no `metadata.name`",
+            "charts/web/values.yaml:3:3: duplicate key `tag`",
+        ]
+    );
+    assert_eq!((report.charts, report.templates_skipped), (2, 2));
+}
+
+#[test]
+fn generated_names_and_client_side_configs_are_not_nameless_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            (
+                "hooks/migrate.yaml",
+                "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: migrate-\n  annotations: {argocd.argoproj.io/hook: PreSync}\nspec: {}\n",
+            ),
+            (
+                "ci/kind.yaml",
+                "apiVersion: kind.x-k8s.io/v1alpha4\nkind: Cluster\nnodes: [{role: control-plane}]\n",
+            ),
+            (
+                "ci/istio.yaml",
+                "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec: {profile: minimal}\n",
+            ),
+            (
+                "ci/kubeconfig.yaml",
+                "apiVersion: v1\nkind: Config\nclusters: []\n",
+            ),
+            (
+                "ci/skaffold.yaml",
+                "apiVersion: skaffold/v4beta6\nkind: Config\nmetadata: {}\nbuild: {}\n",
+            ),
+            (
+                "ci/audit.yaml",
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n",
+            ),
+            (
+                "ci/kubelet.yaml",
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n",
+            ),
+            (
+                "ci/flux-plugin.yml",
+                "apiVersion: schema.plugin.fluxcd.io/v1beta1\nkind: Config\n",
+            ),
+            (
+                "ci/package.yaml",
+                "apiVersion: kpt.dev/v1\nkind: Kptfile\nmetadata: {annotations: {}}\n",
+            ),
+            (
+                "ci/prefix.yaml",
+                "apiVersion: builtin\nkind: PrefixSuffixTransformer\nmetadata: {}\nprefix: a-\n",
+            ),
+            ("ci/workflow.yml", "name: ci\non: [push]\njobs: {}\n"),
+            ("ci/values.yaml", "kind: DaemonSet\nreplicas: 2\n"),
+            // A Flux Kustomization is a cluster object, unlike Kustomize's own.
+            (
+                "clusters/apps.yaml",
+                "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  namespace: flux-system\nspec: {}\n",
+            ),
+            (
+                "clusters/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\ndata: {a: b}\n",
+            ),
+            (
+                "clusters/widget.yaml",
+                "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  labels: {}\nspec: {}\n",
+            ),
+        ],
+    );
+    let report = report(dir.path(), &["**/*.yaml", "**/*.yml"]);
+    let found: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        found,
+        [
+            "clusters/apps.yaml:4:3: Kustomization has no `metadata.name`",
+            "clusters/cm.yaml:1:1: ConfigMap has no `metadata.name`",
+            "clusters/widget.yaml:4:3: Widget has no `metadata.name`",
+        ]
+    );
+    assert_eq!(report.client_configs, 9);
+}
+
+const WEB: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n";
+const SHOP: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n";
+
+#[test]
+fn overlays_are_judged_as_kustomize_renders_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("base/web.yaml", WEB),
+            ("base/kustomization.yaml", "resources: [web.yaml]\n"),
+            (
+                "dev/kustomization.yaml",
+                "resources: [../base]\nnamePrefix: dev-\n",
+            ),
+            (
+                "prod/kustomization.yaml",
+                "resources: [../base]\nnamePrefix: prod-\n",
+            ),
+            // Prefixes keep one base's objects apart.
+            ("both/kustomization.yaml", "resources: [../dev, ../prod]\n"),
+            // A file repeating its base's object.
+            (
+                "again/kustomization.yaml",
+                "resources:\n  - ../base\n  - web.yaml\n",
+            ),
+            ("again/web.yaml", WEB),
+            // Two bases sharing a third: Kustomize refuses the object the second time.
+            ("plain/kustomization.yaml", "resources: [../base]\n"),
+            (
+                "diamond/kustomization.yaml",
+                "resources:\n  - ../base\n  - ../plain\n",
+            ),
+            // One app's Namespace deleted by its overlay; the other's kept.
+            ("cart/ns.yaml", SHOP),
+            (
+                "cart/kustomization.yaml",
+                "resources: [ns.yaml]\npatches:\n  - patch: |-\n      apiVersion: v1\n      kind: Namespace\n      metadata:\n        name: shop\n      $patch: delete\n",
+            ),
+            ("shop/ns.yaml", SHOP),
+            ("shop/kustomization.yaml", "resources: [ns.yaml]\n"),
+            (
+                "store/kustomization.yaml",
+                "resources: [../cart, ../shop]\n",
+            ),
+            // A transformer plugin may rename anything: what passes through it is not judged.
+            (
+                "renamed/kustomization.yaml",
+                "resources: [../base]\ntransformers: [suffix.yaml]\n",
+            ),
+            (
+                "renamed/suffix.yaml",
+                "apiVersion: builtin\nkind: PrefixSuffixTransformer\nmetadata: {name: s}\nsuffix: -x\nfieldSpecs: [{path: metadata/name}]\n",
+            ),
+            (
+                "mixed/kustomization.yaml",
+                "resources: [../base, ../renamed]\n",
+            ),
+        ],
+    );
+    let found: Vec<String> = report(dir.path(), &["**/*.yaml"])
+        .findings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "again/web.yaml:4:9: Deployment `web` is already defined at base/web.yaml:4:9 \
+             (both rendered by again/kustomization.yaml)",
+            "diamond/kustomization.yaml:3:5: `../plain` brings Deployment `web` \
+             (base/web.yaml:4:9) again, after `../base`; Kustomize refuses an object it \
+             already has",
+        ]
+    );
+}
+
+#[test]
+fn files_a_kustomization_leaves_out_are_not_judged_for_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            // The variant to use instead, kept beside the one in use.
+            ("auth/kustomization.yaml", "resources: [policy.yaml]\n"),
+            ("auth/policy.yaml", WEB),
+            ("auth/policy.cloudflare.yaml", WEB),
+            // Scaffolding patches not enabled yet, below a kustomization.
+            ("auth/patches/a.yaml", WEB),
+            ("auth/patches/b.yaml", WEB),
+            // A plain folder is applied whole: both copies are.
+            ("plain/a.yaml", WEB),
+            ("plain/b.yaml", WEB),
+            // A chart post-rendered by Kustomize names the chart's output.
+            (
+                "chart/Chart.yaml",
+                "apiVersion: v2\nname: c\nversion: 1.0.0\n",
+            ),
+            ("chart/kustomization.yaml", "resources: [all.yaml]\n"),
+        ],
+    );
+    let found: Vec<String> = report(dir.path(), &["**/*.yaml"])
+        .findings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        ["plain/b.yaml:4:9: Deployment `web` is already defined at plain/a.yaml:4:9"]
+    );
+}
+
+#[test]
+fn every_path_a_kustomization_names_must_be_there() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("base/web.yaml", WEB),
+            ("base/kustomization.yaml", "resources: [web.yaml]\n"),
+            ("empty/README.yaml", "a: b\n"),
+            (
+                "app/kustomization.yaml",
+                "resources:\n  - ../base\n  - ../empty\ncomponents:\n  - ../base\npatches:\n  - path: replicas.yaml\nconfigMapGenerator:\n  - name: c\n    files: [app.conf=conf/app.conf]\n    envs: [.env]\n",
+            ),
+        ],
+    );
+    let found: Vec<String> = report(dir.path(), &["**/*.yaml"])
+        .findings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "app/kustomization.yaml:3:5: `../empty` is a directory without a kustomization.yaml",
+            "app/kustomization.yaml:5:5: `../base` is not a Component: list it under `resources:`",
+            "app/kustomization.yaml:7:11: `replicas.yaml` does not exist (looked for app/replicas.yaml)",
+            "app/kustomization.yaml:10:13: `conf/app.conf` does not exist (looked for app/conf/app.conf)",
+            "app/kustomization.yaml:11:12: `.env` does not exist (looked for app/.env)",
+        ]
+    );
+}
