@@ -14,6 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
 use super::Repo;
+use super::checkout::{Checkout, Place};
 use super::document::Node;
 use super::object::{Object, ObjectId};
 use crate::pipeline::Diagnostic;
@@ -24,6 +25,9 @@ pub(super) const KUSTOMIZATION_FILES: &[&str] =
 
 /// Deepest chain of bases followed when rendering an overlay.
 const MAX_DEPTH: usize = 64;
+/// Most objects one kustomization may render before its clashes are no longer judged: far
+/// above real overlays (thousands), far below what bases repeating bases can make.
+const MAX_RENDERED_OBJECTS: usize = 50_000;
 
 /// Kinds Kustomize's `namePrefix`/`nameSuffix` leave alone.
 const UNPREFIXED_KINDS: &[&str] = &["CustomResourceDefinition", "APIService", "Namespace"];
@@ -341,7 +345,7 @@ impl Kustomization {
     /// A kustomization in a Helm chart's folder post-renders the chart (Argo CD's
     /// kustomized-helm plugin runs `helm template . > all.yaml` first): a resource missing
     /// there is the chart's output, not a mistake.
-    pub fn check_references(&self, root: &Path, in_chart: bool) -> Vec<Diagnostic> {
+    pub fn check_references(&self, checkout: &Checkout, in_chart: bool) -> Vec<Diagnostic> {
         let mut findings = Vec::new();
         for reference in &self.references {
             let at = |message: String| {
@@ -356,22 +360,28 @@ impl Kustomization {
                 }
                 Target::Local(resolved) => resolved,
             };
-            let on_disk = root.join(&resolved);
-            if !on_disk.exists() && in_chart && reference.used_as == Use::Resource {
-                continue;
-            } else if !on_disk.exists() {
-                findings.push(at(format!(
+            match checkout.locate(&resolved) {
+                Place::Outside => {
+                    findings.push(at(format!(
+                        "`{target}` points outside the repository (through a symbolic link)"
+                    )));
+                }
+                Place::Missing if in_chart && reference.used_as == Use::Resource => {}
+                Place::Missing => findings.push(at(format!(
                     "`{target}` does not exist (looked for {resolved})"
-                )));
-            } else if reference.used_as.holds_objects()
-                && on_disk.is_dir()
-                && !KUSTOMIZATION_FILES
-                    .iter()
-                    .any(|name| on_disk.join(name).is_file())
-            {
-                findings.push(at(format!(
-                    "`{target}` is a directory without a kustomization.yaml"
-                )));
+                ))),
+                Place::Dir
+                    if reference.used_as.holds_objects()
+                        && !KUSTOMIZATION_FILES
+                            .iter()
+                            .any(|name| checkout.locate(&join(&resolved, name)) == Place::File) =>
+                {
+                    findings.push(at(format!(
+                        "`{target}` is a directory without a kustomization.yaml"
+                    )));
+                }
+                Place::Special => findings.push(at(format!("`{target}` is not a regular file"))),
+                Place::File | Place::Dir => {}
             }
         }
         findings
@@ -400,6 +410,15 @@ fn items<'n>(node: &'n Node, key: &str) -> &'n [Node] {
     node.get(key).map(Node::items).unwrap_or_default()
 }
 
+/// `name` in the folder `dir` (`""` is the root), `/`-separated.
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 /// The folder part of a `/`-separated relative path (`""` at the root).
 pub(super) fn parent(relative: &str) -> &str {
     relative.rsplit_once('/').map_or("", |(dir, _)| dir)
@@ -421,14 +440,17 @@ fn normalise(path: &Path) -> Option<PathBuf> {
     Some(parts.iter().collect())
 }
 
-/// The clashes of one overlay, where `kustomize build` stops: two documents rendered under
+/// The clashes of the overlays, where `kustomize build` stops: two documents rendered under
 /// one identity, or one document brought in twice (two bases sharing a third). Like
 /// Kustomize, each level is judged as it gathers its resources and again once its own
 /// transformers have run (a `namespace:` can make two objects one). Objects that passed
-/// through an opaque kustomization are not judged after it.
-pub(super) fn duplicates_in_overlay(repo: &mut Repo, overlay: &Kustomization) -> Vec<Diagnostic> {
+/// through an opaque kustomization are not judged after it. Each kustomization is rendered
+/// once, however many overlays use it.
+pub(super) fn clashes_in_overlays(repo: &mut Repo, overlays: &[Shared]) -> Vec<Diagnostic> {
     let mut rendering = Rendering::default();
-    rendering.render(repo, overlay);
+    for overlay in overlays {
+        rendering.render(repo, overlay);
+    }
     rendering.clashes
 }
 
@@ -460,6 +482,8 @@ impl Kustomization {
 struct Rendering {
     /// Folders of the kustomizations being rendered, to stop at a cycle.
     visiting: Vec<String>,
+    /// By kustomization file.
+    done: HashMap<String, Rc<Rendered>>,
     clashes: Vec<Diagnostic>,
 }
 
@@ -472,7 +496,10 @@ struct Rendered {
 
 impl Rendering {
     /// The objects `kustomization` renders, its own transformers applied.
-    fn render(&mut self, repo: &mut Repo, kustomization: &Kustomization) -> Rendered {
+    fn render(&mut self, repo: &mut Repo, kustomization: &Kustomization) -> Rc<Rendered> {
+        if let Some(done) = self.done.get(&kustomization.file) {
+            return done.clone();
+        }
         let mut objects = Vec::new();
         let inputs_opaque = self.gather(repo, kustomization, &mut objects);
         if !inputs_opaque {
@@ -483,7 +510,10 @@ impl Rendering {
         if !opaque {
             self.judge(kustomization, &objects);
         }
-        Rendered { objects, opaque }
+        let rendered = Rc::new(Rendered { objects, opaque });
+        self.done
+            .insert(kustomization.file.clone(), rendered.clone());
+        rendered
     }
 
     /// Adds what `kustomization` brings before its own transformers run: each resource (a
@@ -520,12 +550,26 @@ impl Rendering {
                     Some(base) => {
                         let rendered = self.render(repo, base);
                         opaque |= rendered.opaque;
-                        rendered.objects
+                        rendered.objects.clone()
                     }
                     None => repo.objects_in(&path).to_vec(),
                 };
                 added.iter_mut().for_each(|object| object.via = index);
                 objects.append(&mut added);
+                if objects.len() > MAX_RENDERED_OBJECTS {
+                    objects.truncate(MAX_RENDERED_OBJECTS);
+                    self.clashes.push(Diagnostic::new(
+                        &kustomization.file,
+                        reference.line,
+                        reference.column,
+                        format!(
+                            "the overlay renders more than {MAX_RENDERED_OBJECTS} objects here; \
+                             its duplicates are not judged"
+                        ),
+                    ));
+                    self.visiting.pop();
+                    return true;
+                }
                 if let Some(component) = base.filter(|_| used_as == Use::Component) {
                     if !opaque {
                         self.judge(kustomization, objects);

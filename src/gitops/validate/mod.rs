@@ -19,6 +19,7 @@
 //! enabled. A kustomization naming a file that is not there does not vouch for its folder.
 
 mod chart;
+mod checkout;
 mod document;
 mod kustomize;
 mod object;
@@ -30,13 +31,13 @@ use std::rc::Rc;
 use serde_saphyr::{Options, Spanned};
 
 use self::chart::ChartFile;
+use self::checkout::Checkout;
 use self::document::{Head, Node};
 use self::kustomize::{KUSTOMIZATION_FILES, Kustomization, Shared, Use, parent};
 use self::object::{Object, ObjectId};
 use crate::pipeline::{Diagnostic, FileSelection};
 
-/// Largest manifest file checked; bigger ones are reported, not read.
-pub const MAX_MANIFEST_BYTES: u64 = 8 * 1024 * 1024;
+pub use self::checkout::MAX_MANIFEST_BYTES;
 /// Most files one stage checks: a bound on a `paths` glob gone wrong.
 pub const MAX_FILES: usize = 50_000;
 /// YAML limits for manifests: larger than for pipeline files (CRDs are big), still far from
@@ -112,7 +113,7 @@ pub fn check_tree(root: &Path, selection: &FileSelection) -> std::io::Result<Rep
             report.templates_skipped += 1;
             continue;
         }
-        let text = match read_yaml(root, relative) {
+        let text = match repo.checkout.read_yaml(relative) {
             Ok(text) => text,
             Err(finding) => {
                 report.findings.push(finding);
@@ -164,11 +165,9 @@ pub fn check_tree(root: &Path, selection: &FileSelection) -> std::io::Result<Rep
         .iter()
         .map(|f| (f.file.clone(), f.line, f.column))
         .collect();
-    for overlay in &overlays {
-        for finding in kustomize::duplicates_in_overlay(&mut repo, overlay) {
-            if reported.insert((finding.file.clone(), finding.line, finding.column)) {
-                report.findings.push(finding);
-            }
+    for finding in kustomize::clashes_in_overlays(&mut repo, &overlays) {
+        if reported.insert((finding.file.clone(), finding.line, finding.column)) {
+            report.findings.push(finding);
         }
     }
     report
@@ -236,8 +235,8 @@ enum Class {
 
 /// The checkout as the checks see it: its kustomizations, what they use each file for, its
 /// charts, and the objects of each file read so far.
-struct Repo<'a> {
-    root: &'a Path,
+struct Repo {
+    checkout: Checkout,
     /// By folder.
     kustomizations: HashMap<String, Shared>,
     /// Folders whose kustomization names a path that is not there.
@@ -247,10 +246,10 @@ struct Repo<'a> {
     objects: HashMap<String, Rc<[Object]>>,
 }
 
-impl<'a> Repo<'a> {
-    fn new(root: &'a Path, tree: &Tree) -> Self {
+impl Repo {
+    fn new(root: &Path, tree: &Tree) -> Self {
         let mut repo = Repo {
-            root,
+            checkout: Checkout::new(root),
             kustomizations: HashMap::new(),
             broken: HashSet::new(),
             uses: HashMap::new(),
@@ -258,13 +257,13 @@ impl<'a> Repo<'a> {
             objects: HashMap::new(),
         };
         for file in &tree.kustomizations {
-            let Ok(text) = read_yaml(root, file) else {
+            let Ok(text) = repo.checkout.read_yaml(file) else {
                 continue;
             };
             let kustomization = Rc::new(Kustomization::from_documents(
                 file,
                 &parse::<Node>(&text).unwrap_or_default(),
-                &|path| read_yaml(root, path).ok(),
+                &|path| repo.checkout.read_yaml(path).ok(),
             ));
             if !repo.check_references(&kustomization).is_empty() {
                 repo.broken.insert(kustomization.dir.clone());
@@ -327,7 +326,7 @@ impl<'a> Repo<'a> {
 
     fn check_references(&self, kustomization: &Kustomization) -> Vec<Diagnostic> {
         let in_chart = self.chart_roots.contains(&kustomization.dir);
-        let mut findings = kustomization.check_references(self.root, in_chart);
+        let mut findings = kustomization.check_references(&self.checkout, in_chart);
         for reference in &kustomization.references {
             let as_component = reference.used_as == Use::Component;
             if !reference.used_as.holds_objects() {
@@ -384,7 +383,7 @@ impl<'a> Repo<'a> {
             _ => Rc::new(Kustomization::from_documents(
                 relative,
                 &parse::<Node>(text).unwrap_or_default(),
-                &|path| read_yaml(self.root, path).ok(),
+                &|path| self.checkout.read_yaml(path).ok(),
             )),
         }
     }
@@ -395,7 +394,7 @@ impl<'a> Repo<'a> {
         if let Some(objects) = self.objects.get(relative) {
             return objects.clone();
         }
-        let objects: Rc<[Object]> = match read_yaml(self.root, relative) {
+        let objects: Rc<[Object]> = match self.checkout.read_yaml(relative) {
             Ok(text) => {
                 let documents = parse::<Spanned<Head>>(&text).unwrap_or_default();
                 object::judge(relative, &documents).objects.into()
@@ -413,29 +412,4 @@ fn yaml_options() -> Options {
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>, serde_saphyr::Error> {
     serde_saphyr::from_multiple_with_options(text, yaml_options())
-}
-
-/// Reads a file that must be YAML: within the size bound, UTF-8, parsing with no duplicate
-/// key at any depth. Any failure is the file's finding.
-fn read_yaml(root: &Path, relative: &str) -> Result<String, Diagnostic> {
-    let path = root.join(relative);
-    let at_start = |message: String| Diagnostic::new(relative, 1, 1, message);
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.len() > MAX_MANIFEST_BYTES => {
-            return Err(at_start(format!(
-                "file is {} bytes; manifests are checked up to {MAX_MANIFEST_BYTES}",
-                meta.len()
-            )));
-        }
-        Err(err) => return Err(at_start(format!("cannot read file: {err}"))),
-        Ok(_) => {}
-    }
-    let text = match std::fs::read(&path).map(String::from_utf8) {
-        Ok(Ok(text)) => text,
-        Ok(Err(_)) => return Err(at_start("file is not UTF-8".into())),
-        Err(err) => return Err(at_start(format!("cannot read file: {err}"))),
-    };
-    parse::<serde_json::Value>(&text)
-        .map_err(|err| crate::pipeline::diagnostic_from_yaml_error(relative, &err))?;
-    Ok(text)
 }

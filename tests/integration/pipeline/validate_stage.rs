@@ -410,3 +410,97 @@ fn every_path_a_kustomization_names_must_be_there() {
         ]
     );
 }
+
+/// A hostile repo's symbolic links lead nowhere: not to the runner's files (whose content a
+/// finding could quote), not to an endless device.
+#[test]
+fn symbolic_links_out_of_the_checkout_are_not_followed() {
+    let outside = tempfile::tempdir().unwrap();
+    write(
+        outside.path(),
+        &[(
+            "leak.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: s3cret\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: s3cret\n",
+        )],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[(
+            "app/kustomization.yaml",
+            "resources:\n  - leak.yaml\n  - zero.yaml\n  - away/leak.yaml\npatches:\n  - path: zero.yaml\n",
+        )],
+    );
+    let app = dir.path().join("app");
+    std::os::unix::fs::symlink(outside.path().join("leak.yaml"), app.join("leak.yaml")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", app.join("zero.yaml")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), app.join("away")).unwrap();
+    let started = std::time::Instant::now();
+    let report = report(dir.path(), &["**/*.yaml"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let found: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+    let outside = "points outside the repository (through a symbolic link)";
+    assert_eq!(
+        found,
+        [
+            format!("app/kustomization.yaml:2:5: `leak.yaml` {outside}"),
+            format!("app/kustomization.yaml:3:5: `zero.yaml` {outside}"),
+            format!("app/kustomization.yaml:4:5: `away/leak.yaml` {outside}"),
+            format!("app/kustomization.yaml:6:11: `zero.yaml` {outside}"),
+        ]
+    );
+    assert_eq!(report.files_checked, 1, "links are not walked");
+}
+
+/// Bases that each use the next one twice would render 2^30 objects; the check stays bounded.
+#[test]
+fn bases_repeating_bases_do_not_blow_up_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = vec![(
+        "k30/cm.yaml".to_owned(),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n".to_owned(),
+    )];
+    files.push((
+        "k30/kustomization.yaml".into(),
+        "resources: [cm.yaml]\n".into(),
+    ));
+    for level in 0..30 {
+        files.push((
+            format!("k{level}/kustomization.yaml"),
+            format!(
+                "resources:\n  - ../k{next}\n  - ../k{next}\n",
+                next = level + 1
+            ),
+        ));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, text)| (path.as_str(), text.as_str()))
+        .collect();
+    write(dir.path(), &files);
+    let started = std::time::Instant::now();
+    let found: Vec<String> = report(dir.path(), &["**/*.yaml"])
+        .findings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        found.contains(
+            &"k29/kustomization.yaml:3:5: `../k30` brings ConfigMap `c` (k30/cm.yaml:4:9) \
+              again, after `../k30`; Kustomize refuses an object it already has"
+                .to_owned()
+        ),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains("renders more than 50000 objects")),
+        "{found:#?}"
+    );
+}
