@@ -110,10 +110,15 @@ impl Selector {
     fn matches_id(&self, id: &ObjectId) -> bool {
         self.kind.as_ref().is_none_or(|kind| *kind == id.kind)
             && self.name.as_ref().is_none_or(|name| *name == id.name)
-            && self
-                .namespace
-                .as_ref()
-                .is_none_or(|namespace| namespace == id.namespace())
+            && self.namespace.as_ref().is_none_or(|namespace| {
+                // Kustomize's way: none is `default`, and a cluster-scoped object has none.
+                let namespace = if namespace == "default" {
+                    ""
+                } else {
+                    namespace
+                };
+                id.is_cluster_scoped() || namespace == id.in_kustomize_terms().namespace()
+            })
     }
 }
 

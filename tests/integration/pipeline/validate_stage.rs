@@ -312,6 +312,15 @@ fn overlays_are_judged_as_kustomize_renders_them() {
                 "store/kustomization.yaml",
                 "resources: [../cart, ../shop]\n",
             ),
+            // A Namespace has no namespace, whatever the patch says; none means `default`.
+            (
+                "gone/kustomization.yaml",
+                "resources: [../shop, ../base]\npatches:\n  - patch: |-\n      apiVersion: v1\n      kind: Namespace\n      metadata:\n        name: shop\n        namespace: elsewhere\n      $patch: delete\n  - patch: |-\n      apiVersion: apps/v1\n      kind: Deployment\n      metadata:\n        name: web\n        namespace: default\n      $patch: delete\n",
+            ),
+            (
+                "regone/kustomization.yaml",
+                "resources: [../gone, ../shop, ../plain]\n",
+            ),
             // A transformer plugin may rename anything: what passes through it is not judged.
             (
                 "renamed/kustomization.yaml",
