@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
@@ -47,6 +48,7 @@ pub struct Application {
     address: SocketAddr,
     server: Server,
     store: Store,
+    draining: Arc<AtomicBool>,
     scheduler: Option<Arc<Scheduler>>,
     reporter: Option<Reporter>,
 }
@@ -58,7 +60,10 @@ impl Application {
         let store = Store::connect(&settings.store.url).await?;
         let settings = Arc::new(settings);
         let engine = if role.runs_stages() {
-            Some(Engine::connect(&settings.runner.docker_host)?)
+            Some(Engine::connect(
+                &settings.runner.docker_host,
+                settings.runner.docker_tls.as_ref(),
+            )?)
         } else {
             None
         };
@@ -102,11 +107,13 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
+        let draining = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(AppState {
             settings,
             store: store.clone(),
             metrics,
             engine,
+            draining: draining.clone(),
         });
         let takes_webhooks = role.takes_webhooks();
         let server_settings = state.settings.server.clone();
@@ -130,6 +137,8 @@ impl Application {
         .keep_alive(server_settings.keep_alive)
         .client_request_timeout(http::HEADER_TIMEOUT)
         .on_connect(on_connect)
+        // Signals are Gantry's own (`Application::run`): a runner drains before it stops.
+        .disable_signals()
         .listen(listener)
         .context("starting the HTTP server")?
         .run();
@@ -137,6 +146,7 @@ impl Application {
             address,
             server,
             store,
+            draining,
             scheduler,
             reporter,
         })
@@ -151,13 +161,32 @@ impl Application {
         &self.store
     }
 
-    /// Serves (and works the queue) until the process is told to stop.
+    /// Serves (and works the queue) until the process is told to stop. The first SIGTERM
+    /// or SIGINT drains: `/readyz` answers 503, the runner takes nothing new and finishes
+    /// or hands back what it holds, then the server stops; a second signal hands back at
+    /// once.
     pub async fn run(self) -> anyhow::Result<()> {
         tracing::info!(address = %self.address, "gantry listening");
         let shutdown = CancellationToken::new();
-        if let Some(scheduler) = self.scheduler {
-            tokio::spawn(scheduler.run(shutdown.clone()));
-        }
+        let drain = CancellationToken::new();
+        let now = CancellationToken::new();
+        tokio::spawn(watch_signals(drain.clone(), now.clone()));
+        let worker = match self.scheduler {
+            Some(scheduler) => tokio::spawn(scheduler.run(drain.clone(), now)),
+            None => tokio::spawn({
+                let drain = drain.clone();
+                async move { drain.cancelled().await }
+            }),
+        };
+        let server = self.server.handle();
+        let draining = self.draining.clone();
+        tokio::spawn(async move {
+            drain.cancelled().await;
+            draining.store(true, Ordering::SeqCst);
+            // The queue worker returns once drained; then the server stops.
+            let _ = worker.await;
+            server.stop(true).await;
+        });
         tokio::spawn(release_memory(shutdown.clone()));
         if let Some(reporter) = self.reporter {
             tokio::spawn(reporter.run(shutdown.clone()));
@@ -165,6 +194,26 @@ impl Application {
         let result = self.server.await.context("HTTP server failed");
         shutdown.cancel();
         result
+    }
+}
+
+/// Cancels `drain` at the first SIGTERM or SIGINT and `now` at the second.
+async fn watch_signals(drain: CancellationToken, now: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM and SIGINT");
+        return;
+    };
+    for token in [drain, now] {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stop requested");
+        token.cancel();
     }
 }
 

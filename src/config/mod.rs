@@ -39,6 +39,7 @@ const LIST_KEYS: &[&str] = &[
     "gitlab.webhook_tokens",
     "gitlab.signing_tokens",
     "gitea.webhook_secrets",
+    "runner.labels",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +148,27 @@ pub struct RunnerSettings {
     /// many bytes. A stage stuck printing in a loop must not fill the store's disk.
     #[serde(deserialize_with = "required_byte_size")]
     pub max_log_size: u64,
+    /// This runner's name on `/runners` and in run records; the host name by default.
+    pub name: Option<String>,
+    /// What this runner offers; it takes only runs whose pipelines' `runs_on` are all here.
+    pub labels: Vec<String>,
+    /// A runner silent this long is presumed lost and its runs are queued again.
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
+    /// On SIGTERM: how long runs in hand may go on before they are handed back.
+    #[serde(deserialize_with = "duration")]
+    pub drain_timeout: Duration,
+    /// Client certificates for an engine on `tcp://…:2376` started with `--tlsverify`.
+    pub docker_tls: Option<DockerTls>,
+}
+
+/// PEM files for a TLS connection to the Docker engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl RunnerSettings {
@@ -170,6 +192,11 @@ impl Default for RunnerSettings {
             stage_memory: None,
             stage_cpus: None,
             max_log_size: DEFAULT_MAX_LOG_SIZE,
+            name: None,
+            labels: Vec::new(),
+            lease: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10 * 60),
+            docker_tls: None,
         }
     }
 }
@@ -405,6 +432,18 @@ impl Settings {
             return Err(ConfigError::Key {
                 key: "server.max_connections".into(),
                 message: "must be greater than 0".into(),
+            });
+        }
+        for (index, label) in self.runner.labels.iter().enumerate() {
+            crate::domain::check_runner_label(label).map_err(|message| ConfigError::Key {
+                key: format!("runner.labels[{index}]"),
+                message,
+            })?;
+        }
+        if self.runner.lease < Duration::from_secs(2) {
+            return Err(ConfigError::Key {
+                key: "runner.lease".into(),
+                message: "must be at least 2s (runners heartbeat several times per lease)".into(),
             });
         }
         if self.runner.max_parallel_runs == 0 {

@@ -79,3 +79,13 @@ named_enum! {
         Failed = "failed",
     }
 }
+
+named_enum! {
+    /// Where a runner process is: taking runs, finishing what it has before it exits, or
+    /// silent past its lease (its runs are taken back).
+    pub enum RunnerState as "runner state" {
+        Active = "active",
+        Draining = "draining",
+        Lost = "lost",
+    }
+}

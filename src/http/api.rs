@@ -158,6 +158,14 @@ pub async fn list_runs(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "runs": runs })))
 }
 
+/// The runner fleet: each runner's name, labels, capacity, runs in hand, last heartbeat
+/// and state.
+pub async fn list_runners(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let lease = state.settings.runner.lease.as_millis() as i64;
+    let runners = state.store.runners(lease).await.map_err(ApiError::Store)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "runners": runners })))
+}
+
 pub async fn get_run(
     state: web::Data<AppState>,
     id: web::Path<i64>,

@@ -11,7 +11,8 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready: the store answers, and so does the Docker engine where this process runs stages.
+/// Ready: the store answers, and so does the Docker engine where this process runs stages,
+/// and the process is not shutting down.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store_ok = state.store.is_reachable().await;
     let docker = match &state.engine {
@@ -24,11 +25,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Some(Ok(())) => "ok".to_owned(),
         Some(Err(err)) => format!("unreachable: {}", describe(err)),
     };
+    let draining = state.draining.load(std::sync::atomic::Ordering::SeqCst);
     let body = json!({
         "store": if store_ok { "ok" } else { "unreachable" },
         "docker": docker_text,
+        "draining": draining,
     });
-    if store_ok && docker_ok {
+    if store_ok && docker_ok && !draining {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -56,6 +56,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The Docker engine `/readyz` checks; `None` where this process runs nothing.
     pub engine: Option<Engine>,
+    /// Set once the process was told to stop: `/readyz` answers 503 from then on, so load
+    /// balancers stop sending work while runs in hand finish.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Webhook intake and the API: served by the `all` and `intake` roles.
@@ -73,7 +76,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         )
         .route("/api/runs/{id}/events", web::get().to(events::run_events))
         .route("/api/runs/{id}/cancel", web::post().to(api::cancel_run))
-        .route("/api/runs/{id}/rerun", web::post().to(api::rerun_run));
+        .route("/api/runs/{id}/rerun", web::post().to(api::rerun_run))
+        .route("/api/runners", web::get().to(api::list_runners))
+        .route("/runners", web::get().to(pages::runners_page));
 }
 
 /// Health and metrics: served by every role.

@@ -14,7 +14,9 @@ use super::ansi;
 use super::api::LOG_PAGE_CHUNKS;
 use super::{AppState, LOG_TAIL_BYTES};
 use crate::domain::{Forge, RepoName, RunState, StageState, Trigger};
-use crate::store::{BumpReport, LogPage, PipelineResult, Run, RunFilter, StatusReport};
+use crate::store::{
+    BumpReport, LogPage, PipelineResult, Run, RunFilter, RunnerRecord, StatusReport,
+};
 
 /// Runs listed on the front page.
 const PAGE_SIZE: u32 = 100;
@@ -158,6 +160,34 @@ pub async fn runs_page(state: web::Data<AppState>, query: web::Query<RunsQuery>)
             .unwrap_or_default(),
     };
     html(StatusCode::OK, page.render())
+}
+
+#[derive(Template)]
+#[template(path = "runners.html")]
+struct RunnersPage {
+    runners: Vec<RunnerRecord>,
+}
+
+/// The runner fleet.
+pub async fn runners_page(state: web::Data<AppState>) -> HttpResponse {
+    let lease = state.settings.runner.lease.as_millis() as i64;
+    match state.store.runners(lease).await {
+        Ok(runners) => html(
+            StatusCode::OK,
+            RunnersPage {
+                runners: runners
+                    .into_iter()
+                    .map(|mut runner| {
+                        runner.last_heartbeat = short_time(&runner.last_heartbeat);
+                        runner.started_at = short_time(&runner.started_at);
+                        runner
+                    })
+                    .collect(),
+            }
+            .render(),
+        ),
+        Err(err) => unavailable(err),
+    }
 }
 
 pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> HttpResponse {

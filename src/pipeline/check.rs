@@ -12,7 +12,7 @@ use super::{
     BuildSpec, BumpMode, BumpSpec, Diagnostic, FileSelection, Pattern, Pipeline,
     PullRequestTrigger, PushTrigger, Stage, StageKind, Triggers, When, nearest,
 };
-use crate::domain::Trigger;
+use crate::domain::{MAX_LABELS, Trigger, check_runner_label};
 
 /// Most stages in one pipeline: far above real use, low enough to keep checking cheap.
 pub const MAX_STAGES: usize = 1000;
@@ -41,6 +41,30 @@ impl Findings<'_> {
     }
 }
 
+/// The labels of `runs_on`, each a valid label, sorted and without repeats.
+fn runs_on(findings: &mut Findings, written: &Spanned<Vec<Spanned<String>>>) -> Vec<String> {
+    if written.value.len() > MAX_LABELS {
+        findings.at(
+            written,
+            format!(
+                "{} labels; `runs_on` takes at most {MAX_LABELS}",
+                written.value.len()
+            ),
+        );
+        return Vec::new();
+    }
+    let mut labels = Vec::with_capacity(written.value.len());
+    for label in &written.value {
+        match check_runner_label(&label.value) {
+            Ok(()) => labels.push(label.value.clone()),
+            Err(message) => findings.at(label, message),
+        }
+    }
+    labels.sort();
+    labels.dedup();
+    labels
+}
+
 pub(super) fn check(file: &str, written: PipelineFile) -> Result<Pipeline, Vec<Diagnostic>> {
     let mut findings = Findings {
         file,
@@ -58,6 +82,11 @@ pub(super) fn check(file: &str, written: PipelineFile) -> Result<Pipeline, Vec<D
         None => Triggers::default_triggers(),
     };
     let env = env_map(&mut findings, &written.env, BUILTIN_VARS);
+    let runs_on = written
+        .runs_on
+        .as_ref()
+        .map(|labels| runs_on(&mut findings, labels))
+        .unwrap_or_default();
     let pipeline_env_names: Vec<&str> = written.env.keys().map(String::as_str).collect();
 
     let stages_written = &written.stages;
@@ -105,6 +134,7 @@ pub(super) fn check(file: &str, written: PipelineFile) -> Result<Pipeline, Vec<D
             file: file.to_owned(),
             triggers,
             env,
+            runs_on,
             stages,
         })
     } else {

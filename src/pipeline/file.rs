@@ -27,6 +27,8 @@ pub struct PipelineFile {
     pub on: Option<Spanned<TriggersFile>>,
     #[serde(default)]
     pub env: BTreeMap<String, Spanned<Scalar>>,
+    /// Labels a runner must have to take the run.
+    pub runs_on: Option<Spanned<Vec<Spanned<String>>>>,
     pub stages: Spanned<Vec<Spanned<StageFile>>>,
 }
 

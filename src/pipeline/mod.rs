@@ -66,6 +66,8 @@ pub struct Pipeline {
     pub file: String,
     pub triggers: Triggers,
     pub env: Vec<(String, String)>,
+    /// Labels a runner must have to take a run of this pipeline (`runs_on`), sorted.
+    pub runs_on: Vec<String>,
     pub stages: Vec<Stage>,
 }
 

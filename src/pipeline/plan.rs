@@ -109,6 +109,8 @@ impl<'a> RunContext<'a> {
 pub struct Plan {
     pub pipeline: String,
     pub file: String,
+    /// Labels the runner must have (`runs_on`).
+    pub runs_on: Vec<String>,
     pub stages: Vec<PlannedStage>,
 }
 
@@ -276,6 +278,7 @@ impl Pipeline {
         Ok(Some(Plan {
             pipeline: self.name.clone(),
             file: self.file.clone(),
+            runs_on: self.runs_on.clone(),
             stages,
         }))
     }

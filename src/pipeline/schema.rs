@@ -54,6 +54,11 @@ pub fn json_schema() -> Value {
                 }
             },
             "env": scalar_map,
+            "runs_on": {
+                "type": "array",
+                "maxItems": 32,
+                "items": { "type": "string", "pattern": "^[A-Za-z0-9._/:=-]{1,64}$" }
+            },
             "stages": {
                 "type": "array",
                 "minItems": 1,

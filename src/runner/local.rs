@@ -138,7 +138,7 @@ pub async fn run(
         );
     }
 
-    let engine = Engine::connect(&settings.docker_host)?;
+    let engine = Engine::connect(&settings.docker_host, settings.docker_tls.as_ref())?;
     engine.ping().await?;
     let executor = Executor::new(engine.clone(), Arc::new(settings)).with_registries(registries);
     let cancel = CancellationToken::new();

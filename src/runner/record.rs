@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::execute::{Observer, StageOutcome};
 use crate::domain::{CommitStatus, StageState, StatusState};
 use crate::forge::{clamp_description, status_context};
-use crate::store::{BumpReport, LogChunk, StageUpdate, Store};
+use crate::store::{BumpReport, Hold, LogChunk, StageUpdate, Store};
 
 /// Output is stored when a stage's buffer reaches this size…
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -64,12 +64,12 @@ impl Recorder {
     /// pipeline. The task ends, having written everything, once the recorder is dropped.
     pub fn start(
         store: Store,
-        run_id: i64,
+        hold: Hold,
         positions: HashMap<(String, String), i64>,
         statuses: Option<StatusTemplate>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write(store, run_id, positions, statuses, receiver));
+        let task = tokio::spawn(write(store, hold, positions, statuses, receiver));
         (Self { sender }, task)
     }
 }
@@ -116,11 +116,12 @@ struct Buffer {
 
 async fn write(
     store: Store,
-    run_id: i64,
+    hold: Hold,
     positions: HashMap<(String, String), i64>,
     statuses: Option<StatusTemplate>,
     mut receiver: mpsc::UnboundedReceiver<Message>,
 ) {
+    let run_id = hold.run_id;
     let mut buffers: HashMap<(String, String), Buffer> = HashMap::new();
     let mut reported_running: HashSet<String> = HashSet::new();
     let mut ticker = tokio::time::interval(CHUNK_INTERVAL);
@@ -129,7 +130,7 @@ async fn write(
             message = receiver.recv() => message,
             _ = ticker.tick() => {
                 for (key, buffer) in buffers.iter_mut() {
-                    flush(&store, run_id, key, buffer).await;
+                    flush(&store, &hold, key, buffer).await;
                 }
                 continue;
             }
@@ -147,7 +148,7 @@ async fn write(
                 buffer.text.push('\n');
                 buffer.lines += 1;
                 if buffer.text.len() >= CHUNK_BYTES {
-                    flush(&store, run_id, &key, buffer).await;
+                    flush(&store, &hold, &key, buffer).await;
                 }
             }
             Message::Bump(report) => {
@@ -163,10 +164,9 @@ async fn write(
             } => {
                 let key = (pipeline, stage);
                 if let Some(buffer) = buffers.get_mut(&key) {
-                    flush(&store, run_id, &key, buffer).await;
+                    flush(&store, &hold, &key, buffer).await;
                 }
                 let update = StageUpdate {
-                    run_id,
                     pipeline: &key.0,
                     stage: &key.1,
                     position: positions.get(&key).copied().unwrap_or(0),
@@ -180,7 +180,7 @@ async fn write(
                         .as_ref()
                         .map_or(0, |o| o.log_dropped.min(i64::MAX as u64) as i64),
                 };
-                if let Err(err) = store.set_stage(&update).await {
+                if let Err(err) = store.set_stage(&hold, &update).await {
                     tracing::error!(run_id, error = %format!("{err:#}"), "recording a stage failed");
                 }
                 if let Some(template) = &statuses
@@ -192,7 +192,7 @@ async fn write(
                         StatusState::Running,
                         &format!("running {}", key.1),
                     );
-                    if let Err(err) = store.queue_status(run_id, &status).await {
+                    if let Err(err) = store.queue_status(&hold, &status).await {
                         tracing::error!(run_id, error = %format!("{err:#}"), "queueing a status failed");
                     }
                 }
@@ -200,16 +200,16 @@ async fn write(
         }
     }
     for (key, buffer) in buffers.iter_mut() {
-        flush(&store, run_id, key, buffer).await;
+        flush(&store, &hold, key, buffer).await;
     }
 }
 
-async fn flush(store: &Store, run_id: i64, key: &(String, String), buffer: &mut Buffer) {
+async fn flush(store: &Store, hold: &Hold, key: &(String, String), buffer: &mut Buffer) {
     if buffer.lines == 0 {
         return;
     }
     let chunk = LogChunk {
-        run_id,
+        run_id: hold.run_id,
         pipeline: key.0.clone(),
         stage: key.1.clone(),
         first_line: buffer.stored + 1,
@@ -218,7 +218,7 @@ async fn flush(store: &Store, run_id: i64, key: &(String, String), buffer: &mut 
     };
     buffer.stored += buffer.lines;
     buffer.lines = 0;
-    if let Err(err) = store.append_log(&chunk).await {
-        tracing::error!(run_id, error = %format!("{err:#}"), "storing output failed");
+    if let Err(err) = store.append_log(hold, &chunk).await {
+        tracing::error!(run_id = hold.run_id, error = %format!("{err:#}"), "storing output failed");
     }
 }

@@ -1,11 +1,14 @@
 //! The server's runner: takes queued runs from the store, at most `runner.max_parallel_runs`
-//! at a time, and carries each from checkout to result. Several replicas can share one
-//! PostgreSQL store; each run is claimed by one of them, which heartbeats while it works.
+//! at a time, and carries each from checkout to result. Runners on several machines share
+//! one PostgreSQL store: each run is claimed by one of them, which heartbeats while it
+//! holds it; every runner, on every poll, takes back the runs of a runner silent past its
+//! lease (`fleet.rs`). A runner drains on SIGTERM: it takes nothing new and finishes or
+//! hands back what it holds.
 
 use crate::metrics::{Metrics, ResultLabels, RunLabels};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,17 +21,15 @@ use super::record::{Recorder, StatusTemplate};
 use crate::config::Settings;
 use crate::domain::{CommitStatus, RunState, StageState, StatusState};
 use crate::forge::{Forges, status_ref};
-use crate::store::{Backend, ClaimedRun, Store};
+use crate::store::{Backend, ClaimedRun, Hold, RunnerIdentity, Store};
 
 mod abandoned;
 mod announce;
+mod fleet;
 
 pub use abandoned::resolve_abandoned_pipelines;
+use fleet::{InHand, Stop};
 
-/// How often a busy runner says it still owns its runs (and looks for cancel requests).
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
-/// A run whose runner has not heartbeated for this long is taken back and queued again.
-pub const LEASE: Duration = Duration::from_secs(60);
 /// How often the queue is looked at when no in-process notification arrives (runs queued
 /// by another replica).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -37,12 +38,24 @@ pub struct Scheduler {
     store: Store,
     executor: Executor,
     settings: Arc<Settings>,
-    runner_id: String,
+    identity: RunnerIdentity,
     /// Where statuses can be reported; forges without a token get none.
     forges: Option<Forges>,
     metrics: Option<Metrics>,
     /// Whether an announcement pass (`announce.rs`) is going on.
     announcing: AtomicBool,
+    /// The runs this process holds, by id, with how to stop each.
+    held: Mutex<HashMap<i64, Arc<InHand>>>,
+    /// Set on the first SIGTERM: nothing new is claimed.
+    draining: AtomicBool,
+}
+
+/// How a run in hand left this runner.
+enum Outcome {
+    /// It ended here, as recorded.
+    Ended(RunState, Option<String>),
+    /// It asks for labels this runner lacks; it went back to the queue for another.
+    NotForThisRunner,
 }
 
 impl Scheduler {
@@ -52,20 +65,31 @@ impl Scheduler {
         settings: Arc<Settings>,
         forges: Option<Forges>,
     ) -> Self {
-        let runner_id = format!(
-            "{}-{}-{}",
-            hostname(),
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let name = settings.runner.name.clone().unwrap_or_else(hostname);
+        let mut labels = settings.runner.labels.clone();
+        labels.sort();
+        labels.dedup();
+        let identity = RunnerIdentity {
+            id: format!(
+                "{name}-{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            name,
+            labels,
+            capacity: settings.runner.max_parallel_runs as i64,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
         Self {
             store,
             executor,
             settings,
-            runner_id,
+            identity,
             forges,
             metrics: None,
             announcing: AtomicBool::new(false),
+            held: Mutex::default(),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -106,7 +130,7 @@ impl Scheduler {
 
     async fn report(
         &self,
-        run_id: i64,
+        hold: &Hold,
         template: Option<&StatusTemplate>,
         pipeline: &str,
         state: StatusState,
@@ -114,110 +138,156 @@ impl Scheduler {
     ) {
         let Some(template) = template else { return };
         let status = template.for_pipeline(pipeline, state, description);
-        if let Err(err) = self.store.queue_status(run_id, &status).await {
-            tracing::error!(run_id, error = %format!("{err:#}"), "queueing a status failed");
+        if let Err(err) = self.store.queue_status(hold, &status).await {
+            tracing::error!(run_id = hold.run_id, error = %format!("{err:#}"), "queueing a status failed");
         }
     }
 
-    /// Takes back what a previous process left: runs it was running are queued again once,
-    /// and containers and volumes of runs nobody runs are removed.
+    /// Joins the fleet and takes back what a previous process left: runs it was running
+    /// are queued again (with SQLite, the only process, all of them), and containers and
+    /// volumes of runs nobody runs are removed.
     pub async fn recover(&self) -> anyhow::Result<()> {
-        let stale_before = crate::store::now_millis() - LEASE.as_millis() as i64;
         // With SQLite there is one process; whatever is `running` at start was interrupted.
         let all_running = self.store.backend() == Backend::Sqlite;
-        let recovered = self
-            .store
-            .recover_interrupted(stale_before, all_running)
+        self.store
+            .register_runner(&self.identity, self.lease_millis(), all_running)
             .await?;
-        if !recovered.is_empty() {
-            tracing::warn!(runs = ?recovered, "took back runs interrupted by a stopped runner");
-        }
-        let running: Vec<String> = self
-            .store
-            .running_run_ids()
-            .await?
-            .into_iter()
-            .map(|id| self.run_label(id))
-            .collect();
-        let prefix = format!("{}-", self.store.installation());
-        let removed = self.executor.engine().reap_except(&prefix, &running).await;
-        if removed > 0 {
-            tracing::info!(
-                removed,
-                "removed containers and volumes left by earlier runs"
-            );
-        }
-        Ok(())
+        self.take_back_lost(all_running).await?;
+        self.reap_leftovers().await
     }
 
-    /// Works the queue until `shutdown` is canceled.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Works the queue until `drain` is canceled, then drains: takes nothing new, lets the
+    /// runs in hand finish for up to `[runner] drain_timeout` (or until `now` is
+    /// canceled), hands back the rest, and leaves the fleet.
+    pub async fn run(self: Arc<Self>, drain: CancellationToken, now: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.settings.runner.max_parallel_runs));
-        loop {
-            if let Err(err) = self.store.supersede_older_runs().await {
-                tracing::error!(error = %format!("{err:#}"), "superseding older runs failed");
-            }
-            if let Err(err) = resolve_abandoned_pipelines(&self.store).await {
-                tracing::error!(error = %format!("{err:#}"), "resolving abandoned pipelines failed");
-            }
-            while let Ok(permit) = slots.clone().try_acquire_owned() {
-                match self.store.claim_run(&self.runner_id).await {
-                    Ok(Some(claimed)) => {
-                        let scheduler = self.clone();
-                        tokio::spawn(async move {
-                            scheduler.execute(claimed).await;
-                            drop(permit);
-                        });
-                    }
-                    Ok(None) => break,
-                    Err(err) => {
-                        tracing::error!(error = %format!("{err:#}"), "claiming a run failed");
-                        break;
-                    }
-                }
-            }
-            if slots.available_permits() == 0 {
-                self.announce_waiting();
-            }
+        let heartbeat = tokio::spawn(self.clone().heartbeat());
+        let mut polls: u64 = 0;
+        while !drain.is_cancelled() {
+            self.poll(&slots, polls).await;
+            polls += 1;
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = drain.cancelled() => {}
                 () = self.store.queued().notified() => {}
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
             }
         }
-    }
-
-    /// The label value (and name part) of everything a run creates on the engine.
-    pub fn run_label(&self, run_id: i64) -> String {
-        format!("{}-{run_id}", self.store.installation())
-    }
-
-    async fn execute(&self, claimed: ClaimedRun) {
-        let run_id = claimed.id;
-        tracing::info!(run_id, repo = %claimed.repo, attempt = claimed.attempts, "run started");
-        let cancel = CancellationToken::new();
-        let heartbeat = tokio::spawn(heartbeat(
-            self.store.clone(),
-            run_id,
-            self.runner_id.clone(),
-            cancel.clone(),
-        ));
-        let (state, description) = match self.execute_pipelines(&claimed, &cancel).await {
-            Ok(result) => result,
-            Err(err) => (RunState::Error, Some(format!("{err:#}"))),
-        };
+        self.drain(&slots, now).await;
         heartbeat.abort();
-        let state = if cancel.is_cancelled() && state != RunState::Success {
-            RunState::Canceled
-        } else {
-            state
+        if let Err(err) = self.store.unregister_runner(&self.identity.id).await {
+            tracing::error!(error = %format!("{err:#}"), "leaving the fleet failed");
+        }
+    }
+
+    /// One look at the queue: runs of lost runners taken back, superseded and abandoned
+    /// runs settled, and as many runs claimed as there are free slots.
+    async fn poll(self: &Arc<Self>, slots: &Arc<Semaphore>, polls: u64) {
+        if let Err(err) = self.take_back_lost(false).await {
+            tracing::error!(error = %format!("{err:#}"), "taking back lost runs failed");
+        }
+        // Leftovers of runs taken back are removed about once per lease.
+        if polls.is_multiple_of(fleet::polls_per_lease(self.lease()))
+            && let Err(err) = self.reap_leftovers().await
+        {
+            tracing::error!(error = %format!("{err:#}"), "removing leftovers failed");
+        }
+        if let Err(err) = self.store.supersede_older_runs().await {
+            tracing::error!(error = %format!("{err:#}"), "superseding older runs failed");
+        }
+        if let Err(err) = resolve_abandoned_pipelines(&self.store).await {
+            tracing::error!(error = %format!("{err:#}"), "resolving abandoned pipelines failed");
+        }
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
+            if self.is_draining() {
+                break;
+            }
+            match self
+                .store
+                .claim_run(&self.identity.id, &self.identity.labels)
+                .await
+            {
+                Ok(Some(claimed)) => {
+                    let in_hand = self.take_in_hand(claimed.id);
+                    let scheduler = self.clone();
+                    tokio::spawn(async move {
+                        scheduler.execute(claimed, in_hand).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "claiming a run failed");
+                    break;
+                }
+            }
+        }
+        if slots.available_permits() == 0 {
+            self.announce_waiting();
+        }
+    }
+
+    async fn execute(&self, claimed: ClaimedRun, in_hand: Arc<InHand>) {
+        let run_id = claimed.id;
+        let hold = Hold {
+            run_id,
+            runner: self.identity.id.clone(),
         };
-        if let Err(err) = self
-            .store
-            .finish_run(run_id, state, description.as_deref())
+        let label = self.store.run_label(run_id, claimed.attempts);
+        tracing::info!(run_id, repo = %claimed.repo, attempt = claimed.attempts, "run started");
+        let outcome = match self
+            .execute_pipelines(&claimed, &hold, &label, &in_hand.cancel)
             .await
         {
-            tracing::error!(run_id, error = %format!("{err:#}"), "recording a run's end failed");
+            Ok(outcome) => outcome,
+            Err(err) => Outcome::Ended(RunState::Error, Some(format!("{err:#}"))),
+        };
+        match (in_hand.stop(), outcome) {
+            (_, Outcome::NotForThisRunner) => {}
+            (Some(Stop::Lost), _) => {
+                let removed = self.executor.engine().reap(Some(&label)).await;
+                tracing::warn!(
+                    run_id,
+                    removed,
+                    "the run was taken back while this runner was silent; stopped it here"
+                );
+            }
+            (Some(Stop::HandBack), _) => self.hand_back(&hold, &label).await,
+            (stop, Outcome::Ended(state, description)) => {
+                let state = if stop == Some(Stop::Canceled) && state != RunState::Success {
+                    RunState::Canceled
+                } else {
+                    state
+                };
+                self.finish(&claimed, &hold, state, description.as_deref())
+                    .await;
+            }
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&run_id);
+    }
+
+    async fn finish(
+        &self,
+        claimed: &ClaimedRun,
+        hold: &Hold,
+        state: RunState,
+        description: Option<&str>,
+    ) {
+        let run_id = hold.run_id;
+        match self.store.finish_run(hold, state, description).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    run_id,
+                    "the run was taken back before it ended here; its end is not recorded"
+                );
+                return;
+            }
+            Err(err) => {
+                tracing::error!(run_id, error = %format!("{err:#}"), "recording a run's end failed");
+            }
         }
         if let Some(metrics) = &self.metrics {
             metrics
@@ -234,11 +304,13 @@ impl Scheduler {
     async fn execute_pipelines(
         &self,
         claimed: &ClaimedRun,
+        hold: &Hold,
+        run_label: &str,
         cancel: &CancellationToken,
-    ) -> anyhow::Result<(RunState, Option<String>)> {
+    ) -> anyhow::Result<Outcome> {
         let prepared = match prepare(&self.settings, self.forges.as_ref(), claimed).await? {
             Ok(prepared) => prepared,
-            Err(Skip(why)) => return Ok((RunState::Skipped, Some(why))),
+            Err(Skip(why)) => return Ok(Outcome::Ended(RunState::Skipped, Some(why))),
         };
         let Prepared {
             repo,
@@ -247,6 +319,12 @@ impl Scheduler {
             verdicts,
         } = prepared;
         let template = self.status_template(claimed);
+        if self
+            .not_for_this_runner(hold, &verdicts, template.as_ref())
+            .await?
+        {
+            return Ok(Outcome::NotForThisRunner);
+        }
         let mut plans = Vec::new();
         let mut states = Vec::new();
         for verdict in verdicts {
@@ -263,11 +341,11 @@ impl Scheduler {
                 } => (name, file, state, description),
             };
             self.store
-                .set_pipeline(claimed.id, &name, &file, state, Some(&description))
+                .set_pipeline(hold, &name, &file, state, Some(&description))
                 .await?;
             if state == StageState::Error {
                 self.report(
-                    claimed.id,
+                    hold,
                     template.as_ref(),
                     &name,
                     StatusState::Error,
@@ -281,16 +359,10 @@ impl Scheduler {
         let mut positions = HashMap::new();
         for plan in &plans {
             self.store
-                .set_pipeline(
-                    claimed.id,
-                    &plan.pipeline,
-                    &plan.file,
-                    StageState::Running,
-                    None,
-                )
+                .set_pipeline(hold, &plan.pipeline, &plan.file, StageState::Running, None)
                 .await?;
             self.report(
-                claimed.id,
+                hold,
                 template.as_ref(),
                 &plan.pipeline,
                 StatusState::Pending,
@@ -300,30 +372,36 @@ impl Scheduler {
             for (position, stage) in plan.stages.iter().enumerate() {
                 positions.insert((plan.pipeline.clone(), stage.name.clone()), position as i64);
                 self.store
-                    .set_stage(&crate::store::StageUpdate {
-                        run_id: claimed.id,
-                        pipeline: &plan.pipeline,
-                        stage: &stage.name,
-                        position: position as i64,
-                        state: StageState::Pending,
-                        exit_code: None,
-                        message: None,
-                        attempts: 0,
-                        started: false,
-                        finished: false,
-                        log_dropped: 0,
-                    })
+                    .set_stage(
+                        hold,
+                        &crate::store::StageUpdate {
+                            pipeline: &plan.pipeline,
+                            stage: &stage.name,
+                            position: position as i64,
+                            state: StageState::Pending,
+                            exit_code: None,
+                            message: None,
+                            attempts: 0,
+                            started: false,
+                            finished: false,
+                            log_dropped: 0,
+                        },
+                    )
                     .await?;
             }
         }
-        let (recorder, writer) =
-            Recorder::start(self.store.clone(), claimed.id, positions, template.clone());
+        let (recorder, writer) = Recorder::start(
+            self.store.clone(),
+            hold.clone(),
+            positions,
+            template.clone(),
+        );
         let observer: Arc<dyn Observer> = Arc::new(recorder);
         let mut tasks = tokio::task::JoinSet::new();
         for plan in plans {
             let job = PipelineJob {
                 plan,
-                run_label: self.run_label(claimed.id),
+                run_label: run_label.to_owned(),
                 checkout: checkout.dir.path().to_owned(),
                 cancel: cancel.clone(),
                 trusted: repo.trusted && !from_fork,
@@ -362,22 +440,16 @@ impl Scheduler {
                 )
             });
             self.store
-                .set_pipeline(
-                    claimed.id,
-                    &name,
-                    &file,
-                    outcome.state,
-                    description.as_deref(),
-                )
+                .set_pipeline(hold, &name, &file, outcome.state, description.as_deref())
                 .await?;
             let (state, text) = final_status(&outcome, description.as_deref());
-            self.report(claimed.id, template.as_ref(), &name, state, &text)
+            self.report(hold, template.as_ref(), &name, state, &text)
                 .await;
             states.push(outcome.state);
         }
         drop(observer);
         let _ = writer.await;
-        Ok((run_state(overall(states)), None))
+        Ok(Outcome::Ended(run_state(overall(states)), None))
     }
 }
 
@@ -404,21 +476,6 @@ fn run_state(state: StageState) -> RunState {
         StageState::Failure => RunState::Failure,
         StageState::Canceled => RunState::Canceled,
         StageState::Error => RunState::Error,
-    }
-}
-
-async fn heartbeat(store: Store, run_id: i64, runner: String, cancel: CancellationToken) {
-    let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
-    loop {
-        ticker.tick().await;
-        match store.heartbeat(run_id, &runner).await {
-            Ok(true) => {
-                tracing::info!(run_id, "cancel requested");
-                cancel.cancel();
-            }
-            Ok(false) => {}
-            Err(err) => tracing::warn!(run_id, error = %format!("{err:#}"), "heartbeat failed"),
-        }
     }
 }
 

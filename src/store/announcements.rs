@@ -101,6 +101,7 @@ impl super::Store {
             upsert_pipeline(
                 &mut *tx,
                 run_id,
+                None,
                 pipeline.pipeline,
                 pipeline.file,
                 pipeline.state,
@@ -109,7 +110,7 @@ impl super::Store {
             .await?;
         }
         for status in statuses {
-            insert_status(&mut *tx, run_id, status).await?;
+            insert_status(&mut *tx, run_id, None, status).await?;
         }
         tx.commit().await.context("committing an announcement")?;
         if !statuses.is_empty() {

@@ -11,6 +11,7 @@ mod intake;
 mod locks;
 mod queue;
 mod results;
+mod runners;
 mod runs;
 mod statuses;
 
@@ -27,8 +28,9 @@ pub use announcements::{AbandonedPipeline, AnnouncedPipeline, Resolution};
 pub use bumps::BumpReport;
 pub use intake::{NewDelivery, Recorded};
 pub use locks::LaneLock;
-pub use queue::{ClaimedRun, MAX_ATTEMPTS};
+pub use queue::{ClaimedRun, Hold, MAX_ATTEMPTS, RUNNER_LOST};
 pub use results::{LogChunk, LogPage, LogTail, PipelineResult, StageResult, StageUpdate};
+pub use runners::{HeldRun, RunnerIdentity, RunnerRecord};
 pub use runs::{Run, RunFilter};
 pub use statuses::{Attempt, ClaimedStatus, StatusReport};
 

@@ -21,6 +21,24 @@ pub struct ClaimedRun {
 /// Claims after which an interrupted run is given up instead of queued again.
 pub const MAX_ATTEMPTS: i64 = 2;
 
+/// What a run's pipelines say when its runner went silent and it was queued again.
+pub const RUNNER_LOST: &str = "runner lost; queued again";
+/// What a run says when it was given up after its runners were lost [`MAX_ATTEMPTS`] times.
+const GIVEN_UP: &str = "runner lost on every attempt; not retried";
+
+/// A run as held by one runner. Every write about the run's progress goes through it and
+/// is dropped once the run is no longer that runner's: taken back while the runner was
+/// silent (a network split, a paused VM) and perhaps running elsewhere now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub run_id: i64,
+    /// The holding runner's process id (`runs.runner`).
+    pub runner: String,
+}
+
+/// Pipeline states a run handed back must not keep.
+const UNFINISHED: &str = "('pending', 'running')";
+
 impl super::Store {
     /// Cancels runs made obsolete by a newer run for the same repo, event kind and ref:
     /// queued ones at once, running ones through a cancel request their runner sees.
@@ -52,26 +70,43 @@ impl super::Store {
         Ok(canceled + requested)
     }
 
-    /// Takes the oldest queued run for `runner`, or `None` when the queue is empty. Safe
-    /// with several runners on one PostgreSQL: each run is claimed once.
-    pub async fn claim_run(&self, runner: &str) -> anyhow::Result<Option<ClaimedRun>> {
+    /// Takes the oldest queued run for `runner` that asks for no label outside `labels`
+    /// (runs not read yet ask for none), or `None` when there is none. Safe with several
+    /// runners on one PostgreSQL: each run is claimed once.
+    pub async fn claim_run(
+        &self,
+        runner: &str,
+        labels: &[String],
+    ) -> anyhow::Result<Option<ClaimedRun>> {
         let lock = match self.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             // SQLite has one writer at a time; the UPDATE is atomic on its own.
             Backend::Sqlite => "",
         };
+        let offered = if labels.is_empty() {
+            String::new()
+        } else {
+            let placeholders: Vec<String> =
+                (0..labels.len()).map(|i| format!("${}", i + 3)).collect();
+            format!(" AND l.label NOT IN ({})", placeholders.join(", "))
+        };
         let now = now_millis();
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE runs SET state = 'running', runner = $1, heartbeat_at = $2, started_at = $2, \
              attempts = attempts + 1, description = NULL \
-             WHERE id = (SELECT id FROM runs WHERE state = 'queued' ORDER BY id LIMIT 1{lock}) \
+             WHERE id = (SELECT id FROM runs WHERE state = 'queued' AND NOT EXISTS \
+             (SELECT 1 FROM run_labels AS l WHERE l.run_id = runs.id{offered}) \
+             ORDER BY id LIMIT 1{lock}) \
              RETURNING id, repo, event, attempts"
-        ))
-        .bind(runner)
-        .bind(now)
-        .fetch_optional(self.pool())
-        .await
-        .context("claiming a queued run")?;
+        );
+        let mut query = sqlx::query(&sql).bind(runner).bind(now);
+        for label in labels {
+            query = query.bind(label);
+        }
+        let row = query
+            .fetch_optional(self.pool())
+            .await
+            .context("claiming a queued run")?;
         let Some(row) = row else { return Ok(None) };
         let event: String = row.try_get(2)?;
         Ok(Some(ClaimedRun {
@@ -82,23 +117,59 @@ impl super::Store {
         }))
     }
 
-    /// Says the run is still owned, and returns whether someone asked to cancel it.
-    pub async fn heartbeat(&self, run_id: i64, runner: &str) -> anyhow::Result<bool> {
-        let row = sqlx::query(
-            "UPDATE runs SET heartbeat_at = $1 WHERE id = $2 AND runner = $3 \
-             RETURNING cancel_requested",
+    /// Gives a held run back to the queue without counting the attempt (a draining runner,
+    /// or one without the labels the run asks for, which are recorded so that only runners
+    /// with them claim it again). Its unfinished pipelines, and the forge where it last
+    /// heard pending or running, say `description`. Returns false when the run was no
+    /// longer held.
+    pub async fn hand_back(
+        &self,
+        hold: &Hold,
+        labels: &[String],
+        description: &str,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.pool().begin().await.context("starting a hand-back")?;
+        let changed = sqlx::query(
+            "UPDATE runs SET state = 'queued', runner = NULL, heartbeat_at = NULL, \
+             started_at = NULL, attempts = attempts - 1, description = $1, cancel_requested = 0 \
+             WHERE id = $2 AND runner = $3 AND state = 'running'",
         )
-        .bind(now_millis())
-        .bind(run_id)
-        .bind(runner)
-        .fetch_optional(self.pool())
+        .bind(description)
+        .bind(hold.run_id)
+        .bind(&hold.runner)
+        .execute(&mut *tx)
         .await
-        .with_context(|| format!("heartbeat of run {run_id}"))?;
-        Ok(match row {
-            Some(row) => row.try_get::<i64, _>(0)? != 0,
-            // The run is no longer ours (requeued after a lost lease): stop working on it.
-            None => true,
-        })
+        .context("handing a run back")?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        for label in labels {
+            sqlx::query(
+                "INSERT INTO run_labels (run_id, label) VALUES ($1, $2) \
+                 ON CONFLICT (run_id, label) DO NOTHING",
+            )
+            .bind(hold.run_id)
+            .bind(label)
+            .execute(&mut *tx)
+            .await
+            .context("recording the labels a run asks for")?;
+        }
+        requeue_pipelines(&mut tx, hold.run_id, description).await?;
+        tx.commit().await.context("committing a hand-back")?;
+        self.statuses_queued().notify_one();
+        self.queued().notify_one();
+        Ok(true)
+    }
+
+    /// The labels a run asks for, as learnt by the first runner that read it.
+    pub async fn run_labels(&self, run_id: i64) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query("SELECT label FROM run_labels WHERE run_id = $1 ORDER BY label")
+            .bind(run_id)
+            .fetch_all(self.pool())
+            .await
+            .context("reading a run's labels")?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
     /// Asks the runner of a queued or running run to cancel it. Returns false when the run
@@ -124,63 +195,131 @@ impl super::Store {
         Ok(queued + running > 0)
     }
 
-    /// Records a run's end.
+    /// Records a run's end. Returns false, having written nothing, when the run was no
+    /// longer held: it was taken back, and ends by its new runner.
     pub async fn finish_run(
         &self,
-        run_id: i64,
+        hold: &Hold,
         state: RunState,
         description: Option<&str>,
-    ) -> anyhow::Result<()> {
-        sqlx::query(
+    ) -> anyhow::Result<bool> {
+        let changed = sqlx::query(
             "UPDATE runs SET state = $1, description = $2, finished_at = $3, runner = NULL \
-             WHERE id = $4",
+             WHERE id = $4 AND runner = $5 AND state = 'running'",
         )
         .bind(state)
         .bind(description)
         .bind(now_millis())
-        .bind(run_id)
+        .bind(hold.run_id)
+        .bind(&hold.runner)
         .execute(self.pool())
         .await
-        .with_context(|| format!("finishing run {run_id}"))?;
-        Ok(())
+        .with_context(|| format!("finishing run {}", hold.run_id))?
+        .rows_affected();
+        Ok(changed > 0)
     }
 
-    /// Runs left `running` by a runner that stopped heartbeating (all of them, with
-    /// `all_running`: the single-node SQLite case at start-up) are queued again, once; a
-    /// run interrupted [`MAX_ATTEMPTS`] times ends as `error`. Returns the ids taken back.
-    pub async fn recover_interrupted(
+    /// Runs whose runner has not heartbeated since `stale_before_millis` (all running
+    /// runs, with `all_running`: the single-node SQLite case at start-up) are queued
+    /// again, their pipelines and statuses saying [`RUNNER_LOST`]; a run lost
+    /// [`MAX_ATTEMPTS`] times ends as `error`. Returns the ids taken back.
+    pub async fn take_back_lost_runs(
         &self,
         stale_before_millis: i64,
         all_running: bool,
     ) -> anyhow::Result<Vec<i64>> {
+        let mut tx = self.pool().begin().await.context("starting a take-back")?;
         let rows = sqlx::query(
             "UPDATE runs SET \
                state = CASE WHEN attempts >= $1 THEN 'error' ELSE 'queued' END, \
-               description = CASE WHEN attempts >= $1 \
-                 THEN 'interrupted twice (the runner stopped); not retried' \
-                 ELSE 'interrupted (the runner stopped); queued again' END, \
+               description = CASE WHEN attempts >= $1 THEN $5 ELSE $6 END, \
                finished_at = CASE WHEN attempts >= $1 THEN $2 ELSE NULL END, \
-               runner = NULL, cancel_requested = 0 \
-             WHERE state = 'running' AND ($3 = 1 OR heartbeat_at < $4) RETURNING id",
+               runner = NULL, heartbeat_at = NULL, cancel_requested = 0 \
+             WHERE state = 'running' AND ($3 = 1 OR heartbeat_at < $4) RETURNING id, state",
         )
         .bind(MAX_ATTEMPTS)
         .bind(now_millis())
         .bind(i64::from(all_running))
         .bind(stale_before_millis)
-        .fetch_all(self.pool())
+        .bind(GIVEN_UP)
+        .bind(RUNNER_LOST)
+        .fetch_all(&mut *tx)
         .await
-        .context("recovering interrupted runs")?;
-        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+        .context("taking back the runs of lost runners")?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get(0)?;
+            if row.try_get::<RunState, _>(1)? == RunState::Queued {
+                requeue_pipelines(&mut tx, id, RUNNER_LOST).await?;
+            }
+            ids.push(id);
+        }
+        tx.commit().await.context("committing a take-back")?;
+        if !ids.is_empty() {
+            self.statuses_queued().notify_one();
+            self.queued().notify_one();
+        }
+        Ok(ids)
     }
 
-    /// Ids of the runs some runner is executing now.
-    pub async fn running_run_ids(&self) -> anyhow::Result<Vec<i64>> {
-        let rows = sqlx::query("SELECT id FROM runs WHERE state = 'running'")
+    /// Labels (`{installation}-{run}.{attempt}`) of the runs some runner is executing now:
+    /// what an engine's leftovers are checked against.
+    pub async fn running_run_labels(&self) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id, attempts FROM runs WHERE state = 'running'")
             .fetch_all(self.pool())
             .await
             .context("listing running runs")?;
-        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+        rows.iter()
+            .map(|row| Ok(self.run_label(row.try_get(0)?, row.try_get(1)?)))
+            .collect()
     }
+
+    /// The label (and name part) of everything an attempt of a run creates on an engine.
+    /// The attempt is part of it, so that removing one attempt's leftovers never touches
+    /// the next attempt's containers on the same engine.
+    pub fn run_label(&self, run_id: i64, attempt: i64) -> String {
+        format!("{}-{run_id}.{attempt}", self.installation())
+    }
+}
+
+/// A run queued again: its unfinished pipelines wait, saying `description`, and so does
+/// the forge wherever it last heard pending or running from this run (unless a newer run
+/// took the context over).
+async fn requeue_pipelines(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: i64,
+    description: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(&format!(
+        "UPDATE run_pipelines SET state = 'pending', description = $1 \
+         WHERE run_id = $2 AND state IN {UNFINISHED}"
+    ))
+    .bind(description)
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await
+    .context("marking a requeued run's pipelines")?;
+    let now = now_millis();
+    sqlx::query(&format!(
+        "INSERT INTO status_updates (run_id, forge, repo, commit_sha, git_ref, context, \
+         state, description, target_url, delivery, next_attempt_at, created_at) \
+         SELECT run_id, forge, repo, commit_sha, git_ref, context, 'pending', $1, target_url, \
+         'waiting', $2, $2 FROM status_updates AS last WHERE last.run_id = $3 \
+         AND last.id = (SELECT MAX(id) FROM status_updates AS mine \
+         WHERE mine.run_id = last.run_id AND mine.context = last.context) \
+         AND last.state IN {UNFINISHED} \
+         AND NOT EXISTS (SELECT 1 FROM status_updates AS other \
+         WHERE other.repo = last.repo AND other.commit_sha = last.commit_sha \
+         AND other.git_ref = last.git_ref AND other.context = last.context \
+         AND other.run_id > last.run_id)"
+    ))
+    .bind(description)
+    .bind(now)
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await
+    .context("queueing a requeued run's statuses")?;
+    Ok(())
 }
 
 impl super::Store {

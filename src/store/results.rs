@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use std::collections::BTreeMap;
 
-use super::{Backend, now_millis};
+use super::{Backend, Hold, now_millis};
 use crate::domain::StageState;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,7 +34,6 @@ pub struct StageResult {
 /// A stage's state change, as the runner reports it.
 #[derive(Debug, Clone)]
 pub struct StageUpdate<'a> {
-    pub run_id: i64,
     pub pipeline: &'a str,
     pub stage: &'a str,
     pub position: i64,
@@ -92,10 +91,12 @@ pub struct LogChunk {
     pub text: String,
 }
 
-/// Records a pipeline's state and why (see [`super::Store::set_pipeline`]).
+/// Records a pipeline's state and why (see [`super::Store::set_pipeline`]); with `hold`,
+/// only while that runner holds the run.
 pub(super) async fn upsert_pipeline<'c, E>(
     executor: E,
     run_id: i64,
+    hold: Option<&str>,
     pipeline: &str,
     file: &str,
     state: StageState,
@@ -104,47 +105,67 @@ pub(super) async fn upsert_pipeline<'c, E>(
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO run_pipelines (run_id, pipeline, file, state, description) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, pipeline) \
+         SELECT $1, $2, $3, $4, $5 WHERE $6 IS NULL OR {HELD} \
+         ON CONFLICT (run_id, pipeline) \
          DO UPDATE SET state = excluded.state, description = excluded.description",
-    )
+        HELD = held("$1", "$6")
+    ))
     .bind(run_id)
     .bind(pipeline)
     .bind(file)
     .bind(state)
     .bind(description)
+    .bind(hold)
     .execute(executor)
     .await
     .with_context(|| format!("recording pipeline {pipeline} of run {run_id}"))?;
     Ok(())
 }
 
+/// The SQL condition that run `run` is held by runner `runner` (both placeholders).
+pub(super) fn held(run: &str, runner: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM runs AS held WHERE held.id = {run} AND held.runner = {runner})")
+}
+
 impl super::Store {
+    /// Records a pipeline's state, while `hold` is still the run's.
     pub async fn set_pipeline(
         &self,
-        run_id: i64,
+        hold: &Hold,
         pipeline: &str,
         file: &str,
         state: StageState,
         description: Option<&str>,
     ) -> anyhow::Result<()> {
-        upsert_pipeline(self.pool(), run_id, pipeline, file, state, description).await
+        upsert_pipeline(
+            self.pool(),
+            hold.run_id,
+            Some(&hold.runner),
+            pipeline,
+            file,
+            state,
+            description,
+        )
+        .await
     }
 
-    pub async fn set_stage(&self, update: &StageUpdate<'_>) -> anyhow::Result<()> {
+    /// Records a stage's state, while `hold` is still the run's.
+    pub async fn set_stage(&self, hold: &Hold, update: &StageUpdate<'_>) -> anyhow::Result<()> {
         let now = now_millis();
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO stages (run_id, pipeline, stage, position, state, exit_code, message, \
              attempts, started_at, finished_at, log_dropped) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE {HELD} \
              ON CONFLICT (run_id, pipeline, stage) DO UPDATE SET state = excluded.state, \
              exit_code = excluded.exit_code, message = excluded.message, \
              attempts = excluded.attempts, \
              started_at = COALESCE(stages.started_at, excluded.started_at), \
              finished_at = excluded.finished_at, log_dropped = excluded.log_dropped",
-        )
-        .bind(update.run_id)
+            HELD = held("$1", "$12")
+        ))
+        .bind(hold.run_id)
         .bind(update.pipeline)
         .bind(update.stage)
         .bind(update.position)
@@ -155,26 +176,30 @@ impl super::Store {
         .bind(update.started.then_some(now))
         .bind(update.finished.then_some(now))
         .bind(update.log_dropped)
+        .bind(&hold.runner)
         .execute(self.pool())
         .await
-        .with_context(|| format!("recording stage {} of run {}", update.stage, update.run_id))?;
+        .with_context(|| format!("recording stage {} of run {}", update.stage, hold.run_id))?;
         Ok(())
     }
 
-    pub async fn append_log(&self, chunk: &LogChunk) -> anyhow::Result<()> {
-        sqlx::query(
+    /// Stores a chunk of output, while `hold` is still the run's.
+    pub async fn append_log(&self, hold: &Hold, chunk: &LogChunk) -> anyhow::Result<()> {
+        sqlx::query(&format!(
             "INSERT INTO log_chunks (run_id, pipeline, stage, first_line, line_count, text) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(chunk.run_id)
+             SELECT $1, $2, $3, $4, $5, $6 WHERE {HELD}",
+            HELD = held("$1", "$7")
+        ))
+        .bind(hold.run_id)
         .bind(&chunk.pipeline)
         .bind(&chunk.stage)
         .bind(chunk.first_line)
         .bind(chunk.line_count)
         .bind(&chunk.text)
+        .bind(&hold.runner)
         .execute(self.pool())
         .await
-        .with_context(|| format!("storing output of run {}", chunk.run_id))?;
+        .with_context(|| format!("storing output of run {}", hold.run_id))?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::now_millis;
+use super::{Hold, now_millis};
 use crate::domain::{CommitStatus, DeliveryState, Forge, StatusState};
 
 /// A queued update the reporter has claimed.
@@ -32,22 +32,25 @@ pub struct StatusReport {
     pub last_error: Option<String>,
 }
 
-/// Inserts a waiting update (see [`super::Store::queue_status`]); returns whether it was.
+/// Inserts a waiting update (see [`super::Store::queue_status`]); with `hold`, only while
+/// that runner holds the run. Returns whether it was inserted.
 pub(super) async fn insert_status<'c, E>(
     executor: E,
     run_id: i64,
+    hold: Option<&str>,
     status: &CommitStatus,
 ) -> anyhow::Result<bool>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query(&format!(
         "INSERT INTO status_updates (run_id, forge, repo, commit_sha, git_ref, context, state, \
          description, target_url, delivery, next_attempt_at, created_at) \
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'waiting', $10, $10 \
          WHERE NOT EXISTS (SELECT 1 FROM status_updates WHERE repo = $3 AND commit_sha = $4 \
-         AND git_ref = $5 AND context = $6 AND run_id > $1)",
-    )
+         AND git_ref = $5 AND context = $6 AND run_id > $1) AND ($11 IS NULL OR {HELD})",
+        HELD = super::results::held("$1", "$11")
+    ))
     .bind(run_id)
     .bind(status.forge)
     .bind(&status.repo)
@@ -58,6 +61,7 @@ where
     .bind(&status.description)
     .bind(&status.target_url)
     .bind(now_millis())
+    .bind(hold)
     .execute(executor)
     .await
     .context("queueing a commit status")?
@@ -86,8 +90,9 @@ impl super::Store {
     /// Queues `status` for delivery, unless a newer run already queued one for the same
     /// commit and context (a rerun, or a push and a pull request on one commit): a later
     /// run's state is never overwritten by an earlier run's.
-    pub async fn queue_status(&self, run_id: i64, status: &CommitStatus) -> anyhow::Result<()> {
-        insert_status(self.pool(), run_id, status).await?;
+    /// Only while `hold` is still the run's.
+    pub async fn queue_status(&self, hold: &Hold, status: &CommitStatus) -> anyhow::Result<()> {
+        insert_status(self.pool(), hold.run_id, Some(&hold.runner), status).await?;
         self.statuses_queued.notify_one();
         Ok(())
     }

@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::PullPolicy;
+use crate::config::{DockerTls, PullPolicy};
 
 /// How long one Engine API call may take before it is abandoned. Long operations (pulls,
 /// builds, log streams) are not single calls and are bounded by their own stage timeouts.
@@ -39,6 +39,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum EngineError {
     #[error("docker_host `{host}`: expected `unix:///path/to/docker.sock` or `tcp://host:port`")]
     Scheme { host: String },
+    #[error("docker_tls for `{host}`: {message}")]
+    Tls { host: String, message: String },
     #[error("docker_host `{host}`")]
     Connect {
         host: String,
@@ -65,18 +67,48 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Prepares a client for `host` (`unix:///path` or `tcp://host:port`). Nothing is
-    /// contacted yet, so Gantry starts even while the engine is down.
-    pub fn connect(host: &str) -> Result<Self, EngineError> {
+    /// Prepares a client for `host` (`unix:///path` or `tcp://host:port`, over TLS with
+    /// client certificates when `tls` is given). Nothing is contacted yet, so Gantry starts
+    /// even while the engine is down; missing or unreadable certificate files are refused
+    /// here.
+    pub fn connect(host: &str, tls: Option<&DockerTls>) -> Result<Self, EngineError> {
         let timeout = ENGINE_CALL_TIMEOUT.as_secs();
-        let docker = if let Some(path) = host.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, timeout, API_DEFAULT_VERSION)
-        } else if host.starts_with("tcp://") || host.starts_with("http://") {
-            Docker::connect_with_http(host, timeout, API_DEFAULT_VERSION)
-        } else {
-            return Err(EngineError::Scheme {
-                host: host.to_owned(),
-            });
+        let docker = match (host, tls) {
+            (host, None) if host.starts_with("unix://") => {
+                Docker::connect_with_unix(&host["unix://".len()..], timeout, API_DEFAULT_VERSION)
+            }
+            (host, None) if host.starts_with("tcp://") || host.starts_with("http://") => {
+                Docker::connect_with_http(host, timeout, API_DEFAULT_VERSION)
+            }
+            (host, Some(tls)) if host.starts_with("tcp://") || host.starts_with("https://") => {
+                for (what, path) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+                    if let Err(err) = std::fs::metadata(path) {
+                        return Err(EngineError::Tls {
+                            host: host.to_owned(),
+                            message: format!("{what} `{}`: {err}", path.display()),
+                        });
+                    }
+                }
+                Docker::connect_with_ssl(
+                    host,
+                    &tls.key,
+                    &tls.cert,
+                    &tls.ca,
+                    timeout,
+                    API_DEFAULT_VERSION,
+                )
+            }
+            (host, Some(_)) => {
+                return Err(EngineError::Tls {
+                    host: host.to_owned(),
+                    message: "TLS needs a `tcp://host:port` engine".into(),
+                });
+            }
+            (host, None) => {
+                return Err(EngineError::Scheme {
+                    host: host.to_owned(),
+                });
+            }
         };
         let docker = docker.map_err(|source| EngineError::Connect {
             host: host.to_owned(),

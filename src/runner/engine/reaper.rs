@@ -105,26 +105,19 @@ impl Engine {
         containers.len() + volumes.len()
     }
 
-    /// Removes the containers and volumes of this installation's runs (labels starting with
-    /// `prefix`) other than `keep`, the runs some runner is executing. Other installations'
-    /// runs and `gantry run`'s are left alone.
-    pub async fn reap_except(&self, prefix: &str, keep: &[String]) -> usize {
+    /// The run labels starting with `prefix` (this installation's) that some container or
+    /// volume on this engine carries. Other installations' and `gantry run`'s are left out.
+    pub async fn runs_present(&self, prefix: &str) -> Vec<String> {
         let (containers, volumes) = self.labelled(RUN_LABEL.to_owned()).await;
         let mut runs: Vec<String> = containers
             .into_iter()
             .chain(volumes)
             .filter_map(|(_, run)| run)
+            .filter(|run| run.starts_with(prefix))
             .collect();
         runs.sort();
         runs.dedup();
-        let mut removed = 0;
-        for run in runs {
-            if !run.starts_with(prefix) || keep.contains(&run) {
-                continue;
-            }
-            removed += self.reap(Some(&run)).await;
-        }
-        removed
+        runs
     }
 
     /// The containers and volumes carrying `label` (`key` or `key=value`), each with its

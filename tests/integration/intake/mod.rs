@@ -6,5 +6,5 @@ mod api;
 mod bad_input;
 mod durability;
 mod fixtures;
-mod helpers;
+pub mod helpers;
 mod store;

@@ -3,7 +3,7 @@
 use gantry::domain::{CommitStatus, Forge, RunState, StageState, StatusState, Trigger};
 use gantry::git::GitAuth;
 use gantry::runner::scheduler::resolve_abandoned_pipelines;
-use gantry::store::{AnnouncedPipeline, NewDelivery, Recorded, RunFilter, Store};
+use gantry::store::{AnnouncedPipeline, Hold, NewDelivery, Recorded, RunFilter, Store};
 
 use crate::gitops::repos::kustomization;
 use crate::intake::helpers::{Backend, fixture, fresh_store_url, signed};
@@ -242,7 +242,7 @@ async fn announcements_and_abandoned_pipelines(backend: Backend) {
     let pending = ci_status(StatusState::Pending, "queued");
 
     assert_eq!(
-        store.claim_run("runner-1").await.unwrap().unwrap().id,
+        store.claim_run("runner-1", &[]).await.unwrap().unwrap().id,
         claimed
     );
     assert!(
@@ -311,7 +311,13 @@ async fn announcements_and_abandoned_pipelines(backend: Backend) {
     // The claimed (older) run ends after the newer one spoke for this commit and context:
     // its status is not queued.
     store
-        .queue_status(claimed, &ci_status(StatusState::Success, "passed"))
+        .queue_status(
+            &Hold {
+                run_id: claimed,
+                runner: "runner-1".into(),
+            },
+            &ci_status(StatusState::Success, "passed"),
+        )
         .await
         .unwrap();
     assert!(store.run_statuses(claimed).await.unwrap().is_empty());

@@ -71,7 +71,7 @@ async fn run_build(
         },
     )]);
     let executor = Executor::new(
-        Engine::connect(&settings.docker_host).unwrap(),
+        Engine::connect(&settings.docker_host, None).unwrap(),
         Arc::new(settings),
     )
     .with_registries(registries);

@@ -82,7 +82,7 @@ async fn run_configured(
     let sha = "a".repeat(40);
     let context = crate::runner::context(1, Trigger::Push, &sha, &secrets);
     let plan = pipeline.plan(&context).unwrap().unwrap();
-    let engine = Engine::connect(&settings.docker_host).unwrap();
+    let engine = Engine::connect(&settings.docker_host, None).unwrap();
     let executor = Executor::new(engine, Arc::new(settings));
     let recorder = Arc::new(Recorder::default());
     let label = format!("test-{}", uuid::Uuid::new_v4().simple());
@@ -111,7 +111,7 @@ async fn run(yaml: &str) -> (PipelineOutcome, Arc<Recorder>) {
 
 /// Containers and volumes still labelled with the run.
 async fn leftovers(label: &str) -> usize {
-    let engine = Engine::connect("unix:///var/run/docker.sock").unwrap();
+    let engine = Engine::connect("unix:///var/run/docker.sock", None).unwrap();
     engine.reap(Some(label)).await
 }
 

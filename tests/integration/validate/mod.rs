@@ -234,7 +234,7 @@ const BROKEN: &[(&str, &str, &str)] = &[
     (
         "alias bomb in unknown keys: refused before any expansion",
         "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\nstages: *d\n",
-        "FILE:1:1: unknown key `a`; expected one of name, on, env, stages",
+        "FILE:1:1: unknown key `a`; expected one of name, on, env, runs_on, stages",
     ),
     (
         "too many aliases",
