@@ -3,7 +3,10 @@
 use gantry::domain::{CommitStatus, Forge, RunState, StageState, StatusState, Trigger};
 use gantry::git::GitAuth;
 use gantry::runner::scheduler::resolve_abandoned_pipelines;
-use gantry::store::{AnnouncedPipeline, Hold, NewDelivery, Recorded, RunFilter, Store};
+use gantry::store::{
+    AnnouncedPipeline, Hold, LogChunk, LogPage, NewDelivery, Recorded, RunFilter, StageUpdate,
+    Store,
+};
 
 use crate::gitops::repos::kustomization;
 use crate::intake::helpers::{Backend, fixture, fresh_store_url, signed};
@@ -462,3 +465,162 @@ async fn replicas_sharing_postgres_never_race_each_others_pushes() {
         assert!(outcome.bumped.commit.is_some());
     }
 }
+
+/// A run taken back from a silent runner is no longer that runner's: whatever it writes
+/// later (a stage, output, a status, the run's end) is dropped, and the new holder's
+/// writes land. Labels keep a run from runners that lack them; a hand-back does not count
+/// an attempt.
+async fn writes_of_a_runner_that_lost_its_run_are_dropped(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let id = queue_one(&store).await;
+    let claimed = store.claim_run("silent", &[]).await.unwrap().unwrap();
+    assert_eq!((claimed.id, claimed.attempts), (id, 1));
+    let silent = Hold {
+        run_id: id,
+        runner: "silent".into(),
+    };
+    // The lease ran out: another runner takes the run back and claims it.
+    let taken = store
+        .take_back_lost_runs(gantry::store::now_millis() + 1, false)
+        .await
+        .unwrap();
+    assert_eq!(taken, [id]);
+    let run = store.run(id).await.unwrap().unwrap();
+    assert_eq!(
+        (run.state, run.description.as_deref()),
+        (RunState::Queued, Some("runner lost; queued again"))
+    );
+    assert_eq!(
+        store
+            .claim_run("other", &[])
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        2
+    );
+    let other = Hold {
+        run_id: id,
+        runner: "other".into(),
+    };
+
+    let stage = |state| StageUpdate {
+        pipeline: "ci",
+        stage: "test",
+        position: 0,
+        state,
+        exit_code: None,
+        message: None,
+        attempts: 1,
+        started: true,
+        finished: false,
+        log_dropped: 0,
+    };
+    let chunk = |text: &str| LogChunk {
+        run_id: id,
+        pipeline: "ci".into(),
+        stage: "test".into(),
+        first_line: 1,
+        line_count: 1,
+        text: format!("{text}\n"),
+    };
+    store
+        .set_pipeline(&other, "ci", ".gantry/ci.yml", StageState::Running, None)
+        .await
+        .unwrap();
+    store
+        .set_stage(&other, &stage(StageState::Running))
+        .await
+        .unwrap();
+    store
+        .append_log(&other, &chunk("from the holder"))
+        .await
+        .unwrap();
+    store
+        .set_pipeline(&silent, "ci", ".gantry/ci.yml", StageState::Failure, None)
+        .await
+        .unwrap();
+    store
+        .set_stage(&silent, &stage(StageState::Failure))
+        .await
+        .unwrap();
+    store
+        .append_log(&silent, &chunk("from the silent runner"))
+        .await
+        .unwrap();
+    store
+        .queue_status(&silent, &ci_status(StatusState::Failure, "late"))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .finish_run(&silent, RunState::Failure, None)
+            .await
+            .unwrap()
+    );
+
+    let results = store.pipeline_results(id).await.unwrap();
+    assert_eq!(
+        (results[0].state, results[0].stages[0].state),
+        (StageState::Running, StageState::Running)
+    );
+    let page = LogPage::after(0, 100);
+    let log: Vec<String> = store
+        .log_chunks(id, &page)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, chunk)| chunk.text)
+        .collect();
+    assert_eq!(log, ["from the holder\n"]);
+    assert!(store.run_statuses(id).await.unwrap().is_empty());
+    assert!(
+        store
+            .finish_run(&other, RunState::Success, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.run(id).await.unwrap().unwrap().state,
+        RunState::Success
+    );
+
+    // Labels: a run that asks for `big` goes only to a runner offering it.
+    let big = queue_one(&store).await;
+    let small = store.claim_run("small", &[]).await.unwrap().unwrap();
+    assert_eq!(small.id, big);
+    let small_hold = Hold {
+        run_id: big,
+        runner: "small".into(),
+    };
+    assert!(
+        store
+            .hand_back(
+                &small_hold,
+                &["big".into()],
+                "waiting for a runner with labels big"
+            )
+            .await
+            .unwrap()
+    );
+    assert!(store.claim_run("small", &[]).await.unwrap().is_none());
+    assert!(
+        store
+            .claim_run("small", &["gpu".into()])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let taken = store
+        .claim_run("large", &["big".into(), "gpu".into()])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (taken.id, taken.attempts),
+        (big, 1),
+        "the hand-back was not counted"
+    );
+    assert_eq!(store.run_labels(big).await.unwrap(), ["big"]);
+}
+on_both_backends!(lost_holds, writes_of_a_runner_that_lost_its_run_are_dropped);

@@ -220,19 +220,25 @@ async fn a_runner_resumed_after_its_lease_stops_the_run_it_lost() {
 
     paused.signal("STOP");
     let other = fleet.runner("other", &[]);
-    fleet
-        .intake
-        .wait_for(id, "a second attempt", |run| run["attempts"] == 2)
-        .await;
-    paused.signal("CONT");
-
     let run = fleet.intake.wait_for(id, "an end", finished).await;
     assert_eq!(
         (run["state"].as_str(), run["attempts"].as_i64()),
         (Some("success"), Some(2)),
         "{run:#}"
     );
-    // The resumed runner records nothing more: the run stays as the other runner ended it.
+    assert_eq!(fleet.runner_state("paused").await.as_deref(), Some("lost"));
+
+    // Resumed, the paused runner finds the run is no longer its own: it stops its attempt
+    // and records nothing, so the run stays as the other runner ended it.
+    paused.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while fleet.runner_state("paused").await.as_deref() != Some("active") {
+        assert!(
+            Instant::now() < deadline,
+            "the resumed runner never heartbeated"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     tokio::time::sleep(LEASE).await;
     let again = fleet.intake.run(id).await;
     assert_eq!(
@@ -242,10 +248,6 @@ async fn a_runner_resumed_after_its_lease_stops_the_run_it_lost() {
     assert!(
         containers_of(&first, false).is_empty(),
         "{first} left containers"
-    );
-    assert_eq!(
-        fleet.runner_state("paused").await.as_deref(),
-        Some("active")
     );
     drop(other);
 }
