@@ -89,6 +89,7 @@ impl Engine {
                         });
                     }
                 }
+                crate::forge::install_crypto_provider();
                 Docker::connect_with_ssl(
                     host,
                     &tls.key,
