@@ -48,6 +48,15 @@ pub struct Scheduler {
     held: Mutex<HashMap<i64, Arc<InHand>>>,
     /// Set on the first SIGTERM: nothing new is claimed.
     draining: AtomicBool,
+    /// Woken when a run in hand ends, so its slot is filled at once, not at the next poll.
+    slot_freed: tokio::sync::Notify,
+}
+
+/// When the queue's upkeep last ran.
+#[derive(Default)]
+struct Chores {
+    settled: Option<std::time::Instant>,
+    reaped: Option<std::time::Instant>,
 }
 
 /// How a run in hand left this runner.
@@ -90,6 +99,7 @@ impl Scheduler {
             announcing: AtomicBool::new(false),
             held: Mutex::default(),
             draining: AtomicBool::new(false),
+            slot_freed: tokio::sync::Notify::new(),
         }
     }
 
@@ -162,13 +172,14 @@ impl Scheduler {
     pub async fn run(self: Arc<Self>, drain: CancellationToken, now: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.settings.runner.max_parallel_runs));
         let heartbeat = tokio::spawn(self.clone().heartbeat());
-        let mut polls: u64 = 0;
+        let mut chores = Chores::default();
         while !drain.is_cancelled() {
-            self.poll(&slots, polls).await;
-            polls += 1;
+            self.settle(&mut chores).await;
+            self.claim(&slots).await;
             tokio::select! {
                 () = drain.cancelled() => {}
                 () = self.store.queued().notified() => {}
+                () = self.slot_freed.notified() => {}
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
             }
         }
@@ -179,17 +190,23 @@ impl Scheduler {
         }
     }
 
-    /// One look at the queue: runs of lost runners taken back, superseded and abandoned
-    /// runs settled, and as many runs claimed as there are free slots.
-    async fn poll(self: &Arc<Self>, slots: &Arc<Semaphore>, polls: u64) {
+    /// The queue's upkeep, once per poll interval however often the runner wakes: runs of
+    /// lost runners taken back, superseded and abandoned runs settled, and about once per
+    /// lease what lost attempts left on this engine removed.
+    async fn settle(&self, chores: &mut Chores) {
+        let now = std::time::Instant::now();
+        if chores.settled.is_some_and(|at| now - at < POLL_INTERVAL) {
+            return;
+        }
+        chores.settled = Some(now);
         if let Err(err) = self.take_back_lost(false).await {
             tracing::error!(error = %format!("{err:#}"), "taking back lost runs failed");
         }
-        // Leftovers of runs taken back are removed about once per lease.
-        if polls.is_multiple_of(fleet::polls_per_lease(self.lease()))
-            && let Err(err) = self.reap_leftovers().await
-        {
-            tracing::error!(error = %format!("{err:#}"), "removing leftovers failed");
+        if chores.reaped.is_none_or(|at| now - at >= self.lease()) {
+            chores.reaped = Some(now);
+            if let Err(err) = self.reap_leftovers().await {
+                tracing::error!(error = %format!("{err:#}"), "removing leftovers failed");
+            }
         }
         if let Err(err) = self.store.supersede_older_runs().await {
             tracing::error!(error = %format!("{err:#}"), "superseding older runs failed");
@@ -197,21 +214,29 @@ impl Scheduler {
         if let Err(err) = resolve_abandoned_pipelines(&self.store).await {
             tracing::error!(error = %format!("{err:#}"), "resolving abandoned pipelines failed");
         }
+    }
+
+    /// Claims as many runs as there are free slots.
+    async fn claim(self: &Arc<Self>, slots: &Arc<Semaphore>) {
         while let Ok(permit) = slots.clone().try_acquire_owned() {
             if self.is_draining() {
                 break;
             }
+            let asked = std::time::Instant::now();
             match self
                 .store
                 .claim_run(&self.identity.id, &self.identity.labels)
                 .await
             {
                 Ok(Some(claimed)) => {
+                    // What `scripts/bench-dispatch.sh` reads from the log.
+                    let claim_ms = asked.elapsed().as_secs_f64() * 1000.0;
                     let in_hand = self.take_in_hand(claimed.id);
                     let scheduler = self.clone();
                     tokio::spawn(async move {
-                        scheduler.execute(claimed, in_hand).await;
+                        scheduler.execute(claimed, in_hand, claim_ms).await;
                         drop(permit);
+                        scheduler.slot_freed.notify_one();
                     });
                 }
                 Ok(None) => break,
@@ -226,14 +251,20 @@ impl Scheduler {
         }
     }
 
-    async fn execute(&self, claimed: ClaimedRun, in_hand: Arc<InHand>) {
+    async fn execute(&self, claimed: ClaimedRun, in_hand: Arc<InHand>, claim_ms: f64) {
         let run_id = claimed.id;
         let hold = Hold {
             run_id,
             runner: self.identity.id.clone(),
         };
         let label = self.store.run_label(run_id, claimed.attempts);
-        tracing::info!(run_id, repo = %claimed.repo, attempt = claimed.attempts, "run started");
+        tracing::info!(
+            run_id,
+            repo = %claimed.repo,
+            attempt = claimed.attempts,
+            claim_ms,
+            "run started"
+        );
         let outcome = match self
             .execute_pipelines(&claimed, &hold, &label, &in_hand.cancel)
             .await

@@ -55,11 +55,6 @@ impl InHand {
     }
 }
 
-/// Polls (about one a second) between two removals of leftovers.
-pub(super) fn polls_per_lease(lease: Duration) -> u64 {
-    lease.as_secs().max(1)
-}
-
 impl Scheduler {
     pub(super) fn lease(&self) -> Duration {
         self.settings.runner.lease
