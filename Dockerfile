@@ -1,10 +1,15 @@
 # Gantry in a container: build with the Rust toolchain, run on a slim Debian with git.
-FROM rust:1-bookworm AS build
+# The base images are build arguments, for registries that mirror them under other names:
+#   docker build --build-arg BUILD_IMAGE=mirror/rust:1-bookworm --build-arg RUNTIME_IMAGE=… .
+ARG BUILD_IMAGE=rust:1-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked
 
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates git \
     && rm -rf /var/lib/apt/lists/*

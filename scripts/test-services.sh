@@ -2,13 +2,13 @@
 # Installs and starts what Gantry's tests talk to: a Docker engine, PostgreSQL, and the
 # tools the tests drive (git, Debian's docker-registry, static busybox for test images, an SSH
 # server for git over SSH, headless Chromium and ChromeDriver for the browser test, tmux for
-# the terminal test of `gantry run`).
+# the terminal test of `gantry run`, iproute2 for the bridge of the TLS engine test).
 # Idempotent: what is installed and running is left as it is. Needs root.
 # Prints the environment the tests need as `export` lines on stdout; everything else goes
 # to stderr.
 set -euo pipefail
 
-PACKAGES=(docker.io docker-registry busybox-static postgresql git apache2-utils openssh-server chromium chromium-driver openssl tmux)
+PACKAGES=(docker.io docker-registry busybox-static postgresql git apache2-utils openssh-server chromium chromium-driver openssl tmux iproute2)
 # How long to wait for a daemon to answer after starting it.
 START_TIMEOUT_SECONDS=60
 PG_USER=gantry

@@ -23,3 +23,8 @@ CREATE TABLE run_labels (
 
 -- Runs a lost runner held are found by their heartbeat.
 CREATE INDEX runs_running_by_heartbeat ON runs (heartbeat_at) WHERE state = 'running';
+
+-- Superseding looks, before every claim, for a newer run of the same repo and ref: an index
+-- probe per queued run, not a scan of the repo's newer runs (a deep queue made that
+-- quadratic).
+CREATE INDEX runs_by_ref ON runs (repo, git_ref, id);

@@ -91,6 +91,13 @@ struct TlsEngine {
     child: Child,
     host: String,
     dir: tempfile::TempDir,
+    bridge: String,
+}
+
+/// Runs `ip` with `args`.
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("ip runs");
+    assert!(status.success(), "ip {args:?}");
 }
 
 impl TlsEngine {
@@ -126,6 +133,11 @@ impl TlsEngine {
             .unwrap()
             .port();
         let host = format!("tcp://127.0.0.1:{port}");
+        // A bridge of its own: a second daemon given `--bridge=none`, or the default, would
+        // take down or share the first daemon's `docker0`.
+        let bridge = format!("gtls{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&["addr", "add", "10.213.0.1/24", "dev", &bridge]);
         let child = Command::new("dockerd")
             .args([
                 "--tlsverify",
@@ -138,7 +150,8 @@ impl TlsEngine {
             .arg(format!("--data-root={}", path.join("data").display()))
             .arg(format!("--exec-root={}", path.join("exec").display()))
             .arg(format!("--pidfile={}", path.join("docker.pid").display()))
-            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .arg(format!("--bridge={bridge}"))
+            .args(["--iptables=false", "--ip6tables=false", "--ip-masq=false"])
             .args([
                 "--containerd-namespace=gantry-tls-test",
                 "--containerd-plugins-namespace=gantry-tls-test-plugins",
@@ -148,7 +161,12 @@ impl TlsEngine {
             .stderr(std::fs::File::create(path.join("dockerd.log")).unwrap())
             .spawn()
             .expect("dockerd starts");
-        Self { child, host, dir }
+        Self {
+            child,
+            host,
+            dir,
+            bridge,
+        }
     }
 
     fn tls(&self, ca: &str, client: &str) -> DockerTls {
@@ -176,6 +194,9 @@ impl Drop for TlsEngine {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
     }
 }
 
