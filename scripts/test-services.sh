@@ -2,13 +2,14 @@
 # Installs and starts what Gantry's tests talk to: a Docker engine, PostgreSQL, and the
 # tools the tests drive (git, Debian's docker-registry, static busybox for test images, an SSH
 # server for git over SSH, headless Chromium and ChromeDriver for the browser test, tmux for
-# the terminal test of `gantry run`, iproute2 for the bridge of the TLS engine test).
+# the terminal test of `gantry run`, iproute2 for the bridge of the TLS engine test,
+# debootstrap for the Debian base the image test builds Gantry's runtime stage on).
 # Idempotent: what is installed and running is left as it is. Needs root.
 # Prints the environment the tests need as `export` lines on stdout; everything else goes
 # to stderr.
 set -euo pipefail
 
-PACKAGES=(docker.io docker-registry busybox-static postgresql git apache2-utils openssh-server chromium chromium-driver openssl tmux iproute2)
+PACKAGES=(docker.io docker-registry busybox-static postgresql git apache2-utils openssh-server chromium chromium-driver openssl tmux iproute2 debootstrap)
 # How long to wait for a daemon to answer after starting it.
 START_TIMEOUT_SECONDS=60
 PG_USER=gantry
@@ -54,6 +55,17 @@ if ! docker image inspect "$TEST_IMAGE" >/dev/null 2>&1; then
   rm -rf "$context"
 fi
 
+# A Debian bookworm base for the runtime stage of Gantry's Dockerfile (nothing can be pulled):
+# a minimal root file system made by debootstrap, imported as an image.
+DEBIAN_IMAGE=gantry-test/bookworm:latest
+if ! docker image inspect "$DEBIAN_IMAGE" >/dev/null 2>&1; then
+  log "building $DEBIAN_IMAGE with debootstrap"
+  rootfs=$(mktemp -d)
+  debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >&2
+  tar -C "$rootfs" -c . | docker import - "$DEBIAN_IMAGE" >&2
+  rm -rf "$rootfs"
+fi
+
 cluster=$(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')
 if [[ -z $cluster ]]; then
   log "no PostgreSQL cluster found"
@@ -75,4 +87,5 @@ END \$\$;
 SQL
 
 echo "export GANTRY_TEST_IMAGE=$TEST_IMAGE"
+echo "export GANTRY_TEST_DEBIAN_IMAGE=$DEBIAN_IMAGE"
 echo "export GANTRY_TEST_POSTGRES_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$pg_port/postgres"

@@ -4,6 +4,7 @@
 mod build;
 mod cli;
 mod executor;
+mod image;
 mod tls_engine;
 
 /// The image every test stage runs in.
