@@ -164,27 +164,4 @@ impl super::Store {
             })
             .collect()
     }
-
-    /// Whether a live runner (heard from within `lease_millis`, not draining) offers every
-    /// one of `labels`.
-    pub async fn live_runner_offers(
-        &self,
-        labels: &[String],
-        lease_millis: i64,
-    ) -> anyhow::Result<bool> {
-        let rows =
-            sqlx::query("SELECT labels FROM runners WHERE heartbeat_at >= $1 AND state = $2")
-                .bind(now_millis() - lease_millis)
-                .bind(RunnerState::Active)
-                .fetch_all(self.pool())
-                .await
-                .context("looking for a runner with the labels")?;
-        for row in rows {
-            let offered: Vec<String> = serde_json::from_str(&row.try_get::<String, _>(0)?)?;
-            if labels.iter().all(|label| offered.contains(label)) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
 }

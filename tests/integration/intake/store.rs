@@ -479,6 +479,14 @@ async fn writes_of_a_runner_that_lost_its_run_are_dropped(backend: Backend) {
         run_id: id,
         runner: "silent".into(),
     };
+    store
+        .set_pipeline(&silent, "ci", ".gantry/ci.yml", StageState::Running, None)
+        .await
+        .unwrap();
+    store
+        .queue_status(&silent, &ci_status(StatusState::Running, "running test"))
+        .await
+        .unwrap();
     // The lease ran out: another runner takes the run back and claims it.
     let taken = store
         .take_back_lost_runs(gantry::store::now_millis() + 1, false)
@@ -489,6 +497,20 @@ async fn writes_of_a_runner_that_lost_its_run_are_dropped(backend: Backend) {
     assert_eq!(
         (run.state, run.description.as_deref()),
         (RunState::Queued, Some("runner lost; queued again"))
+    );
+    let lost_status = |statuses: Vec<gantry::store::StatusReport>| {
+        statuses
+            .iter()
+            .map(|s| (s.state, s.description.clone()))
+            .collect::<Vec<_>>()
+    };
+    let said = vec![(StatusState::Pending, "runner lost; queued again".to_owned())];
+    assert_eq!(lost_status(store.run_statuses(id).await.unwrap()), said);
+    assert_eq!(
+        store.pipeline_results(id).await.unwrap()[0]
+            .description
+            .as_deref(),
+        Some("runner lost; queued again")
     );
     assert_eq!(
         store
@@ -573,7 +595,7 @@ async fn writes_of_a_runner_that_lost_its_run_are_dropped(backend: Backend) {
         .map(|(_, chunk)| chunk.text)
         .collect();
     assert_eq!(log, ["from the holder\n"]);
-    assert!(store.run_statuses(id).await.unwrap().is_empty());
+    assert_eq!(lost_status(store.run_statuses(id).await.unwrap()), said);
     assert!(
         store
             .finish_run(&other, RunState::Success, None)

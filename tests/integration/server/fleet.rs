@@ -188,6 +188,16 @@ async fn a_killed_runner_s_runs_are_finished_by_another_runner() {
         "the runs took {took:?} to finish after the kill"
     );
     assert_eq!(fleet.runner_state("lost").await.as_deref(), Some("lost"));
+    let page = reqwest::get(format!("{}/runners", fleet.intake.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(">lost</span>") && page.contains(">other<"),
+        "{page}"
+    );
     let installation = fleet.installation().await;
     for id in runs {
         assert!(
@@ -359,6 +369,27 @@ async fn runs_on_labels_route_a_run_to_a_runner_that_has_them() {
     assert_eq!(
         (run["state"].as_str(), run["attempts"].as_i64()),
         (Some("success"), Some(1)),
+        "{run:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_sigterm_hands_back_at_once() {
+    let fleet =
+        Fleet::start("stages:\n  - name: work\n    image: IMAGE\n    run: sleep 600\n").await;
+    let mut runner = fleet.runner("impatient", &[("drain_timeout", quoted("10m"))]);
+    let id = fleet.push("main").await;
+    fleet.intake.wait_for(id, "a start", running).await;
+
+    runner.signal("TERM");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(runner.child.try_wait().unwrap().is_none(), "it drains");
+    runner.signal("TERM");
+    assert_eq!(runner.exit_code(Duration::from_secs(30)), Some(0));
+    let run = fleet.intake.run(id).await;
+    assert_eq!(
+        (run["state"].as_str(), run["attempts"].as_i64()),
+        (Some("queued"), Some(0)),
         "{run:#}"
     );
 }
