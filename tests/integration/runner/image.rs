@@ -170,16 +170,13 @@ async fn the_image_runs_as_a_runner_and_completes_a_run() {
         .as_i64()
         .unwrap();
 
+    let get = |path: String| {
+        let request = client.get(format!("{intake}{path}"));
+        async move { request.send().await.unwrap() }
+    };
     let deadline = Instant::now() + Duration::from_secs(90);
     let run = loop {
-        let run: Value = client
-            .get(format!("{intake}/api/runs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let run: Value = get(format!("/api/runs/{id}")).await.json().await.unwrap();
         if !matches!(run["state"].as_str(), Some("queued" | "running")) {
             break run;
         }
@@ -196,23 +193,13 @@ async fn the_image_runs_as_a_runner_and_completes_a_run() {
         "{run:#}\n{}",
         docker(&["logs", &name])
     );
-    let log = client
-        .get(format!("{intake}/api/runs/{id}/log"))
-        .send()
+    let log = get(format!("/api/runs/{id}/log"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
     assert!(log.contains("from the image"), "{log}");
-    let runners: Value = client
-        .get(format!("{intake}/api/runners"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runners: Value = get("/api/runners".into()).await.json().await.unwrap();
     assert_eq!(runners["runners"][0]["name"], "in-a-container", "{runners}");
 
     // `docker stop` sends SIGTERM: the runner drains (nothing in hand) and exits 0.

@@ -151,6 +151,34 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Pushes `main` and waits until its first attempt's stage container runs; returns the
+    /// run's id and that attempt's label.
+    async fn stage_running(&self) -> (i64, String) {
+        let id = self.push("main").await;
+        self.intake.wait_for(id, "a start", running).await;
+        let label = format!("{}-{id}.1", self.installation().await);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while containers_of(&label, true).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the stage of {label} never started"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (id, label)
+    }
+}
+
+/// Asserts the run's state and how many attempts counted.
+fn assert_run(run: &Value, state: &str, attempts: i64) {
+    assert_eq!(
+        (run["state"].as_str(), run["attempts"].as_i64()),
+        (Some(state), Some(attempts)),
+        "{run:#}"
+    );
+}
+
 fn running(run: &Value) -> bool {
     run["state"] == "running"
 }
@@ -174,11 +202,7 @@ async fn a_killed_runner_s_runs_are_finished_by_another_runner() {
     let killed = Instant::now();
     for id in runs {
         let run = fleet.intake.wait_for(id, "an end", finished).await;
-        assert_eq!(
-            (run["state"].as_str(), run["attempts"].as_i64()),
-            (Some("success"), Some(2)),
-            "{run:#}"
-        );
+        assert_run(&run, "success", 2);
     }
     // Lease, one poll, then the two 4 s stages one after the other (capacity 1), with room
     // for starting containers.
@@ -215,27 +239,12 @@ async fn a_runner_resumed_after_its_lease_stops_the_run_it_lost() {
     )
     .await;
     let paused = fleet.runner("paused", &[]);
-    let id = fleet.push("main").await;
-    fleet.intake.wait_for(id, "a start", running).await;
-    let installation = fleet.installation().await;
-    let first = format!("{installation}-{id}.1");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while containers_of(&first, true).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the first attempt never started its stage"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (id, first) = fleet.stage_running().await;
 
     paused.signal("STOP");
     let other = fleet.runner("other", &[]);
     let run = fleet.intake.wait_for(id, "an end", finished).await;
-    assert_eq!(
-        (run["state"].as_str(), run["attempts"].as_i64()),
-        (Some("success"), Some(2)),
-        "{run:#}"
-    );
+    assert_run(&run, "success", 2);
     assert_eq!(fleet.runner_state("paused").await.as_deref(), Some("lost"));
 
     // Resumed, the paused runner finds the run is no longer its own: it stops its attempt
@@ -289,11 +298,7 @@ async fn sigterm_drains_a_runner_then_it_exits() {
 
     assert_eq!(runner.exit_code(Duration::from_secs(30)), Some(0));
     let run = fleet.intake.run(id).await;
-    assert_eq!(
-        (run["state"].as_str(), run["attempts"].as_i64()),
-        (Some("success"), Some(1)),
-        "{run:#}"
-    );
+    assert_run(&run, "success", 1);
     assert_eq!(fleet.intake.run(waiting).await["state"], "queued");
     assert_eq!(
         fleet.runner_state("draining").await,
@@ -307,23 +312,12 @@ async fn a_drain_past_its_timeout_hands_the_run_back_uncounted() {
     let fleet =
         Fleet::start("stages:\n  - name: work\n    image: IMAGE\n    run: sleep 600\n").await;
     let mut runner = fleet.runner("short", &[("drain_timeout", quoted("1s"))]);
-    let id = fleet.push("main").await;
-    fleet.intake.wait_for(id, "a start", running).await;
-    let label = format!("{}-{id}.1", fleet.installation().await);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while containers_of(&label, true).is_empty() {
-        assert!(Instant::now() < deadline, "the stage never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (id, label) = fleet.stage_running().await;
 
     runner.signal("TERM");
     assert_eq!(runner.exit_code(Duration::from_secs(30)), Some(0));
     let run = fleet.intake.run(id).await;
-    assert_eq!(
-        (run["state"].as_str(), run["attempts"].as_i64()),
-        (Some("queued"), Some(0)),
-        "{run:#}"
-    );
+    assert_run(&run, "queued", 0);
     assert_eq!(
         run["description"],
         "handed back by runner short (shutting down); queued again"
@@ -366,11 +360,7 @@ async fn runs_on_labels_route_a_run_to_a_runner_that_has_them() {
         &[("labels", "[\"big\", \"linux/amd64\", \"gpu\"]".into())],
     );
     let run = fleet.intake.wait_for(id, "an end", finished).await;
-    assert_eq!(
-        (run["state"].as_str(), run["attempts"].as_i64()),
-        (Some("success"), Some(1)),
-        "{run:#}"
-    );
+    assert_run(&run, "success", 1);
 }
 
 #[tokio::test]
@@ -378,8 +368,7 @@ async fn a_second_sigterm_hands_back_at_once() {
     let fleet =
         Fleet::start("stages:\n  - name: work\n    image: IMAGE\n    run: sleep 600\n").await;
     let mut runner = fleet.runner("impatient", &[("drain_timeout", quoted("10m"))]);
-    let id = fleet.push("main").await;
-    fleet.intake.wait_for(id, "a start", running).await;
+    let (id, _) = fleet.stage_running().await;
 
     runner.signal("TERM");
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -387,9 +376,5 @@ async fn a_second_sigterm_hands_back_at_once() {
     runner.signal("TERM");
     assert_eq!(runner.exit_code(Duration::from_secs(30)), Some(0));
     let run = fleet.intake.run(id).await;
-    assert_eq!(
-        (run["state"].as_str(), run["attempts"].as_i64()),
-        (Some("queued"), Some(0)),
-        "{run:#}"
-    );
+    assert_run(&run, "queued", 0);
 }
