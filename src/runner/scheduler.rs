@@ -191,8 +191,8 @@ impl Scheduler {
     }
 
     /// The queue's upkeep, once per poll interval however often the runner wakes: runs of
-    /// lost runners taken back, abandoned pipelines settled, and about once per lease what
-    /// lost attempts left on this engine removed.
+    /// lost runners taken back, superseded runs canceled, abandoned pipelines settled, and
+    /// about once per lease what lost attempts left on this engine removed.
     async fn settle(&self, chores: &mut Chores) {
         let now = std::time::Instant::now();
         if chores.settled.is_some_and(|at| now - at < POLL_INTERVAL) {
@@ -208,17 +208,17 @@ impl Scheduler {
                 tracing::error!(error = %format!("{err:#}"), "removing leftovers failed");
             }
         }
+        if let Err(err) = self.store.supersede_older_runs().await {
+            tracing::error!(error = %format!("{err:#}"), "superseding older runs failed");
+        }
         if let Err(err) = resolve_abandoned_pipelines(&self.store).await {
             tracing::error!(error = %format!("{err:#}"), "resolving abandoned pipelines failed");
         }
     }
 
-    /// Claims as many runs as there are free slots, once runs made obsolete by newer ones
-    /// are canceled (before the newer ones can be claimed and end).
+    /// Claims as many runs as there are free slots (never one a newer run of its ref
+    /// supersedes; claiming asks older running ones of its ref to cancel).
     async fn claim(self: &Arc<Self>, slots: &Arc<Semaphore>) {
-        if let Err(err) = self.store.supersede_older_runs().await {
-            tracing::error!(error = %format!("{err:#}"), "superseding older runs failed");
-        }
         while let Ok(permit) = slots.clone().try_acquire_owned() {
             if self.is_draining() {
                 break;

@@ -36,6 +36,12 @@ pub struct Hold {
     pub runner: String,
 }
 
+/// Whether a newer queued or running run of the same repo, event kind and ref exists: the
+/// run (`runs`) is superseded.
+const NEWER_EXISTS: &str = "EXISTS (SELECT 1 FROM runs AS newer WHERE newer.repo = runs.repo \
+     AND newer.trigger_kind = runs.trigger_kind AND newer.git_ref = runs.git_ref \
+     AND newer.id > runs.id AND newer.state IN ('queued', 'running'))";
+
 /// Pipeline states a run handed back must not keep.
 const UNFINISHED: &str = "('pending', 'running')";
 
@@ -44,13 +50,10 @@ impl super::Store {
     /// queued ones at once, running ones through a cancel request their runner sees.
     pub async fn supersede_older_runs(&self) -> anyhow::Result<u64> {
         let now = now_millis();
-        let newer_exists = "EXISTS (SELECT 1 FROM runs AS newer WHERE newer.repo = runs.repo \
-             AND newer.trigger_kind = runs.trigger_kind AND newer.git_ref = runs.git_ref \
-             AND newer.id > runs.id AND newer.state IN ('queued', 'running'))";
         let canceled = sqlx::query(&format!(
             "UPDATE runs SET state = $1, finished_at = $2, \
              description = 'superseded by a newer run for the same ref' \
-             WHERE state = 'queued' AND trigger_kind <> 'tag' AND {newer_exists}"
+             WHERE state = 'queued' AND trigger_kind <> 'tag' AND {NEWER_EXISTS}"
         ))
         .bind(RunState::Canceled)
         .bind(now)
@@ -61,7 +64,7 @@ impl super::Store {
         let requested = sqlx::query(&format!(
             "UPDATE runs SET cancel_requested = 1 \
              WHERE state = 'running' AND cancel_requested = 0 AND trigger_kind <> 'tag' \
-             AND {newer_exists}"
+             AND {NEWER_EXISTS}"
         ))
         .execute(self.pool())
         .await
@@ -71,8 +74,9 @@ impl super::Store {
     }
 
     /// Takes the oldest queued run for `runner` that asks for no label outside `labels`
-    /// (runs not read yet ask for none), or `None` when there is none. Safe with several
-    /// runners on one PostgreSQL: each run is claimed once.
+    /// (runs not read yet ask for none) and that no newer run of its ref supersedes, or
+    /// `None` when there is none; older runs of its ref still running are asked to cancel.
+    /// Safe with several runners on one PostgreSQL: each run is claimed once.
     pub async fn claim_run(
         &self,
         runner: &str,
@@ -96,8 +100,9 @@ impl super::Store {
              attempts = attempts + 1, description = NULL \
              WHERE id = (SELECT id FROM runs WHERE state = 'queued' AND NOT EXISTS \
              (SELECT 1 FROM run_labels AS l WHERE l.run_id = runs.id{offered}) \
+             AND (trigger_kind = 'tag' OR NOT {NEWER_EXISTS}) \
              ORDER BY id LIMIT 1{lock}) \
-             RETURNING id, repo, event, attempts"
+             RETURNING id, repo, event, attempts, git_ref, trigger_kind"
         );
         let mut query = sqlx::query(&sql).bind(runner).bind(now);
         for label in labels {
@@ -108,6 +113,24 @@ impl super::Store {
             .await
             .context("claiming a queued run")?;
         let Some(row) = row else { return Ok(None) };
+        let id: i64 = row.try_get(0)?;
+        let trigger: Trigger = row.try_get(5)?;
+        if trigger != Trigger::Tag {
+            // Asked here, not only by the periodic upkeep: the newer run could otherwise
+            // end before an older one of its ref is told to stop.
+            sqlx::query(
+                "UPDATE runs SET cancel_requested = 1 WHERE repo = $1 AND git_ref = $2 \
+                 AND trigger_kind = $3 AND id < $4 AND state = 'running' \
+                 AND cancel_requested = 0",
+            )
+            .bind(row.try_get::<RepoName, _>(1)?)
+            .bind(row.try_get::<String, _>(4)?)
+            .bind(trigger)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .context("asking older runs of the ref to cancel")?;
+        }
         let event: String = row.try_get(2)?;
         Ok(Some(ClaimedRun {
             id: row.try_get(0)?,

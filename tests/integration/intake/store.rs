@@ -235,6 +235,12 @@ fn ci_status(state: StatusState, description: &str) -> CommitStatus {
 async fn announcements_and_abandoned_pipelines(backend: Backend) {
     let (store, _dir) = open(backend).await;
     let claimed = queue_one(&store).await;
+    // Claimed before the newer run of its ref is queued: a queued run that a newer one
+    // supersedes is never claimed.
+    assert_eq!(
+        store.claim_run("runner-1", &[]).await.unwrap().unwrap().id,
+        claimed
+    );
     let waiting = queue_one(&store).await;
     let pipeline = AnnouncedPipeline {
         pipeline: "ci",
@@ -244,10 +250,6 @@ async fn announcements_and_abandoned_pipelines(backend: Backend) {
     };
     let pending = ci_status(StatusState::Pending, "queued");
 
-    assert_eq!(
-        store.claim_run("runner-1", &[]).await.unwrap().unwrap().id,
-        claimed
-    );
     assert!(
         !store
             .announce_run(
@@ -646,3 +648,44 @@ async fn writes_of_a_runner_that_lost_its_run_are_dropped(backend: Backend) {
     assert_eq!(store.run_labels(big).await.unwrap(), ["big"]);
 }
 on_both_backends!(lost_holds, writes_of_a_runner_that_lost_its_run_are_dropped);
+
+/// A queued run that a newer run of its ref supersedes is never claimed, and claiming the
+/// newer run asks the older one still running to cancel, before it can end.
+async fn claims_never_take_a_superseded_run(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let running = queue_one(&store).await;
+    assert_eq!(
+        store.claim_run("a", &[]).await.unwrap().unwrap().id,
+        running
+    );
+    let older = queue_one(&store).await;
+    let newest = queue_one(&store).await;
+    assert_eq!(store.claim_run("b", &[]).await.unwrap().unwrap().id, newest);
+    assert!(store.claim_run("c", &[]).await.unwrap().is_none());
+    let held = store
+        .runner_heartbeat(
+            &gantry::store::RunnerIdentity {
+                id: "a".into(),
+                name: "a".into(),
+                labels: Vec::new(),
+                capacity: 1,
+                version: "test".into(),
+            },
+            gantry::domain::RunnerState::Active,
+            30_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        held.iter()
+            .map(|run| (run.id, run.cancel_requested))
+            .collect::<Vec<_>>(),
+        [(running, true)]
+    );
+    store.supersede_older_runs().await.unwrap();
+    assert_eq!(
+        store.run(older).await.unwrap().unwrap().state,
+        RunState::Canceled
+    );
+}
+on_both_backends!(superseded_claims, claims_never_take_a_superseded_run);
