@@ -113,3 +113,6 @@ sleep 1
 echo "1 s after:       $(usage)"
 sleep 5
 echo "6 s after:       $(usage)"
+sleep 10
+echo "16 s after:      $(usage)"
+curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^gantry_http_(connections_open|requests_timed_out)' | sed 's/^/  /'

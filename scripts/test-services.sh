@@ -86,6 +86,12 @@ DO \$\$ BEGIN
 END \$\$;
 SQL
 
+# Each store test makes a database of its own; drop those earlier runs left (one still in use
+# is kept), so that a long-lived machine does not pile up hundreds of them.
+for db in $(su postgres -c "psql -p $pg_port -Atc \"SELECT datname FROM pg_database WHERE datname ~ '^gantry_(test|bench)_[0-9a-f]+$'\""); do
+  su postgres -c "psql -p $pg_port -qc 'DROP DATABASE $db'" >/dev/null 2>&1 || true
+done
+
 echo "export GANTRY_TEST_IMAGE=$TEST_IMAGE"
 echo "export GANTRY_TEST_DEBIAN_IMAGE=$DEBIAN_IMAGE"
 echo "export GANTRY_TEST_POSTGRES_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$pg_port/postgres"

@@ -212,8 +212,8 @@ async fn watch_signals(drain: CancellationToken, now: CancellationToken) {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        tracing::info!("stop requested");
         token.cancel();
+        tracing::info!("stop requested");
     }
 }
 

@@ -14,6 +14,10 @@ pub fn init(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A closed stderr (a log collector restarted, a parent that went away) must not
+        // take Gantry down: the default reports a failed write with `eprintln!`, which
+        // panics on that same stderr, in whatever task was logging.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match settings.format {
         LogFormat::Human => builder.try_init(),

@@ -51,14 +51,20 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
-/// Removes the container and the image when the test ends, however it ends.
+/// Stops the intake and removes the container and the image when the test ends, however
+/// it ends.
 struct Leftovers {
+    intake: Option<std::process::Child>,
     container: String,
     image: String,
 }
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
+        if let Some(intake) = &mut self.intake {
+            let _ = intake.kill();
+            let _ = intake.wait();
+        }
         let _ = Command::new("docker")
             .args(["rm", "-f", &self.container])
             .output();
@@ -86,7 +92,8 @@ async fn the_image_runs_as_a_runner_and_completes_a_run() {
         .expect("GANTRY_TEST_DEBIAN_IMAGE names a local Debian image (scripts/test-services.sh)");
     let tag = format!("gantry-test/gantry:{}", uuid::Uuid::new_v4().simple());
     let name = format!("gantry-image-test-{}", uuid::Uuid::new_v4().simple());
-    let _leftovers = Leftovers {
+    let mut leftovers = Leftovers {
+        intake: None,
         container: name.clone(),
         image: tag.clone(),
     };
@@ -119,7 +126,8 @@ async fn the_image_runs_as_a_runner_and_completes_a_run() {
     let dir = tempfile::tempdir().unwrap();
     let store = fresh_store_url(Backend::Postgres, dir.path()).await;
     let intake_config = config(&store, &forge).write(dir.path());
-    let (_intake, intake) = spawn_gantry(&["--role", "intake"], &intake_config);
+    let (child, intake) = spawn_gantry(&["--role", "intake"], &intake_config);
+    leftovers.intake = Some(child);
 
     // The runner in the container: the host's network (for PostgreSQL on loopback), the
     // engine's socket, the config, and the repo at the same path as its file:// URL.

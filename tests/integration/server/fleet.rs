@@ -378,3 +378,42 @@ async fn a_second_sigterm_hands_back_at_once() {
     let run = fleet.intake.run(id).await;
     assert_run(&run, "queued", 0);
 }
+
+#[tokio::test]
+async fn a_closed_log_pipe_does_not_stop_sigterm_from_stopping_gantry() {
+    use std::io::{BufRead, BufReader};
+    gantry::forge::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let path =
+        crate::support::config::TestConfig::new(&crate::support::config::sqlite_in(dir.path()))
+            .write(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["serve", "--role", "intake", "-c"])
+        .arg(&path)
+        .env("GANTRY__LOG__FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().unwrap().unwrap();
+        let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if entry["fields"]["message"] == "gantry listening" {
+            break entry["fields"]["address"].as_str().unwrap().to_owned();
+        }
+    };
+    // The reader goes away (a log collector restarted): every later log line fails.
+    drop(lines);
+    let health = reqwest::get(format!("http://{address}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let mut member = Member {
+        child,
+        address: format!("http://{address}"),
+        _dir: dir,
+    };
+    member.signal("TERM");
+    assert_eq!(member.exit_code(Duration::from_secs(15)), Some(0));
+}
