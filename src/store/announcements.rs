@@ -6,8 +6,9 @@
 use anyhow::Context;
 use sqlx::Row;
 
+use super::UNFINISHED;
 use super::results::upsert_pipeline;
-use super::statuses::insert_status;
+use super::statuses::{insert_status, restate_open_statuses};
 use super::{ClaimedRun, now_millis};
 use crate::domain::{CommitStatus, RunState, StageState, StatusState};
 
@@ -39,9 +40,6 @@ pub struct Resolution<'a> {
     pub context: &'a str,
     pub description: &'a str,
 }
-
-/// Pipeline (and stage) states that a finished run must not keep.
-const UNFINISHED: &str = "('pending', 'running')";
 
 impl super::Store {
     /// Queued runs whose pipelines were not announced yet, oldest first.
@@ -178,24 +176,13 @@ impl super::Store {
         .execute(&mut *tx)
         .await
         .context("resolving an abandoned pipeline's stages")?;
-        sqlx::query(&format!(
-            "INSERT INTO status_updates (run_id, forge, repo, commit_sha, git_ref, context, \
-             state, description, target_url, delivery, next_attempt_at, created_at) \
-             SELECT run_id, forge, repo, commit_sha, git_ref, context, $1, $2, target_url, \
-             'waiting', $3, $3 FROM status_updates AS last \
-             WHERE last.id = (SELECT MAX(id) FROM status_updates WHERE run_id = $4 \
-             AND context = $5) AND last.state IN {UNFINISHED} \
-             AND NOT EXISTS (SELECT 1 FROM status_updates AS other \
-             WHERE other.repo = last.repo AND other.commit_sha = last.commit_sha \
-             AND other.git_ref = last.git_ref AND other.context = last.context \
-             AND other.run_id > last.run_id)"
-        ))
-        .bind(resolution.status)
-        .bind(resolution.description)
-        .bind(now_millis())
-        .bind(run_id)
-        .bind(resolution.context)
-        .execute(&mut *tx)
+        restate_open_statuses(
+            &mut *tx,
+            run_id,
+            Some(resolution.context),
+            resolution.status,
+            resolution.description,
+        )
         .await
         .context("queueing an abandoned pipeline's status")?;
         tx.commit().await.context("committing a resolution")?;

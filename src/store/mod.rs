@@ -191,6 +191,10 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// Pipeline, stage and status states that are not an end: a run that will not end as they
+/// say must not leave them.
+const UNFINISHED: &str = "('pending', 'running')";
+
 /// Milliseconds since the Unix epoch: how every time is stored, the same in both backends.
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -4,8 +4,9 @@
 use anyhow::Context;
 use sqlx::Row;
 
-use super::{Backend, now_millis};
-use crate::domain::{CommitSha, Forge, RepoName, RunState, Trigger};
+use super::statuses::restate_open_statuses;
+use super::{Backend, UNFINISHED, now_millis};
+use crate::domain::{CommitSha, Forge, RepoName, RunState, StatusState, Trigger};
 use crate::webhook::Event;
 
 /// A run a runner has claimed.
@@ -41,9 +42,6 @@ pub struct Hold {
 const NEWER_EXISTS: &str = "EXISTS (SELECT 1 FROM runs AS newer WHERE newer.repo = runs.repo \
      AND newer.trigger_kind = runs.trigger_kind AND newer.git_ref = runs.git_ref \
      AND newer.id > runs.id AND newer.state IN ('queued', 'running'))";
-
-/// Pipeline states a run handed back must not keep.
-const UNFINISHED: &str = "('pending', 'running')";
 
 impl super::Store {
     /// Cancels runs made obsolete by a newer run for the same repo, event kind and ref:
@@ -322,26 +320,9 @@ async fn requeue_pipelines(
     .execute(&mut **tx)
     .await
     .context("marking a requeued run's pipelines")?;
-    let now = now_millis();
-    sqlx::query(&format!(
-        "INSERT INTO status_updates (run_id, forge, repo, commit_sha, git_ref, context, \
-         state, description, target_url, delivery, next_attempt_at, created_at) \
-         SELECT run_id, forge, repo, commit_sha, git_ref, context, 'pending', $1, target_url, \
-         'waiting', $2, $2 FROM status_updates AS last WHERE last.run_id = $3 \
-         AND last.id = (SELECT MAX(id) FROM status_updates AS mine \
-         WHERE mine.run_id = last.run_id AND mine.context = last.context) \
-         AND last.state IN {UNFINISHED} \
-         AND NOT EXISTS (SELECT 1 FROM status_updates AS other \
-         WHERE other.repo = last.repo AND other.commit_sha = last.commit_sha \
-         AND other.git_ref = last.git_ref AND other.context = last.context \
-         AND other.run_id > last.run_id)"
-    ))
-    .bind(description)
-    .bind(now)
-    .bind(run_id)
-    .execute(&mut **tx)
-    .await
-    .context("queueing a requeued run's statuses")?;
+    restate_open_statuses(&mut **tx, run_id, None, StatusState::Pending, description)
+        .await
+        .context("queueing a requeued run's statuses")?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Hold, now_millis};
+use super::{Hold, UNFINISHED, now_millis};
 use crate::domain::{CommitStatus, DeliveryState, Forge, StatusState};
 
 /// A queued update the reporter has claimed.
@@ -67,6 +67,46 @@ where
     .context("queueing a commit status")?
     .rows_affected();
     Ok(inserted > 0)
+}
+
+/// Queues again, with `state` and `description`, the newest update of each of the run's
+/// contexts (of `context` alone, when given) that left the forge at pending or running,
+/// unless a newer run took that context over: how the forge hears that a run will not end
+/// as last reported (abandoned, or queued again).
+pub(super) async fn restate_open_statuses<'c, E>(
+    executor: E,
+    run_id: i64,
+    context: Option<&str>,
+    state: StatusState,
+    description: &str,
+) -> anyhow::Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let now = now_millis();
+    sqlx::query(&format!(
+        "INSERT INTO status_updates (run_id, forge, repo, commit_sha, git_ref, context, \
+         state, description, target_url, delivery, next_attempt_at, created_at) \
+         SELECT run_id, forge, repo, commit_sha, git_ref, context, $1, $2, target_url, \
+         'waiting', $3, $3 FROM status_updates AS last \
+         WHERE last.run_id = $4 AND ($5 IS NULL OR last.context = $5) \
+         AND last.id = (SELECT MAX(id) FROM status_updates AS mine \
+         WHERE mine.run_id = last.run_id AND mine.context = last.context) \
+         AND last.state IN {UNFINISHED} \
+         AND NOT EXISTS (SELECT 1 FROM status_updates AS other \
+         WHERE other.repo = last.repo AND other.commit_sha = last.commit_sha \
+         AND other.git_ref = last.git_ref AND other.context = last.context \
+         AND other.run_id > last.run_id)"
+    ))
+    .bind(state)
+    .bind(description)
+    .bind(now)
+    .bind(run_id)
+    .bind(context)
+    .execute(executor)
+    .await
+    .context("restating a run's open statuses")?;
+    Ok(())
 }
 
 /// One status on the forge: a commit, its ref (where the forge keys by ref) and a context.
