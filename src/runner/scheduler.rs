@@ -192,17 +192,19 @@ impl Scheduler {
 
     /// The queue's upkeep, once per poll interval however often the runner wakes: runs of
     /// lost runners taken back, superseded runs canceled, abandoned pipelines settled, and
-    /// about once per lease what lost attempts left on this engine removed.
+    /// what lost attempts left on this engine removed (after a take-back, and about once
+    /// per lease).
     async fn settle(&self, chores: &mut Chores) {
         let now = std::time::Instant::now();
         if chores.settled.is_some_and(|at| now - at < POLL_INTERVAL) {
             return;
         }
         chores.settled = Some(now);
-        if let Err(err) = self.take_back_lost(false).await {
+        let took = self.take_back_lost(false).await.unwrap_or_else(|err| {
             tracing::error!(error = %format!("{err:#}"), "taking back lost runs failed");
-        }
-        if chores.reaped.is_none_or(|at| now - at >= self.lease()) {
+            false
+        });
+        if took || chores.reaped.is_none_or(|at| now - at >= self.lease()) {
             chores.reaped = Some(now);
             if let Err(err) = self.reap_leftovers().await {
                 tracing::error!(error = %format!("{err:#}"), "removing leftovers failed");
@@ -294,10 +296,7 @@ impl Scheduler {
                     .await;
             }
         }
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&run_id);
+        self.release(run_id);
     }
 
     async fn finish(

@@ -3,9 +3,9 @@
 //! went silent, removing what lost attempts left on this engine, handing runs back (to a
 //! runner with the labels they ask for, or on SIGTERM), and draining.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -68,23 +68,36 @@ impl Scheduler {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// What the heartbeat says of this runner.
+    fn runner_state(&self) -> RunnerState {
+        if self.is_draining() {
+            RunnerState::Draining
+        } else {
+            RunnerState::Active
+        }
+    }
+
+    fn held_runs(&self) -> MutexGuard<'_, HashMap<i64, Arc<InHand>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(super) fn take_in_hand(&self, run_id: i64) -> Arc<InHand> {
         let in_hand = Arc::new(InHand {
             cancel: CancellationToken::new(),
             stop: Mutex::new(None),
             since: Instant::now(),
         });
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(run_id, in_hand.clone());
+        self.held_runs().insert(run_id, in_hand.clone());
         in_hand
     }
 
+    /// The run has left this runner, however it ended.
+    pub(super) fn release(&self, run_id: i64) {
+        self.held_runs().remove(&run_id);
+    }
+
     fn in_hand(&self) -> Vec<(i64, Arc<InHand>)> {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.held_runs()
             .iter()
             .map(|(id, in_hand)| (*id, in_hand.clone()))
             .collect()
@@ -97,15 +110,10 @@ impl Scheduler {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let state = if self.is_draining() {
-                RunnerState::Draining
-            } else {
-                RunnerState::Active
-            };
             let asked = Instant::now();
             let held = match self
                 .store
-                .runner_heartbeat(&self.identity, state, self.lease_millis())
+                .runner_heartbeat(&self.identity, self.runner_state(), self.lease_millis())
                 .await
             {
                 Ok(held) => held,
@@ -114,31 +122,31 @@ impl Scheduler {
                     continue;
                 }
             };
-            let still_ours: HashSet<i64> = held.iter().map(|run| run.id).collect();
+            // Each run the store still gives to this runner, with its cancel request.
+            let still_ours: HashMap<i64, bool> = held
+                .iter()
+                .map(|run| (run.id, run.cancel_requested))
+                .collect();
             for (run_id, in_hand) in self.in_hand() {
-                if in_hand.since < asked && !still_ours.contains(&run_id) {
-                    tracing::warn!(run_id, "this runner no longer holds the run; stopping it");
-                    in_hand.stop_for(Stop::Lost);
-                }
-            }
-            for run in held.iter().filter(|run| run.cancel_requested) {
-                if let Some(in_hand) = self
-                    .held
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&run.id)
-                    && in_hand.stop().is_none()
-                {
-                    tracing::info!(run_id = run.id, "cancel requested");
-                    in_hand.stop_for(Stop::Canceled);
+                match still_ours.get(&run_id) {
+                    // Claimed after the store was asked: the answer cannot know it yet.
+                    None if in_hand.since < asked => {
+                        tracing::warn!(run_id, "this runner no longer holds the run; stopping it");
+                        in_hand.stop_for(Stop::Lost);
+                    }
+                    Some(true) if in_hand.stop().is_none() => {
+                        tracing::info!(run_id, "cancel requested");
+                        in_hand.stop_for(Stop::Canceled);
+                    }
+                    _ => {}
                 }
             }
         }
     }
 
     /// Queues again the runs of runners silent past the lease (all running runs with
-    /// `all_running`).
-    pub(super) async fn take_back_lost(&self, all_running: bool) -> anyhow::Result<()> {
+    /// `all_running`); returns whether it took any, so their leftovers are removed next.
+    pub(super) async fn take_back_lost(&self, all_running: bool) -> anyhow::Result<bool> {
         let stale_before = crate::store::now_millis() - self.lease_millis();
         let taken = self
             .store
@@ -146,9 +154,8 @@ impl Scheduler {
             .await?;
         if !taken.is_empty() {
             tracing::warn!(runs = ?taken, "took back the runs of a lost runner");
-            self.reap_leftovers().await?;
         }
-        Ok(())
+        Ok(!taken.is_empty())
     }
 
     /// Removes from this runner's engine the containers and volumes of this installation's
@@ -267,7 +274,7 @@ impl Scheduler {
         // The heartbeat says so at once, for `/runners`.
         let _ = self
             .store
-            .runner_heartbeat(&self.identity, RunnerState::Draining, self.lease_millis())
+            .runner_heartbeat(&self.identity, self.runner_state(), self.lease_millis())
             .await;
         let finished = tokio::select! {
             permits = slots.acquire_many(all) => permits.ok(),
