@@ -108,9 +108,13 @@ impl Application {
             .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
         let draining = Arc::new(AtomicBool::new(false));
+        let access = crate::auth::Access::new(settings.clone(), store.clone())
+            .await
+            .context("reading the session key")?;
         let state = web::Data::new(AppState {
             settings,
             store: store.clone(),
+            access,
             metrics,
             engine,
             draining: draining.clone(),

@@ -4,7 +4,10 @@
 //! type, a secret whose source is missing or an unparsable duration stops Gantry with one line
 //! that names the key. `config.example.toml` documents every key.
 
+mod auth;
 mod secret;
+
+pub use auth::{AuthSettings, OAuthApp};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::{Forge, RepoName, Secret};
+use crate::domain::{Forge, RepoName, Secret, Visibility};
 
 /// The forges' own cap on a webhook body (GitHub truncates payloads over 25 MiB), so a larger
 /// body is not a real delivery.
@@ -40,6 +43,7 @@ const LIST_KEYS: &[&str] = &[
     "gitlab.signing_tokens",
     "gitea.webhook_secrets",
     "runner.labels",
+    "auth.admins",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +79,8 @@ pub struct Settings {
     pub repos: Vec<RepoSettings>,
     #[serde(default)]
     pub gitops: GitopsSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +90,9 @@ pub struct ServerSettings {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub api_token: Option<Secret>,
+    /// When set, `/metrics` answers only `Authorization: Bearer <metrics_token>`: it names
+    /// every repo.
+    pub metrics_token: Option<Secret>,
     /// How long a webhook's body may take to arrive (its headers have 5 s before that):
     /// past it, 408 and the connection is closed. The forges give up after 10 s anyway.
     #[serde(deserialize_with = "duration")]
@@ -102,6 +111,7 @@ impl Default for ServerSettings {
             public_url: "http://localhost:8080".into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             api_token: None,
+            metrics_token: None,
             request_timeout: Duration::from_secs(15),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             keep_alive: Duration::from_secs(5),
@@ -299,6 +309,8 @@ pub struct RepoSettings {
     /// forks). Off by default: a stage could otherwise take over the host.
     #[serde(default)]
     pub trusted: bool,
+    /// Overrides the visibility deliveries report (`public`, `internal`, `private`).
+    pub visibility: Option<Visibility>,
 }
 
 fn default_pipelines_dir() -> String {
@@ -422,6 +434,7 @@ impl Settings {
                 });
             }
         }
+        self.auth.check()?;
         if self.server.max_body_bytes == 0 {
             return Err(ConfigError::Key {
                 key: "server.max_body_bytes".into(),

@@ -1,5 +1,5 @@
 //! The values and states that the rest of Gantry shares: forges, repos, commits and refs,
-//! secrets, and the states of runs, stages and commit statuses.
+//! secrets, who may see what, and the states of runs, stages and commit statuses.
 //!
 //! This is the bottom layer: it imports nothing else of the crate, so every other module may
 //! depend on it and none needs to depend on another merely to name one of these. Each value
@@ -8,6 +8,7 @@
 
 #[macro_use]
 mod text;
+mod access;
 mod change;
 mod error;
 mod forge;
@@ -17,6 +18,7 @@ mod secret;
 mod state;
 mod status;
 
+pub use access::{AnonymousAccess, Permission, Visibility};
 pub use change::{BumpedFile, ChangedPaths, ValueChange};
 pub use error::describe;
 pub use forge::Forge;

@@ -4,7 +4,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::{Deserialize, Serialize};
 
+use super::auth::{actionable_run, readable_run};
 use super::{AppState, error_body};
+use crate::auth::Viewer;
 use crate::domain::{RepoName, RunState};
 use crate::store::{BumpReport, LogPage, PipelineResult, Run, RunFilter, StatusReport};
 
@@ -22,6 +24,8 @@ pub enum ApiError {
     BadQuery(String),
     #[error("{0}")]
     Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("run {0} has already finished")]
     Finished(i64),
     #[error("run {0} not found")]
@@ -35,6 +39,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Finished(_) => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -53,38 +58,17 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Actions that change runs need `Authorization: Bearer <server.api_token>`, compared in
-/// constant time. Without a configured token they are refused to everyone.
-fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
-    let Some(token) = &state.settings.server.api_token else {
-        return Err(ApiError::Unauthorized(
-            "server.api_token is not set; run actions are disabled",
-        ));
-    };
-    let presented = request
-        .headers()
-        .get("Authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized(
-            "missing `Authorization: Bearer` token",
-        ))?;
-    if token.matches(presented.trim().as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized("wrong API token"))
-    }
-}
-
 /// `POST /api/runs/{id}/cancel`: a queued run ends at once; a running one is stopped by its
 /// runner within a heartbeat.
 pub async fn cancel_run(
     state: web::Data<AppState>,
     request: HttpRequest,
+    viewer: Viewer,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
-    let id = existing_run(&state, id.into_inner()).await?.id;
+    let id = actionable_run(&state, &viewer, &request, None, id.into_inner())
+        .await?
+        .id;
     if state
         .store
         .request_cancel(id)
@@ -101,10 +85,12 @@ pub async fn cancel_run(
 pub async fn rerun_run(
     state: web::Data<AppState>,
     request: HttpRequest,
+    viewer: Viewer,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
-    let id = id.into_inner();
+    let id = actionable_run(&state, &viewer, &request, None, id.into_inner())
+        .await?
+        .id;
     let new_id = state
         .store
         .rerun(id)
@@ -125,6 +111,7 @@ pub struct ListQuery {
 
 pub async fn list_runs(
     state: web::Data<AppState>,
+    viewer: Viewer,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
@@ -149,6 +136,11 @@ pub async fn list_runs(
             .limit
             .unwrap_or(DEFAULT_PAGE_SIZE)
             .clamp(1, MAX_PAGE_SIZE),
+        readable: state
+            .access
+            .readable_repos(&viewer)
+            .await
+            .map_err(ApiError::Store)?,
     };
     let runs = state
         .store
@@ -160,7 +152,13 @@ pub async fn list_runs(
 
 /// The runner fleet: each runner's name, labels, capacity, runs in hand, last heartbeat
 /// and state.
-pub async fn list_runners(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_runners(
+    state: web::Data<AppState>,
+    viewer: Viewer,
+) -> Result<HttpResponse, ApiError> {
+    if !super::may_see_fleet(&state, &viewer) {
+        return Err(ApiError::Unauthorized("sign in to see the runners"));
+    }
     let lease = state.settings.runner.lease.as_millis() as i64;
     let runners = state.store.runners(lease).await.map_err(ApiError::Store)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "runners": runners })))
@@ -168,10 +166,11 @@ pub async fn list_runners(state: web::Data<AppState>) -> Result<HttpResponse, Ap
 
 pub async fn get_run(
     state: web::Data<AppState>,
+    viewer: Viewer,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let run = existing_run(&state, id).await?;
+    let run = readable_run(&state, &viewer, id).await?;
     let pipelines = state
         .store
         .pipeline_results(id)
@@ -225,11 +224,12 @@ pub struct LogQuery {
 /// many read it, each reader holds one page. Gzipped when the client asks.
 pub async fn get_log(
     state: web::Data<AppState>,
+    viewer: Viewer,
     id: web::Path<i64>,
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    existing_run(&state, id).await?;
+    readable_run(&state, &viewer, id).await?;
     let stage = match &query.stage {
         None => None,
         Some(text) => Some(

@@ -18,8 +18,10 @@ use tokio::sync::mpsc;
 
 use super::AppState;
 use super::LOG_TAIL_BYTES;
+use super::api::ApiError;
 use super::api::LOG_PAGE_CHUNKS;
-use super::api::{ApiError, existing_run};
+use super::auth::readable_run;
+use crate::auth::Viewer;
 use crate::domain::RunState;
 use crate::store::{LogPage, PipelineResult, Store};
 
@@ -54,12 +56,13 @@ struct StateEvent {
 
 pub async fn run_events(
     state: web::Data<AppState>,
+    viewer: Viewer,
     id: web::Path<i64>,
     query: web::Query<EventsQuery>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    existing_run(&state, id).await?;
+    readable_run(&state, &viewer, id).await?;
     let header = request
         .headers()
         .get("last-event-id")

@@ -1,6 +1,6 @@
 //! Liveness, readiness and metrics.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
@@ -38,7 +38,24 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// Prometheus metrics; behind `server.metrics_token` when it is set, since they name every
+/// repo.
+pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    if let Some(token) = &state.settings.server.metrics_token {
+        let presented = request
+            .headers()
+            .get("Authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !presented.is_some_and(|presented| token.matches(presented.as_bytes())) {
+            return HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer"))
+                .json(super::error_body(
+                    "`/metrics` needs `Authorization: Bearer <metrics token>`",
+                ));
+        }
+    }
     // The queue depth is read at scrape time rather than tracked on every change, so it is
     // right across replicas sharing one store.
     if let Ok(depth) = state.store.queue_depth().await {

@@ -171,6 +171,7 @@ async fn accept(
         settings,
         SystemTime::now(),
     )?;
+    record_visibility(state, forge, &delivery).await?;
     let run = match delivery.event.run_request() {
         Ok(run) => run,
         Err(reason) => return Ok(Accepted::NotActedOn(reason)),
@@ -220,6 +221,28 @@ async fn accept(
         }
         Recorded::Duplicate => Accepted::Duplicate,
     })
+}
+
+/// Keeps the visibility a verified delivery reports for a configured repo, whatever its
+/// event: a repo made private (GitHub's `repository` `privatized`) hides its runs at once.
+async fn record_visibility(
+    state: &AppState,
+    forge: Forge,
+    delivery: &webhook::Delivery,
+) -> Result<(), HookError> {
+    let Some(repo) = &delivery.event.repo else {
+        return Ok(());
+    };
+    let (Some(visibility), Some(configured)) =
+        (repo.visibility, state.settings.repo(forge, &repo.full_name))
+    else {
+        return Ok(());
+    };
+    state
+        .store
+        .record_visibility(forge, &configured.name, visibility)
+        .await
+        .map_err(HookError::Store)
 }
 
 /// Reads the body up to `limit` bytes. A `Content-Length` over the limit is refused before a

@@ -1,8 +1,10 @@
-//! The HTTP surface: webhook intake, health, metrics, the JSON API and the web pages. Handlers stay thin:
-//! they verify, parse, store and answer; nothing here waits on Docker, git or a forge.
+//! The HTTP surface: webhook intake, health, metrics, the JSON API, the web pages and
+//! sign-in. Handlers stay thin: they verify, parse, store and answer; nothing here waits on
+//! Docker or git, and only sign-in and permission checks (`crate::auth`) wait on a forge.
 
 mod ansi;
 mod api;
+mod auth;
 mod events;
 mod health;
 mod hooks;
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use actix_web::web;
 
+use crate::auth::Access;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::runner::Engine;
@@ -53,6 +56,8 @@ impl Drop for OpenConnection {
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
+    /// Decides who may read and act on what.
+    pub access: Access,
     pub metrics: Metrics,
     /// The Docker engine `/readyz` checks; `None` where this process runs nothing.
     pub engine: Option<Engine>,
@@ -78,7 +83,18 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/api/runs/{id}/cancel", web::post().to(api::cancel_run))
         .route("/api/runs/{id}/rerun", web::post().to(api::rerun_run))
         .route("/api/runners", web::get().to(api::list_runners))
-        .route("/runners", web::get().to(pages::runners_page));
+        .route("/runners", web::get().to(pages::runners_page))
+        .route("/login", web::get().to(auth::login_page))
+        .route("/login", web::post().to(auth::login_with_token))
+        .route("/login/{forge}", web::get().to(auth::login_with_forge))
+        .route("/login/{forge}/callback", web::get().to(auth::callback))
+        .route("/logout", web::post().to(auth::logout));
+}
+
+/// The runner fleet names no repo; it is hidden only where visitors may read nothing.
+fn may_see_fleet(state: &AppState, viewer: &crate::auth::Viewer) -> bool {
+    !matches!(viewer, crate::auth::Viewer::Anonymous)
+        || state.settings.auth.anonymous != crate::domain::AnonymousAccess::None
 }
 
 /// Health and metrics: served by every role.

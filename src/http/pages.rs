@@ -6,13 +6,15 @@
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
 use super::ansi;
 use super::api::LOG_PAGE_CHUNKS;
+use super::auth::{Nav, page_denied};
 use super::{AppState, LOG_TAIL_BYTES};
+use crate::auth::Viewer;
 use crate::domain::{Forge, RepoName, RunState, StageState, Trigger};
 use crate::store::{
     BumpReport, LogPage, PipelineResult, Run, RunFilter, RunnerRecord, StatusReport,
@@ -44,6 +46,7 @@ struct RunRow {
 #[derive(Template)]
 #[template(path = "runs.html")]
 struct RunsPage {
+    nav: Nav,
     runs: Vec<RunRow>,
     repos: Vec<RepoName>,
     states: Vec<&'static str>,
@@ -79,6 +82,7 @@ struct PipelineView {
 #[derive(Template)]
 #[template(path = "run.html")]
 struct RunPage {
+    nav: Nav,
     run: Run,
     target: String,
     commit_url: Option<String>,
@@ -103,10 +107,19 @@ struct BumpView {
 #[derive(Template)]
 #[template(path = "missing.html")]
 struct MissingPage {
+    nav: Nav,
     message: String,
 }
 
-pub async fn runs_page(state: web::Data<AppState>, query: web::Query<RunsQuery>) -> HttpResponse {
+pub async fn runs_page(
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    query: web::Query<RunsQuery>,
+) -> HttpResponse {
+    let readable = match state.access.readable_repos(&viewer).await {
+        Ok(readable) => readable,
+        Err(err) => return unavailable(err),
+    };
     let filter_state = query.state.as_deref().and_then(|s| s.parse().ok());
     let filter = RunFilter {
         repo: query
@@ -117,6 +130,7 @@ pub async fn runs_page(state: web::Data<AppState>, query: web::Query<RunsQuery>)
         state: filter_state,
         before: query.before,
         limit: PAGE_SIZE,
+        readable: readable.clone(),
     };
     let runs = match state.store.list_runs(&filter).await {
         Ok(runs) => runs,
@@ -133,6 +147,7 @@ pub async fn runs_page(state: web::Data<AppState>, query: web::Query<RunsQuery>)
                 .finish()
         });
     let page = RunsPage {
+        nav: Nav::of(&viewer),
         older,
         runs: runs
             .iter()
@@ -151,6 +166,11 @@ pub async fn runs_page(state: web::Data<AppState>, query: web::Query<RunsQuery>)
             .settings
             .repos
             .iter()
+            .filter(|r| {
+                readable
+                    .as_ref()
+                    .is_none_or(|readable| readable.contains(&(r.forge, r.name.clone())))
+            })
             .map(|r| r.name.clone())
             .collect(),
         states: RunState::ALL.iter().map(|s| s.as_str()).collect(),
@@ -165,16 +185,30 @@ pub async fn runs_page(state: web::Data<AppState>, query: web::Query<RunsQuery>)
 #[derive(Template)]
 #[template(path = "runners.html")]
 struct RunnersPage {
+    nav: Nav,
     runners: Vec<RunnerRecord>,
 }
 
 /// The runner fleet.
-pub async fn runners_page(state: web::Data<AppState>) -> HttpResponse {
+pub async fn runners_page(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    viewer: Viewer,
+) -> HttpResponse {
+    if !super::may_see_fleet(&state, &viewer) {
+        return page_denied(
+            &request,
+            crate::auth::Denied::SignIn,
+            Nav::of(&viewer),
+            String::new(),
+        );
+    }
     let lease = state.settings.runner.lease.as_millis() as i64;
     match state.store.runners(lease).await {
         Ok(runners) => html(
             StatusCode::OK,
             RunnersPage {
+                nav: Nav::of(&viewer),
                 runners: runners
                     .into_iter()
                     .map(|mut runner| {
@@ -190,18 +224,25 @@ pub async fn runners_page(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> HttpResponse {
+pub async fn run_page(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    viewer: Viewer,
+    id: web::Path<i64>,
+) -> HttpResponse {
     let id = id.into_inner();
+    let nav = Nav::of(&viewer);
+    let not_found = format!("Run {id} does not exist.");
     let run = match state.store.run(id).await {
         Ok(Some(run)) => run,
-        Ok(None) => {
-            let page = MissingPage {
-                message: format!("Run {id} does not exist."),
-            };
-            return html(StatusCode::NOT_FOUND, page.render());
-        }
+        Ok(None) => return missing(nav, not_found),
         Err(err) => return unavailable(err),
     };
+    match state.access.may_read(&viewer, run.forge, &run.repo).await {
+        Ok(Ok(())) => {}
+        Ok(Err(denied)) => return page_denied(&request, denied, nav, not_found),
+        Err(err) => return unavailable(err),
+    }
     let results = state.store.pipeline_results(id).await;
     let logs = log_tails(&state, id).await;
     let bumps = state.store.run_bumps(id).await;
@@ -214,6 +255,7 @@ pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> HttpRes
     };
     let (commit_url, pull_request_url) = forge_links(&run);
     let page = RunPage {
+        nav,
         target: target(&run),
         commit_url,
         pull_request_url,
@@ -415,7 +457,12 @@ fn short_time(text: &str) -> String {
         .unwrap_or_else(|_| text.to_owned())
 }
 
-fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> HttpResponse {
+/// The 404 page.
+pub(super) fn missing(nav: Nav, message: String) -> HttpResponse {
+    html(StatusCode::NOT_FOUND, MissingPage { nav, message }.render())
+}
+
+pub(super) fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> HttpResponse {
     match rendered {
         Ok(body) => HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
@@ -430,6 +477,7 @@ fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> HttpResp
 fn unavailable(err: anyhow::Error) -> HttpResponse {
     tracing::error!(error = ?err, "page store query failed");
     let page = MissingPage {
+        nav: Nav::default(),
         message: "The store is unavailable; try again shortly.".into(),
     };
     html(StatusCode::SERVICE_UNAVAILABLE, page.render())

@@ -5,6 +5,7 @@
 //! the common subset of the two (`$n` parameters, `ON CONFLICT`, `RETURNING`). Each backend
 //! has its own migrations, run at start.
 
+mod access;
 mod announcements;
 mod bumps;
 mod intake;
@@ -24,6 +25,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 use tokio::sync::Notify;
 
+pub use access::{PendingSignIn, SessionRecord};
 pub use announcements::{AbandonedPipeline, AnnouncedPipeline, Resolution};
 pub use bumps::BumpReport;
 pub use intake::{NewDelivery, Recorded};

@@ -42,6 +42,8 @@ pub struct RunFilter {
     /// Only runs with an id below this (the last id of the previous page).
     pub before: Option<i64>,
     pub limit: u32,
+    /// Only runs of these repos (what the reader may read); `None`: of every repo.
+    pub readable: Option<Vec<(Forge, RepoName)>>,
 }
 
 const RUN_COLUMNS: &str = "runs.id, runs.forge, runs.repo, runs.trigger_kind, runs.git_ref, \
@@ -50,20 +52,38 @@ const RUN_COLUMNS: &str = "runs.id, runs.forge, runs.repo, runs.trigger_kind, ru
 
 impl super::Store {
     pub async fn list_runs(&self, filter: &RunFilter) -> anyhow::Result<Vec<Run>> {
-        // Absent filters are bound as NULL, so one statement serves every combination.
+        // Absent filters are bound as NULL, so one statement serves every combination but
+        // the readable repos, which add one pair of parameters each.
+        let readable = match &filter.readable {
+            None => String::new(),
+            Some(repos) if repos.is_empty() => return Ok(Vec::new()),
+            Some(repos) => {
+                let pairs: Vec<String> = (0..repos.len())
+                    .map(|i| {
+                        format!(
+                            "(runs.forge = ${} AND runs.repo = ${})",
+                            5 + 2 * i,
+                            6 + 2 * i
+                        )
+                    })
+                    .collect();
+                format!(" AND ({})", pairs.join(" OR "))
+            }
+        };
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs JOIN deliveries ON deliveries.id = runs.delivery \
              WHERE ($1 IS NULL OR runs.repo = $1) AND ($2 IS NULL OR runs.state = $2) \
-             AND ($3 IS NULL OR runs.id < $3) ORDER BY runs.id DESC LIMIT $4"
+             AND ($3 IS NULL OR runs.id < $3){readable} ORDER BY runs.id DESC LIMIT $4"
         );
-        let rows = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(filter.repo.clone())
             .bind(filter.state)
             .bind(filter.before)
-            .bind(i64::from(filter.limit))
-            .fetch_all(self.pool())
-            .await
-            .context("listing runs")?;
+            .bind(i64::from(filter.limit));
+        for (forge, repo) in filter.readable.iter().flatten() {
+            query = query.bind(*forge).bind(repo.clone());
+        }
+        let rows = query.fetch_all(self.pool()).await.context("listing runs")?;
         rows.iter().map(|row| run_from_row(row, false)).collect()
     }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ChangedPaths, CommitSha, Forge, GitRef, RepoName, Trigger};
+use crate::domain::{ChangedPaths, CommitSha, Forge, GitRef, RepoName, Trigger, Visibility};
 
 /// One verified webhook delivery, in Gantry's own terms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +20,9 @@ pub struct Repo {
     /// Where to fetch it from, when the payload says (`[[repos]] clone_url` can say instead).
     pub clone_url: Option<String>,
     pub web_url: Option<String>,
+    /// Who may see the repo on its forge, when the payload says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

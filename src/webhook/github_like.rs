@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::payload::{self, Head, PushedCommit, commit_sha, from_json};
 use super::{Event, EventKind, PullRequest, PullRequestAction, Repo, WebhookError};
-use crate::domain::{CommitSha, Forge, RepoName};
+use crate::domain::{CommitSha, Forge, RepoName, Visibility};
 
 /// Where GitHub and Gitea differ in what they send.
 pub(super) struct Dialect {
@@ -113,14 +113,41 @@ pub(super) struct RepositoryJson {
     pub clone_url: Option<String>,
     #[serde(default)]
     pub html_url: Option<String>,
+    /// GitHub's `public`, `internal` or `private`; preferred to the flags below.
+    #[serde(default)]
+    pub visibility: Option<serde_json::Value>,
+    #[serde(default)]
+    pub private: Option<serde_json::Value>,
+    /// Gitea's flag for repos every signed-in user sees.
+    #[serde(default)]
+    pub internal: Option<serde_json::Value>,
 }
 
 impl RepositoryJson {
     pub fn into_repo(self) -> Repo {
+        let visibility = self.visibility();
         Repo {
             full_name: RepoName::new(self.full_name),
             clone_url: self.clone_url,
             web_url: self.html_url,
+            visibility,
+        }
+    }
+
+    /// What the payload says of the repo's visibility, read leniently: a field of an
+    /// unexpected type says nothing, and nothing said counts as private later.
+    fn visibility(&self) -> Option<Visibility> {
+        if let Some(named) = self.visibility.as_ref().and_then(serde_json::Value::as_str)
+            && let Ok(visibility) = named.parse()
+        {
+            return Some(visibility);
+        }
+        match self.private.as_ref().and_then(serde_json::Value::as_bool)? {
+            true => Some(Visibility::Private),
+            false if self.internal.as_ref().and_then(serde_json::Value::as_bool) == Some(true) => {
+                Some(Visibility::Internal)
+            }
+            false => Some(Visibility::Public),
         }
     }
 }

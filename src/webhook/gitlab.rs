@@ -18,7 +18,7 @@ use super::{
     event_header, first_header, signature,
 };
 use crate::config::GitlabSettings;
-use crate::domain::{Forge, GitRef, RepoName, Secret};
+use crate::domain::{Forge, GitRef, RepoName, Secret, Visibility};
 
 const EVENT_HEADER: &str = "X-Gitlab-Event";
 const TOKEN_HEADER: &str = "X-Gitlab-Token";
@@ -292,6 +292,9 @@ struct ProjectJson {
     path_with_namespace: String,
     git_http_url: Option<String>,
     web_url: Option<String>,
+    /// 0 private, 10 internal, 20 public; read leniently, since nothing else depends on it.
+    #[serde(default)]
+    visibility_level: Option<serde_json::Value>,
 }
 
 impl ProjectJson {
@@ -300,6 +303,11 @@ impl ProjectJson {
             full_name: RepoName::new(self.path_with_namespace),
             clone_url: self.git_http_url,
             web_url: self.web_url,
+            visibility: self
+                .visibility_level
+                .as_ref()
+                .and_then(serde_json::Value::as_i64)
+                .map(Visibility::from_gitlab_level),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! module named for the part of Gantry it tries through real parts (a real server on port
 //! 0, git repos, SQLite and PostgreSQL, the Docker engine, a registry, sshd, Chromium).
 
+mod access;
 mod architecture;
 mod gitops;
 mod intake;

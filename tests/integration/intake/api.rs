@@ -185,7 +185,10 @@ async fn cancel_and_rerun_need_the_api_token() {
         let (status, body) = post(&app, &path, None).await;
         assert_eq!(
             (status, body["error"].as_str()),
-            (401, Some("missing `Authorization: Bearer` token"))
+            (
+                401,
+                Some("sign in with write permission, or send `Authorization: Bearer <api token>`")
+            )
         );
         let (status, body) = post(&app, &path, Some("guess")).await;
         assert_eq!(

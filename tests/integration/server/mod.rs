@@ -18,6 +18,7 @@ mod bumps;
 mod fleet;
 mod logs;
 mod pages;
+mod sign_in;
 mod statuses;
 
 const SECRET: &str = "loop-secret";

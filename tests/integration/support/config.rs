@@ -28,10 +28,13 @@ pub fn sqlite_in(dir: &Path) -> String {
 
 impl TestConfig {
     /// A server on a free loopback port with its store at `store_url` (see [`sqlite_in`]).
+    /// Visitors read everything, as on a private network: only the sign-in tests unset
+    /// `auth.anonymous`.
     pub fn new(store_url: &str) -> Self {
         Self::default()
             .set("server", "listen", &quoted("127.0.0.1:0"))
             .set("store", "url", &quoted(store_url))
+            .text("auth", "anonymous", "all")
     }
 
     /// Sets `key` of `[section]` to `value`, written as TOML (`"text"`, `3`, `["a"]`).

@@ -1,0 +1,364 @@
+//! The reading and acting rules, for each kind of person, on each kind of repo.
+
+use gantry::domain::{Forge, Permission};
+
+use super::{API_TOKEN, INTERNAL, METRICS_TOKEN, PRIVATE, PUBLIC, Site};
+use crate::support::fake_identity::person;
+
+/// What each read path answers for run `id`: the JSON, the log, the event stream and the
+/// page.
+async fn reads(browser: &mut super::Browser, id: i64) -> [u16; 4] {
+    [
+        browser.get(&format!("/api/runs/{id}")).await.status,
+        browser.get(&format!("/api/runs/{id}/log")).await.status,
+        browser.status(&format!("/api/runs/{id}/events")).await,
+        browser.get(&format!("/runs/{id}")).await.status,
+    ]
+}
+
+#[tokio::test]
+async fn visitors_read_public_runs_and_are_sent_to_sign_in_for_the_rest() {
+    let site = Site::start(Forge::Github, |config| config).await;
+    let mut visitor = site.visitor();
+    assert_eq!(visitor.listed().await, vec![site.run(PUBLIC)]);
+    assert_eq!(reads(&mut visitor, site.run(PUBLIC)).await, [200; 4]);
+    for repo in [INTERNAL, PRIVATE] {
+        let id = site.run(repo);
+        let json = visitor.get(&format!("/api/runs/{id}")).await;
+        assert_eq!(json.status, 401, "{repo}");
+        assert_eq!(json.json()["error"], "sign in to see this run");
+        assert_eq!(reads(&mut visitor, id).await[..3], [401; 3], "{repo}");
+        let page = visitor.get(&format!("/runs/{id}")).await;
+        assert_eq!(page.status, 303);
+        assert_eq!(
+            page.location.as_deref(),
+            Some(format!("/login?next=%2Fruns%2F{id}").as_str())
+        );
+    }
+    let front = visitor.get("/").await;
+    assert!(front.body.contains(PUBLIC), "{}", front.body);
+    assert!(
+        !front.body.contains(PRIVATE),
+        "the front page names no private repo"
+    );
+    let cancel = visitor
+        .post(&format!("/api/runs/{}/cancel", site.run(PUBLIC)), None)
+        .await;
+    assert_eq!(cancel.status, 401);
+    assert!(
+        site.fake.unexpected().is_empty(),
+        "{:?}",
+        site.fake.unexpected()
+    );
+}
+
+#[tokio::test]
+async fn anonymous_none_hides_even_public_runs_and_all_shows_everything() {
+    let site = Site::start(Forge::Github, |config| {
+        config.text("auth", "anonymous", "none")
+    })
+    .await;
+    let mut visitor = site.visitor();
+    assert_eq!(visitor.listed().await, Vec::<i64>::new());
+    assert_eq!(
+        visitor
+            .get(&format!("/api/runs/{}", site.run(PUBLIC)))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(visitor.get("/api/runners").await.status, 401);
+    let site = Site::start(Forge::Github, |config| {
+        config.text("auth", "anonymous", "all")
+    })
+    .await;
+    let mut visitor = site.visitor();
+    assert_eq!(visitor.listed().await.len(), 3);
+    assert_eq!(reads(&mut visitor, site.run(PRIVATE)).await, [200; 4]);
+}
+
+/// Readers, writers, strangers and admins on one forge.
+async fn people_on(forge: Forge) {
+    let site = Site::start(forge, |config| config).await;
+    let (reader, writer, stranger, boss) = (
+        person(101, "reader"),
+        person(102, "writer"),
+        person(103, "stranger"),
+        person(104, "boss"),
+    );
+    site.fake.grant(&reader, PRIVATE, Permission::Read);
+    site.fake.grant(&writer, PRIVATE, Permission::Write);
+    let (public, internal, private) = (site.run(PUBLIC), site.run(INTERNAL), site.run(PRIVATE));
+
+    let mut browser = site.signed_in(&reader).await;
+    assert_eq!(
+        browser.listed().await,
+        vec![public, internal, private],
+        "{forge} reader"
+    );
+    assert_eq!(
+        reads(&mut browser, private).await,
+        [200; 4],
+        "{forge} reader"
+    );
+    let page = browser.get(&format!("/runs/{private}")).await;
+    assert!(
+        page.body.contains(&format!("{forge}:reader")),
+        "the header names who is signed in"
+    );
+    assert!(page.body.contains("Sign out"));
+    let csrf = browser.csrf().await;
+    let cancel = browser
+        .post(&format!("/api/runs/{private}/cancel"), Some(&csrf))
+        .await;
+    assert_eq!(
+        cancel.status, 403,
+        "{forge}: a reader may not act: {}",
+        cancel.body
+    );
+
+    let mut browser = site.signed_in(&stranger).await;
+    assert_eq!(
+        browser.listed().await,
+        vec![public, internal],
+        "{forge} stranger"
+    );
+    assert_eq!(
+        reads(&mut browser, private).await,
+        [404; 4],
+        "{forge} stranger"
+    );
+    assert_eq!(
+        reads(&mut browser, internal).await,
+        [200; 4],
+        "{forge}: internal is for everyone signed in"
+    );
+    let csrf = browser.csrf().await;
+    let cancel = browser
+        .post(&format!("/api/runs/{private}/cancel"), Some(&csrf))
+        .await;
+    assert_eq!(
+        cancel.status, 404,
+        "{forge}: a stranger learns nothing of a private repo"
+    );
+
+    let mut browser = site.signed_in(&writer).await;
+    let without = browser
+        .post(&format!("/api/runs/{private}/cancel"), None)
+        .await;
+    assert_eq!(
+        without.status, 403,
+        "{forge}: a session's POST needs its CSRF token"
+    );
+    assert!(without.body.contains("CSRF"), "{}", without.body);
+    let forged = browser
+        .post(&format!("/api/runs/{private}/cancel"), Some("forged"))
+        .await;
+    assert_eq!(forged.status, 403);
+    let csrf = browser.csrf().await;
+    let cancel = browser
+        .post(&format!("/api/runs/{private}/cancel"), Some(&csrf))
+        .await;
+    assert_eq!(cancel.status, 202, "{forge} writer: {}", cancel.body);
+
+    // The admin was granted nothing at the forge.
+    let mut browser = site.signed_in(&boss).await;
+    assert_eq!(
+        reads(&mut browser, private).await,
+        [200; 4],
+        "{forge} admin"
+    );
+    let csrf = browser.csrf().await;
+    let rerun = browser
+        .post(&format!("/api/runs/{private}/rerun"), Some(&csrf))
+        .await;
+    assert_eq!(rerun.status, 202, "{forge} admin: {}", rerun.body);
+    assert!(
+        site.fake.unexpected().is_empty(),
+        "{:?}",
+        site.fake.unexpected()
+    );
+    no_secret_in(&site);
+}
+
+/// Nothing the server logged holds a forge token, the session key or a client secret.
+fn no_secret_in(site: &Site) {
+    let logged = site.logged();
+    assert!(logged.contains("signed in"), "the sign-ins were logged");
+    for token in site.fake.issued_tokens() {
+        assert!(!logged.contains(&token), "a forge token was logged");
+    }
+    for secret in [
+        super::SESSION_KEY,
+        crate::support::fake_identity::CLIENT_SECRET,
+    ] {
+        assert!(!logged.contains(secret), "a secret was logged");
+    }
+}
+
+#[tokio::test]
+async fn github_people_see_and_do_what_their_permission_allows() {
+    people_on(Forge::Github).await;
+}
+
+#[tokio::test]
+async fn gitlab_people_see_and_do_what_their_access_level_allows() {
+    people_on(Forge::Gitlab).await;
+}
+
+#[tokio::test]
+async fn gitea_people_see_and_do_what_their_permission_allows() {
+    people_on(Forge::Gitea).await;
+}
+
+#[tokio::test]
+async fn the_api_token_reads_and_does_everything_and_signs_in_on_the_login_page() {
+    let site = Site::start(Forge::Github, |config| config).await;
+    let private = site.run(PRIVATE);
+    let client = reqwest::Client::new();
+    let get = client
+        .get(format!("{}/api/runs/{private}", site.address))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status().as_u16(), 200);
+    let listed: serde_json::Value = client
+        .get(format!("{}/api/runs", site.address))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 3);
+    let wrong = client
+        .get(format!("{}/api/runs/{private}", site.address))
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert_eq!(wrong.headers()["www-authenticate"], "Bearer");
+
+    let mut browser = site.visitor();
+    let refused = browser
+        .post_form("/login", &[("token", "guess"), ("next", "/")])
+        .await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.body.contains("That is not the API token."));
+    assert!(browser.cookies.is_empty(), "no session for a wrong token");
+    let signed = browser
+        .post_form(
+            "/login",
+            &[("token", API_TOKEN), ("next", &format!("/runs/{private}"))],
+        )
+        .await;
+    assert_eq!(signed.status, 303);
+    assert_eq!(signed.location, Some(format!("/runs/{private}")));
+    assert_eq!(reads(&mut browser, private).await, [200; 4]);
+    let csrf = browser.csrf().await;
+    let cancel = browser
+        .post(&format!("/api/runs/{private}/cancel"), Some(&csrf))
+        .await;
+    assert_eq!(cancel.status, 202, "{}", cancel.body);
+    assert!(
+        !site.logged().contains(API_TOKEN),
+        "the API token was logged"
+    );
+}
+
+#[tokio::test]
+async fn a_permission_revoked_at_the_forge_holds_until_permission_ttl() {
+    let site = Site::start(Forge::Github, |config| {
+        config.text("auth", "permission_ttl", "2s")
+    })
+    .await;
+    let reader = person(201, "reader");
+    site.fake.grant(&reader, PRIVATE, Permission::Read);
+    let mut browser = site.signed_in(&reader).await;
+    let private = site.run(PRIVATE);
+    assert_eq!(
+        browser.get(&format!("/api/runs/{private}")).await.status,
+        200
+    );
+    let asked = site.fake.permission_calls(PRIVATE);
+    site.fake.grant(&reader, PRIVATE, Permission::None);
+    assert_eq!(
+        browser.get(&format!("/api/runs/{private}")).await.status,
+        200
+    );
+    assert_eq!(
+        site.fake.permission_calls(PRIVATE),
+        asked,
+        "within permission_ttl the cached permission is used"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(
+        browser.get(&format!("/api/runs/{private}")).await.status,
+        404
+    );
+    assert_eq!(site.fake.permission_calls(PRIVATE), asked + 1);
+}
+
+#[tokio::test]
+async fn a_repo_made_private_hides_its_runs_from_visitors() {
+    let site = Site::start(Forge::Github, |config| config).await;
+    let mut visitor = site.visitor();
+    let public = site.run(PUBLIC);
+    assert_eq!(
+        visitor.get(&format!("/api/runs/{public}")).await.status,
+        200
+    );
+    site.push(PUBLIC, "private").await;
+    assert_eq!(
+        visitor.get(&format!("/api/runs/{public}")).await.status,
+        401
+    );
+    assert_eq!(visitor.listed().await, Vec::<i64>::new());
+}
+
+#[tokio::test]
+async fn configured_visibility_overrides_deliveries() {
+    let site = Site::start(Forge::Gitea, |config| {
+        config.table(
+            "[[repos]]\nname = \"acme/declared\"\nforge = \"gitea\"\nvisibility = \"public\"\n",
+        )
+    })
+    .await;
+    let id = site.push("acme/declared", "private").await;
+    let mut visitor = site.visitor();
+    assert_eq!(visitor.get(&format!("/api/runs/{id}")).await.status, 200);
+}
+
+#[tokio::test]
+async fn metrics_need_the_metrics_token_when_it_is_set() {
+    let site = Site::start(Forge::Github, |config| config).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/metrics", site.address);
+    let without = client.get(&url).send().await.unwrap();
+    assert_eq!(without.status().as_u16(), 401);
+    assert_eq!(without.headers()["www-authenticate"], "Bearer");
+    let wrong = client
+        .get(&url)
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let right = client
+        .get(&url)
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status().as_u16(), 200);
+    assert!(
+        right
+            .text()
+            .await
+            .unwrap()
+            .contains("gantry_webhook_deliveries_total")
+    );
+}
