@@ -209,6 +209,8 @@ pub struct Browser {
     address: String,
     client: reqwest::Client,
     pub cookies: BTreeMap<String, String>,
+    /// Every answer's headers and body, for checks that no secret ever reaches one.
+    pub seen: Vec<String>,
 }
 
 /// An answer: status, `Location`, and body.
@@ -235,6 +237,7 @@ impl Browser {
                 .build()
                 .unwrap(),
             cookies: BTreeMap::new(),
+            seen: Vec::new(),
         }
     }
 
@@ -265,14 +268,17 @@ impl Browser {
                 self.cookies.insert(name.to_owned(), value.to_owned());
             }
         }
-        Answer {
+        let headers = format!("{:?}", response.headers());
+        let answer = Answer {
             status: response.status().as_u16(),
             location: response
                 .headers()
                 .get("location")
                 .map(|value| value.to_str().unwrap().to_owned()),
             body: response.text().await.unwrap_or_default(),
-        }
+        };
+        self.seen.push(format!("{headers}\n{}", answer.body));
+        answer
     }
 
     fn url(&self, path: &str) -> String {
