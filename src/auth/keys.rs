@@ -37,23 +37,20 @@ impl Keys {
 
     /// `value.signature`, for a cookie.
     pub fn sign(&self, value: &str) -> String {
-        format!("{value}.{}", URL_SAFE_NO_PAD.encode(self.mac(value)))
+        let signature = hmac(&self.signing, value.as_bytes())
+            .finalize()
+            .into_bytes();
+        format!("{value}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 
-    /// The value `signed` carries, if this key signed it.
+    /// The value `signed` carries, if this key signed it (compared in constant time).
     pub fn verify<'a>(&self, signed: &'a str) -> Option<&'a str> {
         let (value, signature) = signed.rsplit_once('.')?;
         let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.signing).expect("any key length");
-        mac.update(value.as_bytes());
-        mac.verify_slice(&signature).ok()?;
+        hmac(&self.signing, value.as_bytes())
+            .verify_slice(&signature)
+            .ok()?;
         Some(value)
-    }
-
-    fn mac(&self, value: &str) -> Vec<u8> {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.signing).expect("any key length");
-        mac.update(value.as_bytes());
-        mac.finalize().into_bytes().to_vec()
     }
 
     /// `plain` encrypted and authenticated, as text for a store column.
@@ -88,9 +85,14 @@ impl Keys {
 }
 
 fn subkey(master: &[u8], label: &[u8]) -> [u8; 32] {
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(master).expect("any key length");
-    mac.update(label);
-    mac.finalize().into_bytes().into()
+    hmac(master, label).finalize().into_bytes().into()
+}
+
+/// HMAC-SHA256 of `data` under `key`, not yet finalised.
+fn hmac(key: &[u8], data: &[u8]) -> HmacSha256 {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac
 }
 
 /// 32 random bytes as URL-safe text: session secrets, CSRF tokens, generated keys.

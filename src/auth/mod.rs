@@ -10,6 +10,7 @@ pub mod forge;
 pub mod keys;
 pub mod oauth;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,13 +58,6 @@ impl Viewer {
             Viewer::ApiToken => true,
             Viewer::User(user) => user.admin,
             Viewer::Anonymous => false,
-        }
-    }
-
-    pub fn user(&self) -> Option<&User> {
-        match self {
-            Viewer::User(user) => Some(user),
-            _ => None,
         }
     }
 }
@@ -120,10 +114,6 @@ impl Access {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.settings
     }
 
     /// The signed-in person behind a session cookie's secret, if the session lives.
@@ -238,25 +228,8 @@ impl Access {
         forge: Forge,
         repo: &RepoName,
     ) -> anyhow::Result<Result<(), Denied>> {
-        if viewer.is_admin() || self.settings.auth.anonymous == AnonymousAccess::All {
-            return Ok(Ok(()));
-        }
-        let visibility = self.visibility(forge, repo).await?;
-        let user = match viewer {
-            Viewer::User(user) => user,
-            _ if visibility == Visibility::Public
-                && self.settings.auth.anonymous == AnonymousAccess::Public =>
-            {
-                return Ok(Ok(()));
-            }
-            _ => return Ok(Err(Denied::SignIn)),
-        };
-        let allowed = match visibility {
-            Visibility::Public => true,
-            Visibility::Internal => user.forge == Some(forge),
-            Visibility::Private => self.permission(user, forge, repo).await? >= Permission::Read,
-        };
-        Ok(if allowed { Ok(()) } else { Err(Denied::Hidden) })
+        self.judge(viewer, forge, repo, None, Permission::Read)
+            .await
     }
 
     /// Whether `viewer` may act on the runs of `repo` (cancel, rerun, approve, …).
@@ -266,23 +239,61 @@ impl Access {
         forge: Forge,
         repo: &RepoName,
     ) -> anyhow::Result<Result<(), Denied>> {
-        if viewer.is_admin() {
+        self.judge(viewer, forge, repo, None, Permission::Write)
+            .await
+    }
+
+    /// The rules: whether `viewer` has `needed` (read, or write to act) on `repo`, whose
+    /// visibility is looked up unless given. The forge is asked only when the visibility
+    /// alone does not settle it, and at most once.
+    async fn judge(
+        &self,
+        viewer: &Viewer,
+        forge: Forge,
+        repo: &RepoName,
+        visibility: Option<Visibility>,
+        needed: Permission,
+    ) -> anyhow::Result<Result<(), Denied>> {
+        let reading = needed <= Permission::Read;
+        let anonymous = self.settings.auth.anonymous;
+        if viewer.is_admin() || (reading && anonymous == AnonymousAccess::All) {
             return Ok(Ok(()));
         }
-        let Viewer::User(user) = viewer else {
-            return Ok(Err(Denied::SignIn));
+        let visibility = match visibility {
+            Some(visibility) => visibility,
+            None => self.visibility(forge, repo).await?,
         };
-        if self.permission(user, forge, repo).await? >= Permission::Write {
+        let Viewer::User(user) = viewer else {
+            let public = visibility == Visibility::Public && anonymous == AnonymousAccess::Public;
+            return Ok(if reading && public {
+                Ok(())
+            } else {
+                Err(Denied::SignIn)
+            });
+        };
+        // What a signed-in person reads whatever the forge says of them.
+        let open = anonymous == AnonymousAccess::All
+            || match visibility {
+                Visibility::Public => true,
+                Visibility::Internal => user.forge == Some(forge),
+                Visibility::Private => false,
+            };
+        if reading && open {
             return Ok(Ok(()));
         }
-        Ok(match self.may_read(viewer, forge, repo).await? {
-            Ok(()) => Err(Denied::ReadOnly),
-            Err(denied) => Err(denied),
+        let permission = self.permission(user, forge, repo).await?;
+        Ok(if permission >= needed {
+            Ok(())
+        } else if open || permission >= Permission::Read {
+            Err(Denied::ReadOnly)
+        } else {
+            Err(Denied::Hidden)
         })
     }
 
     /// The repos whose runs `viewer` may read, or `None` for all of them. Candidates are the
-    /// configured repos and those deliveries reported on.
+    /// configured repos and those deliveries reported on, each with its visibility read once
+    /// for the whole list.
     pub async fn readable_repos(
         &self,
         viewer: &Viewer,
@@ -290,20 +301,32 @@ impl Access {
         if viewer.is_admin() || self.settings.auth.anonymous == AnonymousAccess::All {
             return Ok(None);
         }
-        let mut candidates: Vec<(Forge, RepoName)> = self
-            .settings
-            .repos
-            .iter()
-            .map(|repo| (repo.forge, repo.name.clone()))
+        let mut reported: BTreeMap<(Forge, RepoName), Visibility> = self
+            .store
+            .reported_repos()
+            .await?
+            .into_iter()
+            .map(|(forge, repo, visibility)| ((forge, repo), visibility))
             .collect();
-        for (forge, repo, _) in self.store.reported_repos().await? {
-            if !candidates.contains(&(forge, repo.clone())) {
-                candidates.push((forge, repo));
-            }
+        let mut candidates: Vec<(Forge, RepoName, Visibility)> = Vec::new();
+        for configured in &self.settings.repos {
+            let reported = reported.remove(&(configured.forge, configured.name.clone()));
+            let visibility = configured
+                .visibility
+                .or(reported)
+                .unwrap_or(Visibility::Private);
+            candidates.push((configured.forge, configured.name.clone(), visibility));
         }
+        candidates.extend(
+            reported
+                .into_iter()
+                .map(|((forge, repo), visibility)| (forge, repo, visibility)),
+        );
         let checks = futures_util::stream::iter(candidates)
-            .map(|(forge, repo)| async move {
-                let readable = self.may_read(viewer, forge, &repo).await;
+            .map(|(forge, repo, visibility)| async move {
+                let readable = self
+                    .judge(viewer, forge, &repo, Some(visibility), Permission::Read)
+                    .await;
                 readable.map(|readable| readable.is_ok().then_some((forge, repo)))
             })
             .buffered(PARALLEL_LOOKUPS)
@@ -311,10 +334,8 @@ impl Access {
             .await;
         let mut readable = Vec::new();
         for check in checks {
-            match check {
-                Ok(Some(repo)) => readable.push(repo),
-                Ok(None) => {}
-                Err(err) => return Err(err),
+            if let Some(repo) = check? {
+                readable.push(repo);
             }
         }
         Ok(Some(readable))

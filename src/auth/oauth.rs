@@ -136,16 +136,10 @@ async fn send(
 ) -> Result<oauth2::HttpResponse, reqwest::Error> {
     let request = reqwest::Request::try_from(request)?;
     let response = http.execute(request).await?;
-    let mut answer = http_response(response.status().as_u16());
-    *answer.headers_mut() = response.headers().clone();
-    let body = response.bytes().await?;
-    *answer.body_mut() = body.to_vec();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut answer = oauth2::HttpResponse::new(response.bytes().await?.to_vec());
+    *answer.status_mut() = status;
+    *answer.headers_mut() = headers;
     Ok(answer)
-}
-
-fn http_response(status: u16) -> oauth2::HttpResponse {
-    let mut answer = oauth2::HttpResponse::new(Vec::new());
-    *answer.status_mut() =
-        oauth2::http::StatusCode::from_u16(status).unwrap_or(oauth2::http::StatusCode::BAD_GATEWAY);
-    answer
 }

@@ -16,6 +16,7 @@ use super::AppState;
 use super::api::ApiError;
 use crate::auth::forge::{ForgeUser, api_url, user};
 use crate::auth::{Denied, User, Viewer, oauth};
+use crate::config::OAuthApp;
 use crate::domain::Forge;
 use crate::store::{PendingSignIn, Run, now_millis};
 
@@ -44,32 +45,34 @@ async fn viewer(request: &HttpRequest) -> Result<Viewer, ApiError> {
     let state = request
         .app_data::<web::Data<AppState>>()
         .expect("AppState is registered");
-    if let Some(presented) = request
-        .headers()
-        .get("Authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-    {
+    if let Some(presented) = super::bearer_token(request) {
         return match &state.settings.server.api_token {
-            Some(token) if token.matches(presented.trim().as_bytes()) => Ok(Viewer::ApiToken),
+            Some(token) if token.matches(presented.as_bytes()) => Ok(Viewer::ApiToken),
             Some(_) => Err(ApiError::Unauthorized("wrong API token")),
             None => Err(ApiError::Unauthorized(
                 "server.api_token is not set; bearer tokens are refused",
             )),
         };
     }
-    let Some(cookie) = request.cookie(SESSION_COOKIE) else {
-        return Ok(Viewer::Anonymous);
-    };
     // A cookie signed with another key, or of a session that ended, is a visitor's.
-    let Some(secret) = state.access.keys().verify(cookie.value()) else {
+    let Some(secret) = signed_cookie(state, request, SESSION_COOKIE) else {
         return Ok(Viewer::Anonymous);
     };
-    match state.access.session_user(secret).await {
+    match state.access.session_user(&secret).await {
         Ok(Some(user)) => Ok(Viewer::User(user)),
         Ok(None) => Ok(Viewer::Anonymous),
         Err(err) => Err(ApiError::Store(err)),
     }
+}
+
+/// The value of cookie `name`, if the session key signed it.
+fn signed_cookie(state: &AppState, request: &HttpRequest, name: &str) -> Option<String> {
+    let cookie = request.cookie(name)?;
+    state
+        .access
+        .keys()
+        .verify(cookie.value())
+        .map(str::to_owned)
 }
 
 /// The run `id`, if `viewer` may read it: a visitor gets 401 where signing in might help,
@@ -152,11 +155,16 @@ pub fn page_denied(
     missing: String,
 ) -> HttpResponse {
     match denied {
-        Denied::SignIn => HttpResponse::SeeOther()
-            .insert_header(("Location", login_url(&request_path(request))))
-            .finish(),
+        Denied::SignIn => sign_in_first(request),
         Denied::Hidden | Denied::ReadOnly => super::pages::missing(nav, missing),
     }
+}
+
+/// A visitor off to `/login`, to come back to the page they asked for.
+pub fn sign_in_first(request: &HttpRequest) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header(("Location", login_url(&request_path(request))))
+        .finish()
 }
 
 fn request_path(request: &HttpRequest) -> String {
@@ -167,10 +175,14 @@ fn request_path(request: &HttpRequest) -> String {
 }
 
 fn login_url(next: &str) -> String {
-    let query = url::form_urlencoded::Serializer::new(String::new())
+    format!("/login?{}", next_query(next))
+}
+
+/// `next=…`, encoded: what carries the page to return to through sign-in.
+fn next_query(next: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
         .append_pair("next", next)
-        .finish();
-    format!("/login?{query}")
+        .finish()
 }
 
 /// `next` if it is a path on Gantry itself, else `/`: never a redirect elsewhere
@@ -250,9 +262,7 @@ fn login(
     message: Option<String>,
     status: StatusCode,
 ) -> HttpResponse {
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("next", next)
-        .finish();
+    let query = next_query(next);
     let page = LoginPage {
         nav: Nav::of(viewer),
         forges: state
@@ -328,11 +338,7 @@ pub async fn login_with_forge(
     forge: web::Path<String>,
     query: web::Query<NextQuery>,
 ) -> HttpResponse {
-    let Some((forge, app)) = forge
-        .parse::<Forge>()
-        .ok()
-        .and_then(|forge| Some((forge, state.settings.auth.app(forge)?)))
-    else {
+    let Some((forge, app)) = sign_in_app(&state, &forge) else {
         return missing_forge(&state);
     };
     let authorization = match oauth::authorize(forge, app, &callback_url(&state, forge)) {
@@ -340,27 +346,23 @@ pub async fn login_with_forge(
         Err(err) => return sign_in_failed(&state, &err, StatusCode::SERVICE_UNAVAILABLE),
     };
     let keys = state.access.keys();
-    let pending = keys
-        .encrypt(&authorization.verifier)
-        .map(|verifier| PendingSignIn {
+    let stored = async {
+        let pending = PendingSignIn {
             forge,
-            verifier,
+            verifier: keys.encrypt(&authorization.verifier)?,
             next: safe_next(query.next.as_deref()),
             created_at: now_millis(),
-        });
-    let stored = match pending {
-        Ok(pending) => {
-            state
-                .store
-                .begin_sign_in(
-                    &crate::auth::keys::fingerprint(&authorization.state),
-                    &pending,
-                    SIGN_IN_MAX_AGE.whole_milliseconds() as i64,
-                )
-                .await
-        }
-        Err(err) => Err(err),
-    };
+        };
+        state
+            .store
+            .begin_sign_in(
+                &crate::auth::keys::fingerprint(&authorization.state),
+                &pending,
+                SIGN_IN_MAX_AGE.whole_milliseconds() as i64,
+            )
+            .await
+    }
+    .await;
     if let Err(err) = stored {
         return sign_in_failed(&state, &err, StatusCode::SERVICE_UNAVAILABLE);
     }
@@ -372,6 +374,12 @@ pub async fn login_with_forge(
         .insert_header(("Location", authorization.url))
         .cookie(binding)
         .finish()
+}
+
+/// The forge named in the route and its OAuth app, if sign-in with it is configured.
+fn sign_in_app<'a>(state: &'a AppState, name: &str) -> Option<(Forge, &'a OAuthApp)> {
+    let forge = name.parse::<Forge>().ok()?;
+    Some((forge, state.settings.auth.app(forge)?))
 }
 
 fn callback_url(state: &AppState, forge: Forge) -> String {
@@ -398,18 +406,16 @@ pub async fn callback(
     forge: web::Path<String>,
     query: web::Query<CallbackQuery>,
 ) -> HttpResponse {
-    let Some((forge, app)) = forge
-        .parse::<Forge>()
-        .ok()
-        .and_then(|forge| Some((forge, state.settings.auth.app(forge)?)))
-    else {
+    let Some((forge, app)) = sign_in_app(&state, &forge) else {
         return missing_forge(&state);
     };
-    let refuse = |message: String| {
-        let mut response = failed_page(&state, message, StatusCode::BAD_REQUEST);
+    // Every refusal also spends the browser's sign-in cookie.
+    let refuse_with = |message: String, status: StatusCode| {
+        let mut response = failed_page(&state, message, status);
         forget_sign_in(&state, &mut response);
         response
     };
+    let refuse = |message: String| refuse_with(message, StatusCode::BAD_REQUEST);
     if let Some(error) = &query.error {
         return refuse(format!(
             "{} did not sign you in: {}",
@@ -420,13 +426,7 @@ pub async fn callback(
     let Some(returned) = query.state.as_deref().filter(|s| !s.is_empty()) else {
         return refuse("The sign-in came back without its `state`.".into());
     };
-    let bound = request.cookie(SIGN_IN_COOKIE).and_then(|cookie| {
-        state
-            .access
-            .keys()
-            .verify(cookie.value())
-            .map(str::to_owned)
-    });
+    let bound = signed_cookie(&state, &request, SIGN_IN_COOKIE);
     if bound
         .as_deref()
         .map(str::as_bytes)
@@ -474,11 +474,7 @@ pub async fn callback(
     .await
     {
         Ok(token) => token,
-        Err(err) => {
-            let mut response = failed_page(&state, err.to_string(), StatusCode::BAD_GATEWAY);
-            forget_sign_in(&state, &mut response);
-            return response;
-        }
+        Err(err) => return refuse_with(err.to_string(), StatusCode::BAD_GATEWAY),
     };
     let Some(api) = api_url(&state.settings, forge) else {
         return missing_forge(&state);
@@ -533,13 +529,7 @@ pub async fn logout(
 
 /// Ends the session `request` came with, if any: a sign-in replaces it.
 async fn end_current_session(state: &AppState, request: &HttpRequest) {
-    let Some(secret) = request.cookie(SESSION_COOKIE).and_then(|cookie| {
-        state
-            .access
-            .keys()
-            .verify(cookie.value())
-            .map(str::to_owned)
-    }) else {
+    let Some(secret) = signed_cookie(state, request, SESSION_COOKIE) else {
         return;
     };
     let ended = state

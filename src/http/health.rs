@@ -42,12 +42,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// repo.
 pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     if let Some(token) = &state.settings.server.metrics_token {
-        let presented = request
-            .headers()
-            .get("Authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
+        let presented = super::bearer_token(&request);
         if !presented.is_some_and(|presented| token.matches(presented.as_bytes())) {
             return HttpResponse::Unauthorized()
                 .insert_header(("WWW-Authenticate", "Bearer"))

@@ -91,6 +91,17 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(auth::logout));
 }
 
+/// The token of an `Authorization: Bearer …` header, if the request has one.
+fn bearer_token(request: &actix_web::HttpRequest) -> Option<&str> {
+    request
+        .headers()
+        .get("Authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
 /// The runner fleet names no repo; it is hidden only where visitors may read nothing.
 fn may_see_fleet(state: &AppState, viewer: &crate::auth::Viewer) -> bool {
     !matches!(viewer, crate::auth::Viewer::Anonymous)

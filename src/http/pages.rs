@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::ansi;
 use super::api::LOG_PAGE_CHUNKS;
-use super::auth::{Nav, page_denied};
+use super::auth::{Nav, page_denied, sign_in_first};
 use super::{AppState, LOG_TAIL_BYTES};
 use crate::auth::Viewer;
 use crate::domain::{Forge, RepoName, RunState, StageState, Trigger};
@@ -196,12 +196,7 @@ pub async fn runners_page(
     viewer: Viewer,
 ) -> HttpResponse {
     if !super::may_see_fleet(&state, &viewer) {
-        return page_denied(
-            &request,
-            crate::auth::Denied::SignIn,
-            Nav::of(&viewer),
-            String::new(),
-        );
+        return sign_in_first(&request);
     }
     let lease = state.settings.runner.lease.as_millis() as i64;
     match state.store.runners(lease).await {
