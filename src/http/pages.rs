@@ -130,7 +130,7 @@ pub async fn runs_page(
         state: filter_state,
         before: query.before,
         limit: PAGE_SIZE,
-        readable: readable.clone(),
+        readable,
     };
     let runs = match state.store.list_runs(&filter).await {
         Ok(runs) => runs,
@@ -167,7 +167,8 @@ pub async fn runs_page(
             .repos
             .iter()
             .filter(|r| {
-                readable
+                filter
+                    .readable
                     .as_ref()
                     .is_none_or(|readable| readable.contains(&(r.forge, r.name.clone())))
             })
