@@ -7,6 +7,7 @@
 //! `gitops`; `runner`; `http`; and `startup`, which wires them together.
 //! `docs/architecture.md` follows one webhook through them.
 
+pub mod approval;
 pub mod auth;
 pub mod config;
 pub mod domain;

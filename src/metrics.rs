@@ -54,6 +54,8 @@ pub struct Metrics {
     pub deliveries: Family<DeliveryLabels, Counter>,
     pub intake_latency: Family<DeliveryLabels, Histogram>,
     pub queue_depth: Gauge,
+    pub runs_blocked: Gauge,
+    pub approvals: Family<OutcomeLabels, Counter>,
     pub bumps: Family<OutcomeLabels, Counter>,
     pub bump_conflicts: Counter,
     pub bump_pushes: Counter,
@@ -94,6 +96,19 @@ impl Metrics {
             "runs_queued",
             "Runs waiting for a runner, as of the last scrape",
             queue_depth.clone(),
+        );
+        let runs_blocked = Gauge::default();
+        registry.register(
+            "runs_blocked",
+            "Runs waiting for approval, as of the last scrape",
+            runs_blocked.clone(),
+        );
+        let approvals = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "run_approvals",
+            "Runs that had to wait for approval (blocked), and decisions on them (approved, \
+             declined)",
+            approvals.clone(),
         );
         let bumps = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -163,6 +178,8 @@ impl Metrics {
             deliveries,
             intake_latency,
             queue_depth,
+            runs_blocked,
+            approvals,
             bumps,
             bump_conflicts,
             bump_pushes,
@@ -175,6 +192,11 @@ impl Metrics {
     pub fn observe_delivery(&self, labels: DeliveryLabels, seconds: f64) {
         self.deliveries.get_or_create(&labels).inc();
         self.intake_latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// `outcome`: `blocked` when a run is stored waiting, `approved` or `declined` after.
+    pub fn observe_approval(&self, outcome: &'static str) {
+        self.approvals.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     pub fn observe_bump(&self, outcome: &'static str) {

@@ -60,6 +60,16 @@ impl Viewer {
             Viewer::Anonymous => false,
         }
     }
+
+    /// How an action of this viewer is signed on a run (who approved it, say): the forge
+    /// login, or `api-token`.
+    pub fn actor(&self) -> String {
+        match self {
+            Viewer::User(user) => user.login.clone(),
+            Viewer::ApiToken => "api-token".into(),
+            Viewer::Anonymous => "a visitor".into(),
+        }
+    }
 }
 
 /// Why a read or an action is refused.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::{Forge, RepoName, Secret, Visibility};
+use crate::domain::{ApprovalPolicy, Forge, RepoName, Secret, Visibility};
 
 /// The forges' own cap on a webhook body (GitHub truncates payloads over 25 MiB), so a larger
 /// body is not a real delivery.
@@ -311,10 +311,22 @@ pub struct RepoSettings {
     pub trusted: bool,
     /// Overrides the visibility deliveries report (`public`, `internal`, `private`).
     pub visibility: Option<Visibility>,
+    /// Which runs wait for approval before anything of them runs.
+    #[serde(default = "default_approval")]
+    pub approval: ApprovalPolicy,
+    /// Forge logins whose runs never wait for approval: the webhook's sender is compared,
+    /// never a commit's author.
+    #[serde(default)]
+    pub trusted_users: Vec<String>,
 }
 
 fn default_pipelines_dir() -> String {
     ".gantry".into()
+}
+
+/// Code from a fork is a stranger's: it waits unless the repo says otherwise.
+fn default_approval() -> ApprovalPolicy {
+    ApprovalPolicy::Forks
 }
 
 #[derive(Debug, Clone, Deserialize)]

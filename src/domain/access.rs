@@ -45,6 +45,20 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// Which runs of a repo wait for someone with write permission before anything of them
+    /// runs (`[[repos]] approval`); senders in `trusted_users` never wait.
+    pub enum ApprovalPolicy as "approval policy" {
+        None = "none",
+        /// Pull requests whose head lives in another repository.
+        Forks = "forks",
+        /// Every pull request.
+        PullRequests = "pull_requests",
+        /// Every run: pushes and tags too.
+        All = "all",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

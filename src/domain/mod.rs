@@ -18,13 +18,13 @@ mod secret;
 mod state;
 mod status;
 
-pub use access::{AnonymousAccess, Permission, Visibility};
+pub use access::{AnonymousAccess, ApprovalPolicy, Permission, Visibility};
 pub use change::{BumpedFile, ChangedPaths, ValueChange};
 pub use error::describe;
 pub use forge::Forge;
 pub use label::{MAX_LABELS, check_runner_label};
 pub use repo::{CommitSha, GitRef, RepoName, Trigger};
 pub use secret::Secret;
-pub use state::{DeliveryState, RunState, RunnerState, StageState, StatusState};
+pub use state::{Decision, DeliveryState, RunState, RunnerState, StageState, StatusState};
 pub use status::CommitStatus;
 pub use text::UnknownName;

@@ -4,6 +4,8 @@
 named_enum! {
     /// Where a run is: waiting, being run, or ended (and how).
     pub enum RunState as "run state" {
+        /// Waiting for someone with write permission to approve it: nothing of it runs.
+        Blocked = "blocked",
         Queued = "queued",
         Running = "running",
         Success = "success",
@@ -11,13 +13,26 @@ named_enum! {
         Error = "error",
         Canceled = "canceled",
         Skipped = "skipped",
+        /// Refused by someone with write permission while it was blocked; it never ran.
+        Declined = "declined",
     }
 }
 
 impl RunState {
     /// Whether the run has ended.
     pub fn is_finished(self) -> bool {
-        !matches!(self, RunState::Queued | RunState::Running)
+        !matches!(
+            self,
+            RunState::Blocked | RunState::Queued | RunState::Running
+        )
+    }
+}
+
+named_enum! {
+    /// What someone with write permission decided about a run that waited for approval.
+    pub enum Decision as "approval decision" {
+        Approved = "approved",
+        Declined = "declined",
     }
 }
 

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{actionable_run, readable_run};
 use super::{AppState, error_body};
+use crate::approval::{self, Decided};
 use crate::auth::Viewer;
-use crate::domain::{RepoName, RunState};
+use crate::domain::{Decision, RepoName, RunState};
 use crate::store::{BumpReport, LogPage, PipelineResult, Run, RunFilter, StatusReport};
 
 /// Runs per page when the caller does not say.
@@ -28,6 +29,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("run {0} has already finished")]
     Finished(i64),
+    #[error("run {id} is not waiting for approval: it is {state}")]
+    NotBlocked { id: i64, state: RunState },
     #[error("run {0} not found")]
     NotFound(i64),
     #[error("the store is unavailable")]
@@ -40,7 +43,7 @@ impl ResponseError for ApiError {
             ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Finished(_) => StatusCode::CONFLICT,
+            ApiError::Finished(_) | ApiError::NotBlocked { .. } => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -98,6 +101,55 @@ pub async fn rerun_run(
         .map_err(ApiError::Store)?
         .ok_or(ApiError::NotFound(id))?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "run_id": new_id, "rerun_of": id })))
+}
+
+/// `POST /api/runs/{id}/approve`: a blocked run is queued, its approver kept on it.
+pub async fn approve_run(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    viewer: Viewer,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = decide(&state, &request, &viewer, None, id.into_inner(), Decision::Approved).await?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({ "approved": id })))
+}
+
+/// `POST /api/runs/{id}/decline`: a blocked run ends `declined`, never having run.
+pub async fn decline_run(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    viewer: Viewer,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = decide(&state, &request, &viewer, None, id.into_inner(), Decision::Declined).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "declined": id })))
+}
+
+/// Approves or declines the blocked run `id` for `viewer`, who must be allowed to act on
+/// it; returns its id.
+pub(super) async fn decide(
+    state: &AppState,
+    request: &HttpRequest,
+    viewer: &Viewer,
+    form_token: Option<&str>,
+    id: i64,
+    decision: Decision,
+) -> Result<i64, ApiError> {
+    let run = actionable_run(state, viewer, request, form_token, id).await?;
+    let decided = approval::decide(
+        &state.store,
+        &state.metrics,
+        run.id,
+        decision,
+        &viewer.actor(),
+    )
+    .await
+    .map_err(ApiError::Store)?;
+    match decided {
+        Decided::Done => Ok(run.id),
+        Decided::NotBlocked(state) => Err(ApiError::NotBlocked { id, state }),
+        Decided::NotFound => Err(ApiError::NotFound(id)),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -174,7 +174,7 @@ fn request_path(request: &HttpRequest) -> String {
     }
 }
 
-fn login_url(next: &str) -> String {
+pub(super) fn login_url(next: &str) -> String {
     format!("/login?{}", next_query(next))
 }
 

@@ -51,10 +51,11 @@ pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpRe
                 ));
         }
     }
-    // The queue depth is read at scrape time rather than tracked on every change, so it is
-    // right across replicas sharing one store.
-    if let Ok(depth) = state.store.queue_depth().await {
-        state.metrics.queue_depth.set(depth);
+    // Waiting runs are counted at scrape time rather than tracked on every change, so the
+    // counts are right across replicas sharing one store.
+    if let Ok(waiting) = state.store.waiting_runs().await {
+        state.metrics.queue_depth.set(waiting.queued);
+        state.metrics.runs_blocked.set(waiting.blocked);
     }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")

@@ -10,7 +10,8 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use super::{AppState, error_body};
-use crate::domain::{Forge, RepoName};
+use crate::approval;
+use crate::domain::{Forge, RepoName, RunState};
 use crate::metrics::DeliveryLabels;
 use crate::store::{NewDelivery, Recorded};
 use crate::webhook::{self, WebhookError};
@@ -82,7 +83,12 @@ impl ResponseError for HookError {
 
 /// The 2xx answers.
 enum Accepted {
-    Queued { run_id: i64, delivery_id: String },
+    Queued {
+        run_id: i64,
+        delivery_id: String,
+        /// The run waits for approval.
+        blocked: bool,
+    },
     Duplicate,
     NotActedOn(String),
 }
@@ -101,9 +107,11 @@ impl Accepted {
             Accepted::Queued {
                 run_id,
                 delivery_id,
+                blocked,
             } => HttpResponse::Accepted().json(json!({
                 "run_id": run_id,
                 "delivery_id": delivery_id,
+                "state": if blocked { RunState::Blocked } else { RunState::Queued },
             })),
             Accepted::Duplicate => HttpResponse::Ok().json(json!({ "duplicate": true })),
             Accepted::NotActedOn(reason) => HttpResponse::Ok().json(json!({ "ignored": reason })),
@@ -202,21 +210,30 @@ async fn accept(
         .into());
     }
     let delivery_id = delivery.id.as_str().to_owned();
+    let approval = approval::reason(repo, &delivery.event);
+    let blocked = approval.is_some();
     let recorded = state
         .store
         .record_delivery(NewDelivery {
             delivery,
             run,
             repo: repo.name.clone(),
+            approval,
         })
         .await
         .map_err(HookError::Store)?;
     Ok(match recorded {
         Recorded::Queued { run_id } => {
-            tracing::info!(%forge, repo = %repo.name, run_id, %delivery_id, "run queued");
+            if blocked {
+                state.metrics.observe_approval("blocked");
+                tracing::info!(%forge, repo = %repo.name, run_id, %delivery_id, "run waits for approval");
+            } else {
+                tracing::info!(%forge, repo = %repo.name, run_id, %delivery_id, "run queued");
+            }
             Accepted::Queued {
                 run_id,
                 delivery_id,
+                blocked,
             }
         }
         Recorded::Duplicate => Accepted::Duplicate,

@@ -11,13 +11,13 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::ansi;
-use super::api::LOG_PAGE_CHUNKS;
-use super::auth::{Nav, page_denied, sign_in_first};
+use super::api::{self, ApiError, LOG_PAGE_CHUNKS};
+use super::auth::{Nav, login_url, page_denied, sign_in_first};
 use super::{AppState, LOG_TAIL_BYTES};
 use crate::auth::Viewer;
-use crate::domain::{Forge, RepoName, RunState, StageState, Trigger};
+use crate::domain::{Decision, Forge, RepoName, RunState, StageState, Trigger};
 use crate::store::{
-    BumpReport, LogPage, PipelineResult, Run, RunFilter, RunnerRecord, StatusReport,
+    Approval, BumpReport, LogPage, PipelineResult, Run, RunFilter, RunnerRecord, StatusReport,
 };
 
 /// Runs listed on the front page.
@@ -95,6 +95,10 @@ struct RunPage {
     statuses: Vec<StatusReport>,
     /// The last output chunk rendered: the live stream starts after it.
     after: i64,
+    /// Why the run had to wait for approval, and what was decided by whom.
+    approval: Option<String>,
+    /// The reader may approve or decline it now.
+    may_decide: bool,
 }
 
 struct BumpView {
@@ -250,7 +254,14 @@ pub async fn run_page(
         }
     };
     let (commit_url, pull_request_url) = forge_links(&run);
+    let may_decide = run.state == RunState::Blocked
+        && matches!(
+            state.access.may_act(&viewer, run.forge, &run.repo).await,
+            Ok(Ok(()))
+        );
     let page = RunPage {
+        approval: run.approval.as_ref().map(approval_note),
+        may_decide,
         nav,
         target: target(&run),
         commit_url,
@@ -267,6 +278,73 @@ pub async fn run_page(
         run,
     };
     html(StatusCode::OK, page.render())
+}
+
+/// `POST /runs/{id}/approve`, the run page's button: approves, then back to the page.
+pub async fn approve_form(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    viewer: Viewer,
+    id: web::Path<i64>,
+    form: web::Form<DecisionForm>,
+) -> Result<HttpResponse, ApiError> {
+    decide_form(&state, &request, &viewer, *id, &form, Decision::Approved).await
+}
+
+/// `POST /runs/{id}/decline`, the run page's button: declines, then back to the page.
+pub async fn decline_form(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    viewer: Viewer,
+    id: web::Path<i64>,
+    form: web::Form<DecisionForm>,
+) -> Result<HttpResponse, ApiError> {
+    decide_form(&state, &request, &viewer, *id, &form, Decision::Declined).await
+}
+
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    csrf: Option<String>,
+}
+
+async fn decide_form(
+    state: &AppState,
+    request: &HttpRequest,
+    viewer: &Viewer,
+    id: i64,
+    form: &DecisionForm,
+    decision: Decision,
+) -> Result<HttpResponse, ApiError> {
+    let page = format!("/runs/{id}");
+    if matches!(viewer, Viewer::Anonymous) {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header(("Location", login_url(&page)))
+            .finish());
+    }
+    api::decide(state, request, viewer, form.csrf.as_deref(), id, decision).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header(("Location", page))
+        .finish())
+}
+
+/// The run page's line on approval: why the run had to wait, and what was decided.
+fn approval_note(approval: &Approval) -> String {
+    let mut note = format!("Had to wait: {}.", approval.reason);
+    if let Some(decision) = approval.decision {
+        note.push_str(&format!(
+            " {} by {}",
+            match decision {
+                Decision::Approved => "Approved",
+                Decision::Declined => "Declined",
+            },
+            approval.by.as_deref().unwrap_or("someone")
+        ));
+        if let Some(at) = &approval.at {
+            note.push_str(&format!(" at {at}"));
+        }
+        note.push('.');
+    }
+    note
 }
 
 /// Each stage's shown log: the last [`LOG_TAIL_BYTES`] of it as HTML lines, and how much

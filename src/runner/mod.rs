@@ -13,4 +13,4 @@ pub mod scheduler;
 
 pub use engine::{DockerError, Engine, EngineError, RUN_LABEL, WORKSPACE_DIR};
 pub use execute::{BumpSetup, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome};
-pub use scheduler::Scheduler;
+pub use scheduler::{Scheduler, resolve_abandoned_pipelines};

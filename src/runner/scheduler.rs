@@ -249,9 +249,8 @@ impl Scheduler {
                 }
             }
         }
-        if slots.available_permits() == 0 {
-            self.announce_waiting();
-        }
+        // Blocked runs are announced whatever the slots; queued ones when they must wait.
+        self.announce_waiting(slots.available_permits() == 0);
     }
 
     async fn execute(&self, claimed: ClaimedRun, in_hand: Arc<InHand>, claim_ms: f64) {

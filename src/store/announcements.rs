@@ -12,6 +12,13 @@ use super::statuses::{insert_status, restate_open_statuses};
 use super::{ClaimedRun, now_millis};
 use crate::domain::{CommitStatus, RunState, StageState, StatusState};
 
+/// A run that waits, for a runner or for approval, as the announcer reads it.
+#[derive(Debug, Clone)]
+pub struct WaitingRun {
+    pub run: ClaimedRun,
+    pub state: RunState,
+}
+
 /// One pipeline of a waiting run, as announced.
 #[derive(Debug, Clone)]
 pub struct AnnouncedPipeline<'a> {
@@ -42,12 +49,19 @@ pub struct Resolution<'a> {
 }
 
 impl super::Store {
-    /// Queued runs whose pipelines were not announced yet, oldest first.
-    pub async fn unannounced_runs(&self, limit: i64) -> anyhow::Result<Vec<ClaimedRun>> {
+    /// Runs whose pipelines were not announced yet, oldest first: blocked ones, and
+    /// queued ones too with `queued_too` (when no runner slot is free for them).
+    pub async fn unannounced_runs(
+        &self,
+        limit: i64,
+        queued_too: bool,
+    ) -> anyhow::Result<Vec<WaitingRun>> {
         let rows = sqlx::query(
-            "SELECT id, repo, event, attempts FROM runs \
-             WHERE state = 'queued' AND announced_at IS NULL ORDER BY id LIMIT $1",
+            "SELECT id, repo, event, attempts, state FROM runs \
+             WHERE (state = 'blocked' OR ($1 = 1 AND state = 'queued')) \
+             AND announced_at IS NULL ORDER BY id LIMIT $2",
         )
+        .bind(i64::from(queued_too))
         .bind(limit)
         .fetch_all(self.pool())
         .await
@@ -55,23 +69,29 @@ impl super::Store {
         rows.iter()
             .map(|row| {
                 let event: String = row.try_get(2)?;
-                Ok(ClaimedRun {
-                    id: row.try_get(0)?,
-                    repo: row.try_get(1)?,
-                    event: serde_json::from_str(&event).context("decoding a queued run's event")?,
-                    attempts: row.try_get(3)?,
+                Ok(WaitingRun {
+                    run: ClaimedRun {
+                        id: row.try_get(0)?,
+                        repo: row.try_get(1)?,
+                        event: serde_json::from_str(&event)
+                            .context("decoding a waiting run's event")?,
+                        attempts: row.try_get(3)?,
+                    },
+                    state: row.try_get(4)?,
                 })
             })
             .collect()
     }
 
     /// Records a waiting run's pipelines and queues their statuses, in one transaction and
-    /// only while the run is still queued and not yet announced. Returns false, having
-    /// written nothing, when it no longer is: a runner claimed it (its own statuses are
-    /// newer), it was canceled, or another replica announced it.
+    /// only while the run is still in `state` (blocked or queued) and not yet announced.
+    /// Returns false, having written nothing, when it no longer is: a runner claimed it
+    /// (its own statuses are newer), it was approved, canceled, or another replica
+    /// announced it.
     pub async fn announce_run(
         &self,
         run_id: i64,
+        state: RunState,
         pipelines: &[AnnouncedPipeline<'_>],
         statuses: &[CommitStatus],
     ) -> anyhow::Result<bool> {
@@ -84,10 +104,11 @@ impl super::Store {
         // (SQLite), so a claim cannot slip in between the check and the inserts.
         let marked = sqlx::query(
             "UPDATE runs SET announced_at = $1 \
-             WHERE id = $2 AND state = 'queued' AND announced_at IS NULL",
+             WHERE id = $2 AND state = $3 AND announced_at IS NULL",
         )
         .bind(now_millis())
         .bind(run_id)
+        .bind(state)
         .execute(&mut *tx)
         .await
         .context("marking a run announced")?
@@ -122,7 +143,7 @@ impl super::Store {
         let rows = sqlx::query(&format!(
             "SELECT p.run_id, p.pipeline, r.state, r.description FROM run_pipelines AS p \
              JOIN runs AS r ON r.id = p.run_id \
-             WHERE p.state IN {UNFINISHED} AND r.state NOT IN ('queued', 'running')"
+             WHERE p.state IN {UNFINISHED} AND r.state NOT IN ('blocked', 'queued', 'running')"
         ))
         .fetch_all(self.pool())
         .await

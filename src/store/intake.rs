@@ -19,7 +19,7 @@ use crate::webhook::{Delivery, RunRequest};
 
 /// Most deliveries committed in one transaction: bounds the latency a batch adds to its last
 /// member, the size of a transaction that must be retried one by one after a failure, and
-/// the parameters of one statement (256 × 11, far under SQLite's 32,766 and PostgreSQL's
+/// the parameters of one statement (256 × 12, far under SQLite's 32,766 and PostgreSQL's
 /// 65,535).
 const MAX_BATCH: usize = 256;
 /// Deliveries waiting for the writer before callers wait for room: back-pressure on the
@@ -33,10 +33,13 @@ pub struct NewDelivery {
     pub run: RunRequest,
     /// The repo's name as configured (the forge's spelling may differ in case).
     pub repo: RepoName,
+    /// Why the run must wait for approval (it is stored `blocked`); `None`: it is queued.
+    pub approval: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
+    /// Stored as a run: queued, or blocked when it waits for approval.
     Queued {
         run_id: i64,
     },
@@ -183,9 +186,9 @@ async fn insert_batch<T>(
     if !queued.is_empty() {
         let mut sql = String::from(
             "INSERT INTO runs (delivery, forge, repo, trigger_kind, git_ref, commit_sha, \
-             commit_message, pr_number, state, event, created_at) VALUES ",
+             commit_message, pr_number, state, event, created_at, approval_reason) VALUES ",
         );
-        push_placeholders(&mut sql, backend, queued.len(), 11);
+        push_placeholders(&mut sql, backend, queued.len(), 12);
         sql.push_str(" RETURNING id, delivery");
         let mut query = sqlx::query(&sql);
         for (new, delivery_row) in &queued {
@@ -200,9 +203,13 @@ async fn insert_batch<T>(
                 .bind(&run.commit_sha)
                 .bind(run.commit_message.clone())
                 .bind(run.pr_number.map(|number| number as i64))
-                .bind(RunState::Queued)
+                .bind(match new.approval {
+                    Some(_) => RunState::Blocked,
+                    None => RunState::Queued,
+                })
                 .bind(event)
-                .bind(now);
+                .bind(now)
+                .bind(new.approval.clone());
         }
         for row in query.fetch_all(&mut **tx).await.context("inserting runs")? {
             run_ids.insert(row.try_get(1)?, row.try_get(0)?);

@@ -7,6 +7,7 @@
 
 mod access;
 mod announcements;
+mod approvals;
 mod bumps;
 mod intake;
 mod locks;
@@ -26,14 +27,14 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 use tokio::sync::Notify;
 
 pub use access::{PendingSignIn, SessionRecord};
-pub use announcements::{AbandonedPipeline, AnnouncedPipeline, Resolution};
+pub use announcements::{AbandonedPipeline, AnnouncedPipeline, Resolution, WaitingRun};
 pub use bumps::BumpReport;
 pub use intake::{NewDelivery, Recorded};
 pub use locks::LaneLock;
 pub use queue::{ClaimedRun, Hold, MAX_ATTEMPTS, RUNNER_LOST};
 pub use results::{LogChunk, LogPage, LogTail, PipelineResult, StageResult, StageUpdate};
 pub use runners::{HeldRun, RunnerIdentity, RunnerRecord};
-pub use runs::{Run, RunFilter};
+pub use runs::{Approval, Run, RunFilter, WaitingRuns};
 pub use statuses::{Attempt, ClaimedStatus, StatusReport};
 
 /// How long a connection waits for SQLite's write lock before giving up. Writes are short

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::statuses::restate_open_statuses;
 use super::{Backend, UNFINISHED, now_millis};
-use crate::domain::{CommitSha, Forge, RepoName, RunState, StatusState, Trigger};
+use crate::domain::{CommitSha, Decision, Forge, RepoName, RunState, StatusState, Trigger};
 use crate::webhook::Event;
 
 /// A run a runner has claimed.
@@ -37,21 +37,25 @@ pub struct Hold {
     pub runner: String,
 }
 
-/// Whether a newer queued or running run of the same repo, event kind and ref exists: the
-/// run (`runs`) is superseded.
+/// Whether a newer blocked, queued or running run of the same repo, event kind, ref and
+/// pull request exists: the run (`runs`) is superseded. The pull request counts because two
+/// forks may each open one from a branch of the same name.
 const NEWER_EXISTS: &str = "EXISTS (SELECT 1 FROM runs AS newer WHERE newer.repo = runs.repo \
      AND newer.trigger_kind = runs.trigger_kind AND newer.git_ref = runs.git_ref \
-     AND newer.id > runs.id AND newer.state IN ('queued', 'running'))";
+     AND COALESCE(newer.pr_number, -1) = COALESCE(runs.pr_number, -1) \
+     AND newer.id > runs.id AND newer.state IN ('blocked', 'queued', 'running'))";
 
 impl super::Store {
     /// Cancels runs made obsolete by a newer run for the same repo, event kind and ref:
-    /// queued ones at once, running ones through a cancel request their runner sees.
+    /// blocked and queued ones at once, running ones through a cancel request their runner
+    /// sees. (A new push to a pull request thus replaces its blocked run: approval holds
+    /// for one commit.)
     pub async fn supersede_older_runs(&self) -> anyhow::Result<u64> {
         let now = now_millis();
         let canceled = sqlx::query(&format!(
             "UPDATE runs SET state = $1, finished_at = $2, \
              description = 'superseded by a newer run for the same ref' \
-             WHERE state = 'queued' AND trigger_kind <> 'tag' AND {NEWER_EXISTS}"
+             WHERE state IN ('blocked', 'queued') AND trigger_kind <> 'tag' AND {NEWER_EXISTS}"
         ))
         .bind(RunState::Canceled)
         .bind(now)
@@ -100,7 +104,7 @@ impl super::Store {
              (SELECT 1 FROM run_labels AS l WHERE l.run_id = runs.id{offered}) \
              AND (trigger_kind = 'tag' OR NOT {NEWER_EXISTS}) \
              ORDER BY id LIMIT 1{lock}) \
-             RETURNING id, repo, event, attempts, git_ref, trigger_kind"
+             RETURNING id, repo, event, attempts, git_ref, trigger_kind, pr_number"
         );
         let mut query = sqlx::query(&sql).bind(runner).bind(now);
         for label in labels {
@@ -118,13 +122,14 @@ impl super::Store {
             // end before an older one of its ref is told to stop.
             sqlx::query(
                 "UPDATE runs SET cancel_requested = 1 WHERE repo = $1 AND git_ref = $2 \
-                 AND trigger_kind = $3 AND id < $4 AND state = 'running' \
-                 AND cancel_requested = 0",
+                 AND trigger_kind = $3 AND COALESCE(pr_number, -1) = COALESCE($5, -1) \
+                 AND id < $4 AND state = 'running' AND cancel_requested = 0",
             )
             .bind(row.try_get::<RepoName, _>(1)?)
             .bind(row.try_get::<String, _>(4)?)
             .bind(trigger)
             .bind(id)
+            .bind(row.try_get::<Option<i64>, _>(6)?)
             .execute(self.pool())
             .await
             .context("asking older runs of the ref to cancel")?;
@@ -193,12 +198,12 @@ impl super::Store {
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
-    /// Asks the runner of a queued or running run to cancel it. Returns false when the run
-    /// is already finished (or does not exist).
+    /// Cancels a blocked or queued run at once, and asks the runner of a running one to
+    /// cancel it. Returns false when the run is already finished (or does not exist).
     pub async fn request_cancel(&self, run_id: i64) -> anyhow::Result<bool> {
         let queued = sqlx::query(
             "UPDATE runs SET state = 'canceled', finished_at = $1, description = 'canceled' \
-             WHERE id = $2 AND state = 'queued'",
+             WHERE id = $2 AND state IN ('blocked', 'queued')",
         )
         .bind(now_millis())
         .bind(run_id)
@@ -328,11 +333,14 @@ async fn requeue_pipelines(
 
 impl super::Store {
     /// Queues the run again as a new run for the same event (its own delivery, marked
-    /// `rerun`), and returns the new run's id; `None` when there is no such run.
+    /// `rerun`), and returns the new run's id; `None` when there is no such run. Approval
+    /// holds for the commit: a rerun of a run that had to wait and was never approved waits
+    /// again, one of an approved run carries its approval.
     pub async fn rerun(&self, run_id: i64) -> anyhow::Result<Option<i64>> {
         let mut tx = self.pool().begin().await.context("starting a rerun")?;
         let Some(old) = sqlx::query(
-            "SELECT forge, repo, trigger_kind, git_ref, commit_sha, commit_message, pr_number, event \
+            "SELECT forge, repo, trigger_kind, git_ref, commit_sha, commit_message, pr_number, \
+             event, approval_reason, approval_decision, approval_by, approval_at \
              FROM runs WHERE id = $1",
         )
         .bind(run_id)
@@ -360,10 +368,18 @@ impl super::Store {
         .await
         .context("recording the rerun")?
         .try_get(0)?;
+        let reason: Option<String> = old.try_get(8)?;
+        let approved = old.try_get::<Option<Decision>, _>(9)? == Some(Decision::Approved);
+        let state = match (&reason, approved) {
+            (Some(_), false) => RunState::Blocked,
+            _ => RunState::Queued,
+        };
         let new_id: i64 = sqlx::query(
             "INSERT INTO runs (delivery, forge, repo, trigger_kind, git_ref, commit_sha, \
-             commit_message, pr_number, state, event, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+             commit_message, pr_number, state, event, created_at, approval_reason, \
+             approval_decision, approval_by, approval_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             RETURNING id",
         )
         .bind(delivery)
         .bind(forge)
@@ -373,9 +389,13 @@ impl super::Store {
         .bind(old.try_get::<CommitSha, _>(4)?)
         .bind(old.try_get::<Option<String>, _>(5)?)
         .bind(old.try_get::<Option<i64>, _>(6)?)
-        .bind(RunState::Queued)
+        .bind(state)
         .bind(old.try_get::<String, _>(7)?)
         .bind(now)
+        .bind(reason)
+        .bind(approved.then_some(Decision::Approved))
+        .bind(approved.then(|| old.try_get::<Option<String>, _>(10)).transpose()?.flatten())
+        .bind(approved.then(|| old.try_get::<Option<i64>, _>(11)).transpose()?.flatten())
         .fetch_one(&mut *tx)
         .await
         .context("queueing the rerun")?

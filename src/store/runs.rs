@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::domain::{CommitSha, Forge, RepoName, RunState, Trigger};
+use crate::domain::{CommitSha, Decision, Forge, RepoName, RunState, Trigger};
 use crate::webhook::Event;
 
 /// A run as the API shows it.
@@ -29,9 +29,21 @@ pub struct Run {
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Why the run had to wait for approval, and what was decided; `None` when it did not.
+    pub approval: Option<Approval>,
     /// The whole event; only filled when one run is asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<Event>,
+}
+
+/// A run that had to wait for approval: why, and who decided what, when.
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    pub reason: String,
+    /// `None` while the run waits (or once it was canceled or superseded while waiting).
+    pub decision: Option<Decision>,
+    pub by: Option<String>,
+    pub at: Option<String>,
 }
 
 /// Which runs to list, newest first.
@@ -48,7 +60,8 @@ pub struct RunFilter {
 
 const RUN_COLUMNS: &str = "runs.id, runs.forge, runs.repo, runs.trigger_kind, runs.git_ref, \
     runs.commit_sha, runs.commit_message, runs.pr_number, runs.state, deliveries.delivery_id, \
-    runs.created_at, runs.started_at, runs.finished_at, runs.description, runs.attempts";
+    runs.created_at, runs.started_at, runs.finished_at, runs.description, runs.attempts, \
+    runs.approval_reason, runs.approval_decision, runs.approval_by, runs.approval_at";
 
 impl super::Store {
     pub async fn list_runs(&self, filter: &RunFilter) -> anyhow::Result<Vec<Run>> {
@@ -100,15 +113,33 @@ impl super::Store {
         row.map(|row| run_from_row(&row, true)).transpose()
     }
 
-    /// Runs waiting for a runner.
-    pub async fn queue_depth(&self) -> anyhow::Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM runs WHERE state = $1")
-            .bind(RunState::Queued)
-            .fetch_one(self.pool())
-            .await
-            .context("counting queued runs")?;
-        Ok(row.try_get(0)?)
+    /// How many runs wait for a runner, and how many for approval.
+    pub async fn waiting_runs(&self) -> anyhow::Result<WaitingRuns> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) FROM runs WHERE state IN ($1, $2) GROUP BY state",
+        )
+        .bind(RunState::Queued)
+        .bind(RunState::Blocked)
+        .fetch_all(self.pool())
+        .await
+        .context("counting waiting runs")?;
+        let mut waiting = WaitingRuns::default();
+        for row in rows {
+            let count: i64 = row.try_get(1)?;
+            match row.try_get::<RunState, _>(0)? {
+                RunState::Blocked => waiting.blocked = count,
+                _ => waiting.queued = count,
+            }
+        }
+        Ok(waiting)
     }
+}
+
+/// Runs that wait: for a runner (`queued`) or for approval (`blocked`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitingRuns {
+    pub queued: i64,
+    pub blocked: i64,
 }
 
 fn run_from_row(row: &AnyRow, with_event: bool) -> anyhow::Result<Run> {
@@ -134,6 +165,17 @@ fn run_from_row(row: &AnyRow, with_event: bool) -> anyhow::Result<Run> {
         finished_at: row.try_get::<Option<i64>, _>(12)?.map(timestamp),
         description: row.try_get(13)?,
         attempts: row.try_get(14)?,
+        approval: row
+            .try_get::<Option<String>, _>(15)?
+            .map(|reason| -> anyhow::Result<Approval> {
+                Ok(Approval {
+                    reason,
+                    decision: row.try_get(16)?,
+                    by: row.try_get(17)?,
+                    at: row.try_get::<Option<i64>, _>(18)?.map(timestamp),
+                })
+            })
+            .transpose()?,
         event,
     })
 }

@@ -58,7 +58,17 @@ pub struct Push {
     /// Files added, modified or removed by the pushed commits, when the payload lists all of
     /// them; `None` when it does not (the runner then asks `git diff`).
     pub changed_paths: Option<Vec<String>>,
-    pub sender: Option<String>,
+    pub sender: Option<Sender>,
+}
+
+/// Who sent an event, as the forge identifies them: the one identity approval trusts. A
+/// commit's author name or e-mail is whatever its writer typed, and is never used for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    /// The forge's user id, which a rename does not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    pub login: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +97,7 @@ pub struct PullRequest {
     /// Where the head commit can be fetched from (the fork's URL for a fork).
     pub head_clone_url: Option<String>,
     pub head_commit_message: Option<String>,
-    pub sender: Option<String>,
+    pub sender: Option<Sender>,
 }
 
 /// What Gantry does with an event: queue a run for a commit, or nothing.
@@ -101,6 +111,20 @@ pub struct RunRequest {
 }
 
 impl Event {
+    /// Who sent the event, when the forge says.
+    pub fn sender(&self) -> Option<&Sender> {
+        match &self.kind {
+            EventKind::Push(push) => push.sender.as_ref(),
+            EventKind::PullRequest(pr) => pr.sender.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the event is a pull request whose head lives in another repository.
+    pub fn from_fork(&self) -> bool {
+        matches!(&self.kind, EventKind::PullRequest(pr) if pr.from_fork)
+    }
+
     /// The files the event changed, if its payload says (GitHub, GitLab and new Gitea list
     /// the files of the pushed commits when the list is whole; pull request events never
     /// do).

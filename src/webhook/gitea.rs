@@ -3,7 +3,7 @@
 //! Signed with HMAC-SHA256 of the body as bare hex in `X-Gitea-Signature` (Forgejo:
 //! `X-Forgejo-Signature`).
 
-use super::github_like::{Dialect, PushPayload};
+use super::github_like::{Dialect, PushPayload, UserJson};
 use super::payload;
 use super::{
     Delivery, EventKind, Headers, Push, Repo, WebhookError, event_header, first_header, signature,
@@ -83,8 +83,8 @@ fn parse_push(push: PushPayload) -> Result<(Repo, EventKind), WebhookError> {
         after,
         sender: push
             .pusher
-            .and_then(|user| user.login)
-            .or_else(|| push.sender.and_then(|user| user.login)),
+            .and_then(UserJson::into_sender)
+            .or_else(|| push.sender.and_then(UserJson::into_sender)),
     });
     Ok((repo, kind))
 }

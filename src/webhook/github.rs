@@ -4,7 +4,7 @@
 //! `X-Hub-Signature` that GitHub still sends alongside is not accepted on its own: SHA-1 HMAC
 //! is kept by GitHub only for old receivers.
 
-use super::github_like::{Dialect, PushPayload};
+use super::github_like::{Dialect, PushPayload, UserJson};
 use super::payload;
 use super::{
     Delivery, EventKind, Headers, Push, Repo, WebhookError, event_header, first_header, signature,
@@ -120,7 +120,7 @@ fn parse_push(push: PushPayload) -> Result<(Repo, EventKind), WebhookError> {
         before,
         after,
         head_commit_message,
-        sender: push.sender.and_then(|sender| sender.login),
+        sender: push.sender.and_then(UserJson::into_sender),
     });
     Ok((repo, kind))
 }

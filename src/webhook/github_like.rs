@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::payload::{self, Head, PushedCommit, commit_sha, from_json};
-use super::{Event, EventKind, PullRequest, PullRequestAction, Repo, WebhookError};
+use super::{Event, EventKind, PullRequest, PullRequestAction, Repo, Sender, WebhookError};
 use crate::domain::{CommitSha, Forge, RepoName, Visibility};
 
 /// Where GitHub and Gitea differ in what they send.
@@ -169,6 +169,19 @@ pub(super) fn repository_of(body: &[u8]) -> Option<Repo> {
 pub(super) struct UserJson {
     #[serde(default)]
     pub login: Option<String>,
+    /// Read leniently: a sender without a readable id is still named by its login.
+    #[serde(default)]
+    pub id: Option<serde_json::Value>,
+}
+
+impl UserJson {
+    /// The sender this user is, when it has a login.
+    pub fn into_sender(self) -> Option<Sender> {
+        Some(Sender {
+            id: self.id.as_ref().and_then(serde_json::Value::as_u64),
+            login: self.login.filter(|login| !login.is_empty())?,
+        })
+    }
 }
 
 /// A `delete` delivery.
@@ -228,8 +241,9 @@ pub(super) struct BranchJson {
     pub sha: String,
     /// `owner:branch` (older Gitea: the bare branch).
     pub label: Option<String>,
-    /// Gitea's id of the branch's repository.
-    pub repo_id: Option<u64>,
+    /// Gitea's id of the branch's repository (read leniently, like every id here).
+    #[serde(default)]
+    pub repo_id: Option<serde_json::Value>,
     /// Absent in older and trimmed payloads; `null` for a fork since deleted.
     #[serde(default, deserialize_with = "present")]
     pub repo: Option<Option<BranchRepoJson>>,
@@ -237,8 +251,21 @@ pub(super) struct BranchJson {
 
 #[derive(Deserialize)]
 pub(super) struct BranchRepoJson {
+    #[serde(default)]
+    pub id: Option<serde_json::Value>,
     pub full_name: String,
     pub clone_url: Option<String>,
+}
+
+impl BranchJson {
+    /// The id of the branch's repository: Gitea's `repo_id`, else `repo.id`.
+    fn repo_id(&self) -> Option<u64> {
+        let repo = match &self.repo {
+            Some(Some(repo)) => repo.id.as_ref(),
+            _ => None,
+        };
+        self.repo_id.as_ref().or(repo)?.as_u64()
+    }
 }
 
 impl PullRequestPayload {
@@ -261,23 +288,29 @@ impl PullRequestPayload {
             from_fork,
             head_clone_url,
             head_commit_message: None,
-            sender: self.sender.and_then(|user| user.login),
+            sender: self.sender.and_then(UserJson::into_sender),
         });
         Ok((self.repository.into_repo(), kind))
     }
 }
 
 /// Whether a pull request's head lives in another repository than its base (`base_repo`),
-/// whose author must then not see secrets. Told by Gitea's repository ids when both are
-/// given, else by the head's repository (`null`: a fork since deleted), else by the owner
-/// in the head's label (`owner:branch`; a bare branch is the base repo's own).
+/// whose author must then not see secrets nor run without approval. The head is the base
+/// repo's own only when nothing says otherwise: a head repository that was deleted
+/// (`null`), different repository ids (Gitea's `repo_id`, else `repo.id`), or a head
+/// repository of another name each make it a fork. Without ids or repository, the owner
+/// in the head's label decides (`owner:branch`; a bare branch is the base repo's own).
 fn head_is_fork(head: &BranchJson, base: &BranchJson, base_repo: &str) -> bool {
-    if let (Some(head_id), Some(base_id)) = (head.repo_id, base.repo_id) {
-        return head_id != base_id;
+    let ids = (head.repo_id(), base.repo_id());
+    if let (Some(head_id), Some(base_id)) = ids
+        && head_id != base_id
+    {
+        return true;
     }
     match &head.repo {
-        Some(Some(repo)) => !repo.full_name.eq_ignore_ascii_case(base_repo),
         Some(None) => true,
+        Some(Some(repo)) => !repo.full_name.eq_ignore_ascii_case(base_repo),
+        None if ids.0.is_some() && ids.1.is_some() => false,
         None => {
             let base_owner = base_repo.split('/').next().unwrap_or_default();
             head.label
@@ -324,6 +357,26 @@ mod tests {
         assert!(!head_is_fork(&own, &base, "acme/web"));
         assert!(head_is_fork(&fork, &base, "acme/web"));
         assert!(head_is_fork(&deleted, &base, "acme/web"));
+
+        // Ids decide first; a payload whose names disagree with equal ids is not trusted
+        // to be the base repo's own.
+        let base = branch(serde_json::json!({
+            "ref": "main", "sha": "a", "repo": { "id": 10, "full_name": "acme/web" }
+        }));
+        let own = branch(serde_json::json!({
+            "ref": "x", "sha": "b", "repo": { "id": 10, "full_name": "acme/web" }
+        }));
+        let other_id = branch(serde_json::json!({
+            "ref": "x", "sha": "b", "repo": { "id": 11, "full_name": "acme/web" }
+        }));
+        let other_name = branch(serde_json::json!({
+            "ref": "x", "sha": "b", "repo": { "id": 10, "full_name": "someone/web" }
+        }));
+        assert!(!head_is_fork(&own, &base, "acme/web"));
+        assert!(head_is_fork(&other_id, &base, "acme/web"));
+        assert!(head_is_fork(&other_name, &base, "acme/web"));
+        assert!(head_is_fork(&deleted, &base, "acme/web"));
+        let base = branch(serde_json::json!({ "ref": "main", "sha": "a" }));
 
         let labelled =
             |label: &str| branch(serde_json::json!({ "ref": "x", "sha": "b", "label": label }));

@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use super::payload::{self, Head, PushedCommit, from_json};
 use super::{
-    Delivery, Event, EventKind, Headers, PullRequest, PullRequestAction, Push, Repo, WebhookError,
-    event_header, first_header, signature,
+    Delivery, Event, EventKind, Headers, PullRequest, PullRequestAction, Push, Repo, Sender,
+    WebhookError, event_header, first_header, signature,
 };
 use crate::config::GitlabSettings;
 use crate::domain::{Forge, GitRef, RepoName, Secret, Visibility};
@@ -196,7 +196,10 @@ fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
         git_ref,
         before,
         after,
-        sender: push.user_username.or(push.user_name),
+        sender: push.user_username.filter(|login| !login.is_empty()).map(|login| Sender {
+            id: push.user_id.as_ref().and_then(serde_json::Value::as_u64),
+            login,
+        }),
     });
     Ok(event(repo, kind))
 }
@@ -248,9 +251,13 @@ fn parse_merge_request(body: &[u8]) -> Result<Event, WebhookError> {
         head_ref: mr.source_branch,
         base_ref: mr.target_branch,
         base_sha: None,
-        from_fork: mr.source_project_id != mr.target_project_id,
+        // A source project since deleted is named by no id, and counts as a fork.
+        from_fork: mr.source_project_id != Some(mr.target_project_id),
         head_clone_url: mr.source.and_then(|source| source.git_http_url),
-        sender: payload.user.map(|user| user.username),
+        sender: payload.user.map(|user| Sender {
+            id: user.id.as_ref().and_then(serde_json::Value::as_u64),
+            login: user.username,
+        }),
     });
     Ok(event(Some(payload.project.into_repo()), kind))
 }
@@ -321,8 +328,10 @@ struct PushPayload {
     #[serde(default)]
     commits: Vec<PushedCommit>,
     total_commits_count: Option<usize>,
+    /// The pusher's login; `user_name` is a display name anyone may choose, so it is not read.
     user_username: Option<String>,
-    user_name: Option<String>,
+    #[serde(default)]
+    user_id: Option<serde_json::Value>,
     project: ProjectJson,
 }
 
@@ -336,6 +345,8 @@ struct MergeRequestPayload {
 #[derive(Deserialize)]
 struct UserJson {
     username: String,
+    #[serde(default)]
+    id: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -344,7 +355,8 @@ struct MergeRequestJson {
     title: String,
     source_branch: String,
     target_branch: String,
-    source_project_id: u64,
+    #[serde(default)]
+    source_project_id: Option<u64>,
     target_project_id: u64,
     last_commit: LastCommitJson,
     source: Option<SourceProjectJson>,

@@ -1,7 +1,7 @@
 //! Pipelines that a run left pending or running when it ended some other way (canceled or
-//! superseded while queued, given up after crashes, an internal error): each ends with its
-//! run's reason, and the forge hears the same where it last heard pending or running, so
-//! no status stays pending for good.
+//! superseded while queued, declined while blocked, given up after crashes, an internal
+//! error): each ends with its run's reason, and the forge hears the same where it last
+//! heard pending or running, so no status stays pending for good.
 
 use crate::domain::{RunState, StageState, StatusState};
 use crate::forge::{clamp_description, status_context};
@@ -17,6 +17,8 @@ pub async fn resolve_abandoned_pipelines(store: &Store) -> anyhow::Result<u64> {
     for abandoned in store.abandoned_pipelines().await? {
         let (state, status) = match abandoned.run_state {
             RunState::Canceled => (StageState::Canceled, StatusState::Canceled),
+            // It never ran; the forge shows it as refused, not as a failure of its code.
+            RunState::Declined => (StageState::Canceled, StatusState::Error),
             _ => (StageState::Error, StatusState::Error),
         };
         let description =

@@ -747,6 +747,7 @@ async fn every_fixture_gets_its_answer_and_its_event() {
     let app = TestApp::spawn().await;
     let settings = helpers::settings_for(tempfile::tempdir().unwrap().path(), "sqlite::memory:");
     let mut queued = 0;
+    let mut blocked = Vec::new();
     for (path, event_name, expected) in FIXTURES {
         let forge_name = path.split('/').next().unwrap();
         let request = helpers::signed(forge_name, event_name, &fixture(path));
@@ -766,7 +767,14 @@ async fn every_fixture_gets_its_answer_and_its_event() {
             let run_id = body["run_id"].as_i64().expect("run_id in a 202");
             let (status, run) = app.get_json(&format!("/api/runs/{run_id}")).await;
             assert_eq!(status, 200);
-            assert_eq!(run["state"], "queued");
+            // Pull requests from forks wait for approval (the default `approval = "forks"`).
+            let expected = if parsed.event.from_fork() {
+                blocked.push(*path);
+                "blocked"
+            } else {
+                "queued"
+            };
+            assert_eq!(run["state"], expected, "{path}");
             let stored: webhook::Event = serde_json::from_value(run["event"].clone()).unwrap();
             assert_eq!(stored, parsed.event, "{path}: stored event differs");
         } else {
@@ -774,4 +782,10 @@ async fn every_fixture_gets_its_answer_and_its_event() {
         }
     }
     assert_eq!(app.run_count().await, queued);
+    for forge in ["github", "gitlab", "gitea"] {
+        assert!(
+            blocked.iter().any(|path| path.starts_with(forge)),
+            "some {forge} fixture is a fork's pull request: {blocked:?}"
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! The same store behaviour on SQLite and PostgreSQL.
 
-use gantry::domain::{CommitStatus, Forge, RunState, StageState, StatusState, Trigger};
+use gantry::domain::{
+    CommitStatus, Decision, Forge, RunState, StageState, StatusState, Trigger,
+};
 use gantry::git::GitAuth;
 use gantry::runner::scheduler::resolve_abandoned_pipelines;
 use gantry::store::{
@@ -53,6 +55,7 @@ fn push_delivery(delivery_id: Option<&str>) -> NewDelivery {
         delivery,
         run,
         repo: "Codertocat/Hello-World".into(),
+        approval: None,
     }
 }
 
@@ -74,7 +77,7 @@ async fn records_and_reads_back_a_run(backend: Backend) {
     assert_eq!(run.delivery_id, new.delivery.id.as_str());
     assert_eq!(run.event.as_ref(), Some(&new.delivery.event));
     assert!(store.run(run_id + 1000).await.unwrap().is_none());
-    assert_eq!(store.queue_depth().await.unwrap(), 1);
+    assert_eq!(store.waiting_runs().await.unwrap().queued, 1);
     assert!(store.is_reachable().await);
 }
 on_both_backends!(records_and_reads_back, records_and_reads_back_a_run);
@@ -254,6 +257,7 @@ async fn announcements_and_abandoned_pipelines(backend: Backend) {
         !store
             .announce_run(
                 claimed,
+                RunState::Queued,
                 std::slice::from_ref(&pipeline),
                 std::slice::from_ref(&pending)
             )
@@ -264,11 +268,12 @@ async fn announcements_and_abandoned_pipelines(backend: Backend) {
     assert!(store.run_statuses(claimed).await.unwrap().is_empty());
     assert!(store.pipeline_results(claimed).await.unwrap().is_empty());
 
-    assert_eq!(store.unannounced_runs(10).await.unwrap().len(), 1);
+    assert_eq!(store.unannounced_runs(10, true).await.unwrap().len(), 1);
     assert!(
         store
             .announce_run(
                 waiting,
+                RunState::Queued,
                 std::slice::from_ref(&pipeline),
                 std::slice::from_ref(&pending)
             )
@@ -277,12 +282,12 @@ async fn announcements_and_abandoned_pipelines(backend: Backend) {
     );
     assert!(
         !store
-            .announce_run(waiting, &[pipeline], &[pending])
+            .announce_run(waiting, RunState::Queued, &[pipeline], &[pending])
             .await
             .unwrap(),
         "a second replica's announcement of the same run writes nothing"
     );
-    assert!(store.unannounced_runs(10).await.unwrap().is_empty());
+    assert!(store.unannounced_runs(10, true).await.unwrap().is_empty());
     let statuses = store.run_statuses(waiting).await.unwrap();
     assert_eq!(statuses.len(), 1);
     assert_eq!(
@@ -344,7 +349,7 @@ async fn reopening_keeps_everything_and_migrations_are_idempotent(backend: Backe
         .await
         .unwrap();
     assert_eq!(again, Recorded::Duplicate);
-    assert_eq!(reopened.queue_depth().await.unwrap(), 1);
+    assert_eq!(reopened.waiting_runs().await.unwrap().queued, 1);
 }
 on_both_backends!(
     reopening,
@@ -689,3 +694,114 @@ async fn claims_never_take_a_superseded_run(backend: Backend) {
     );
 }
 on_both_backends!(superseded_claims, claims_never_take_a_superseded_run);
+
+/// Stores a fresh delivery of the push fixture as a run that waits for approval.
+async fn block_one(store: &Store) -> i64 {
+    let new = NewDelivery {
+        approval: Some("a run of this repo, sent by mallory".into()),
+        ..push_delivery(None)
+    };
+    let Recorded::Queued { run_id } = store.record_delivery(new).await.unwrap() else {
+        panic!("a fresh delivery stores a run");
+    };
+    run_id
+}
+
+/// A blocked run is never claimed; it waits until one decision, the first, queues or ends
+/// it; a newer run of its ref supersedes it; a rerun waits again unless it was approved.
+async fn blocked_runs_wait_for_one_decision(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let blocked = block_one(&store).await;
+    let run = store.run(blocked).await.unwrap().unwrap();
+    assert_eq!(run.state, RunState::Blocked);
+    let approval = run.approval.expect("a blocked run says why");
+    assert_eq!(approval.reason, "a run of this repo, sent by mallory");
+    assert_eq!((approval.decision, approval.by), (None, None));
+    assert!(store.claim_run("a", &[]).await.unwrap().is_none());
+    let waiting = store.waiting_runs().await.unwrap();
+    assert_eq!((waiting.queued, waiting.blocked), (0, 1));
+    let unannounced = store.unannounced_runs(10, false).await.unwrap();
+    assert_eq!(unannounced.len(), 1);
+    assert_eq!(unannounced[0].state, RunState::Blocked);
+
+    assert_eq!(
+        store
+            .decide_run(blocked, Decision::Approved, "alice")
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        store
+            .decide_run(blocked, Decision::Declined, "bob")
+            .await
+            .unwrap(),
+        Err(Some(RunState::Queued)),
+        "the first decision holds"
+    );
+    assert_eq!(
+        store
+            .decide_run(blocked + 1000, Decision::Approved, "alice")
+            .await
+            .unwrap(),
+        Err(None)
+    );
+    let run = store.run(blocked).await.unwrap().unwrap();
+    let approval = run.approval.unwrap();
+    assert_eq!(
+        (run.state, approval.decision, approval.by.as_deref()),
+        (RunState::Queued, Some(Decision::Approved), Some("alice"))
+    );
+    assert!(approval.at.is_some());
+    // A rerun of the approved commit carries its approval.
+    let again = store.rerun(blocked).await.unwrap().unwrap();
+    let rerun = store.run(again).await.unwrap().unwrap();
+    assert_eq!(rerun.state, RunState::Queued);
+    assert_eq!(
+        rerun.approval.unwrap().by.as_deref(),
+        Some("alice"),
+        "approval holds for the commit"
+    );
+    assert_eq!(store.claim_run("a", &[]).await.unwrap().unwrap().id, again);
+
+    // A newer blocked run supersedes an older one; declining ends it for good.
+    let older = block_one(&store).await;
+    let newer = block_one(&store).await;
+    store.supersede_older_runs().await.unwrap();
+    let superseded = store.run(older).await.unwrap().unwrap();
+    assert_eq!(superseded.state, RunState::Canceled);
+    assert_eq!(
+        superseded.description.as_deref(),
+        Some("superseded by a newer run for the same ref")
+    );
+    assert_eq!(
+        store
+            .decide_run(older, Decision::Approved, "alice")
+            .await
+            .unwrap(),
+        Err(Some(RunState::Canceled))
+    );
+    assert_eq!(
+        store
+            .decide_run(newer, Decision::Declined, "bob")
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let declined = store.run(newer).await.unwrap().unwrap();
+    assert_eq!(declined.state, RunState::Declined);
+    assert!(declined.finished_at.is_some());
+    assert_eq!(declined.description.as_deref(), Some("declined by bob"));
+    // Its rerun waits again, and a blocked run can be canceled.
+    let rerun = store.rerun(newer).await.unwrap().unwrap();
+    assert_eq!(
+        store.run(rerun).await.unwrap().unwrap().state,
+        RunState::Blocked
+    );
+    assert!(store.request_cancel(rerun).await.unwrap());
+    assert_eq!(
+        store.run(rerun).await.unwrap().unwrap().state,
+        RunState::Canceled
+    );
+}
+on_both_backends!(blocked_runs, blocked_runs_wait_for_one_decision);
