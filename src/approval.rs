@@ -7,10 +7,7 @@
 //! whatever its writer typed and is never trusted.
 
 use crate::config::RepoSettings;
-use crate::domain::{ApprovalPolicy, Decision, RunState};
-use crate::metrics::Metrics;
-use crate::runner::resolve_abandoned_pipelines;
-use crate::store::Store;
+use crate::domain::ApprovalPolicy;
 use crate::webhook::{Event, EventKind};
 
 /// What a blocked run's pipelines say on the forge.
@@ -51,41 +48,6 @@ pub fn reason(repo: &RepoSettings, event: &Event) -> Option<String> {
         None => "an unnamed sender".to_owned(),
     };
     Some(format!("{what}, sent by {by}, who is not in trusted_users"))
-}
-
-/// How a decision on a run went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decided {
-    Done,
-    /// The run was not waiting for approval; it is in this state.
-    NotBlocked(RunState),
-    NotFound,
-}
-
-/// Approves or declines the blocked run `run_id` as `by`. An approved run is queued; a
-/// declined one ends `declined`, and its pipelines' statuses say by whom at once.
-pub async fn decide(
-    store: &Store,
-    metrics: &Metrics,
-    run_id: i64,
-    decision: Decision,
-    by: &str,
-) -> anyhow::Result<Decided> {
-    let decided = match store.decide_run(run_id, decision, by).await? {
-        Ok(()) => Decided::Done,
-        Err(Some(state)) => Decided::NotBlocked(state),
-        Err(None) => Decided::NotFound,
-    };
-    if decided == Decided::Done {
-        metrics.observe_approval(decision.as_str());
-        tracing::info!(run_id, decision = decision.as_str(), by, "run decided");
-        if decision == Decision::Declined {
-            // Its pipelines were announced pending; the forge hears the end now, not at a
-            // runner's next upkeep.
-            resolve_abandoned_pipelines(store).await?;
-        }
-    }
-    Ok(decided)
 }
 
 #[cfg(test)]

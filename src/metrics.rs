@@ -196,7 +196,9 @@ impl Metrics {
 
     /// `outcome`: `blocked` when a run is stored waiting, `approved` or `declined` after.
     pub fn observe_approval(&self, outcome: &'static str) {
-        self.approvals.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.approvals
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub fn observe_bump(&self, outcome: &'static str) {

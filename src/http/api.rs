@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{actionable_run, readable_run};
 use super::{AppState, error_body};
-use crate::approval::{self, Decided};
 use crate::auth::Viewer;
 use crate::domain::{Decision, RepoName, RunState};
+use crate::runner::resolve_abandoned_pipelines;
 use crate::store::{BumpReport, LogPage, PipelineResult, Run, RunFilter, StatusReport};
 
 /// Runs per page when the caller does not say.
@@ -110,7 +110,15 @@ pub async fn approve_run(
     viewer: Viewer,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = decide(&state, &request, &viewer, None, id.into_inner(), Decision::Approved).await?;
+    let id = decide(
+        &state,
+        &request,
+        &viewer,
+        None,
+        id.into_inner(),
+        Decision::Approved,
+    )
+    .await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "approved": id })))
 }
 
@@ -121,12 +129,20 @@ pub async fn decline_run(
     viewer: Viewer,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = decide(&state, &request, &viewer, None, id.into_inner(), Decision::Declined).await?;
+    let id = decide(
+        &state,
+        &request,
+        &viewer,
+        None,
+        id.into_inner(),
+        Decision::Declined,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "declined": id })))
 }
 
 /// Approves or declines the blocked run `id` for `viewer`, who must be allowed to act on
-/// it; returns its id.
+/// it; returns its id. Of two decisions at once, the first holds.
 pub(super) async fn decide(
     state: &AppState,
     request: &HttpRequest,
@@ -136,20 +152,27 @@ pub(super) async fn decide(
     decision: Decision,
 ) -> Result<i64, ApiError> {
     let run = actionable_run(state, viewer, request, form_token, id).await?;
-    let decided = approval::decide(
-        &state.store,
-        &state.metrics,
-        run.id,
-        decision,
-        &viewer.actor(),
-    )
-    .await
-    .map_err(ApiError::Store)?;
-    match decided {
-        Decided::Done => Ok(run.id),
-        Decided::NotBlocked(state) => Err(ApiError::NotBlocked { id, state }),
-        Decided::NotFound => Err(ApiError::NotFound(id)),
+    let by = viewer.actor();
+    match state
+        .store
+        .decide_run(run.id, decision, &by)
+        .await
+        .map_err(ApiError::Store)?
+    {
+        Ok(()) => {}
+        Err(Some(now)) => return Err(ApiError::NotBlocked { id, state: now }),
+        Err(None) => return Err(ApiError::NotFound(id)),
     }
+    state.metrics.observe_approval(decision.as_str());
+    tracing::info!(run_id = id, decision = decision.as_str(), by, "run decided");
+    if decision == Decision::Declined {
+        // Its pipelines were announced pending: the forge hears the end now, not at a
+        // runner's next upkeep.
+        resolve_abandoned_pipelines(&state.store)
+            .await
+            .map_err(ApiError::Store)?;
+    }
+    Ok(id)
 }
 
 #[derive(Debug, Deserialize)]

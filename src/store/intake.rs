@@ -40,9 +40,7 @@ pub struct NewDelivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     /// Stored as a run: queued, or blocked when it waits for approval.
-    Queued {
-        run_id: i64,
-    },
+    Queued { run_id: i64 },
     /// The forge delivered this id before; nothing was stored or queued again.
     Duplicate,
 }

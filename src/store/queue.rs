@@ -394,8 +394,18 @@ impl super::Store {
         .bind(now)
         .bind(reason)
         .bind(approved.then_some(Decision::Approved))
-        .bind(approved.then(|| old.try_get::<Option<String>, _>(10)).transpose()?.flatten())
-        .bind(approved.then(|| old.try_get::<Option<i64>, _>(11)).transpose()?.flatten())
+        .bind(
+            approved
+                .then(|| old.try_get::<Option<String>, _>(10))
+                .transpose()?
+                .flatten(),
+        )
+        .bind(
+            approved
+                .then(|| old.try_get::<Option<i64>, _>(11))
+                .transpose()?
+                .flatten(),
+        )
         .fetch_one(&mut *tx)
         .await
         .context("queueing the rerun")?

@@ -115,14 +115,13 @@ impl super::Store {
 
     /// How many runs wait for a runner, and how many for approval.
     pub async fn waiting_runs(&self) -> anyhow::Result<WaitingRuns> {
-        let rows = sqlx::query(
-            "SELECT state, COUNT(*) FROM runs WHERE state IN ($1, $2) GROUP BY state",
-        )
-        .bind(RunState::Queued)
-        .bind(RunState::Blocked)
-        .fetch_all(self.pool())
-        .await
-        .context("counting waiting runs")?;
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) FROM runs WHERE state IN ($1, $2) GROUP BY state")
+                .bind(RunState::Queued)
+                .bind(RunState::Blocked)
+                .fetch_all(self.pool())
+                .await
+                .context("counting waiting runs")?;
         let mut waiting = WaitingRuns::default();
         for row in rows {
             let count: i64 = row.try_get(1)?;

@@ -196,10 +196,13 @@ fn parse_push(push: PushPayload) -> Result<Event, WebhookError> {
         git_ref,
         before,
         after,
-        sender: push.user_username.filter(|login| !login.is_empty()).map(|login| Sender {
-            id: push.user_id.as_ref().and_then(serde_json::Value::as_u64),
-            login,
-        }),
+        sender: push
+            .user_username
+            .filter(|login| !login.is_empty())
+            .map(|login| Sender {
+                id: push.user_id.as_ref().and_then(serde_json::Value::as_u64),
+                login,
+            }),
     });
     Ok(event(repo, kind))
 }

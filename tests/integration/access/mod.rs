@@ -52,6 +52,15 @@ pub struct Site {
 
 impl Site {
     pub async fn start(forge: Forge, edit: impl FnOnce(TestConfig) -> TestConfig) -> Self {
+        Self::start_with(forge, &[], edit).await
+    }
+
+    /// A site whose three `[[repos]]` entries also hold `repo_lines`.
+    pub async fn start_with(
+        forge: Forge,
+        repo_lines: &[&str],
+        edit: impl FnOnce(TestConfig) -> TestConfig,
+    ) -> Self {
         let fake = FakeIdentity::start(forge).await;
         fake.make_public(PUBLIC);
         let dir = tempfile::tempdir().unwrap();
@@ -77,7 +86,7 @@ impl Site {
             .text(&section, "client_secret", CLIENT_SECRET)
             .text(&section, "web_url", &fake.web_url());
         for repo in [PUBLIC, INTERNAL, PRIVATE] {
-            config = config.repo(forge, repo, &[]);
+            config = config.repo(forge, repo, repo_lines);
         }
         let config = edit(config).write(dir.path());
         let (child, address, log) = spawn_gantry_logged(&["--role", "intake"], &config);

@@ -366,3 +366,169 @@ async fn metrics_need_the_metrics_token_when_it_is_set() {
             .contains("gantry_webhook_deliveries_total")
     );
 }
+
+/// Approving and declining a blocked run is acting on it: a visitor is asked to sign in, a
+/// stranger learns nothing, a reader is refused, a writer's session must carry its CSRF
+/// token; the page offers the buttons only to those who may press them.
+#[tokio::test]
+async fn approving_and_declining_need_write_permission() {
+    let site = Site::start_with(Forge::Github, &["approval = \"all\""], |config| config).await;
+    let (reader, writer, stranger) = (
+        person(201, "reader"),
+        person(202, "writer"),
+        person(203, "stranger"),
+    );
+    site.fake.grant(&reader, PRIVATE, Permission::Read);
+    site.fake.grant(&writer, PRIVATE, Permission::Write);
+    site.fake.grant(&writer, PUBLIC, Permission::Write);
+    let (public, private) = (site.run(PUBLIC), site.run(PRIVATE));
+    let mut visitor = site.visitor();
+    assert_eq!(
+        visitor.get(&format!("/api/runs/{private}")).await.status,
+        401
+    );
+    let run = visitor.get(&format!("/api/runs/{public}")).await.json();
+    assert_eq!(
+        run["state"], "blocked",
+        "`approval = all` blocks pushes: {run}"
+    );
+    assert!(
+        run["approval"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("sent by dev"),
+        "{run}"
+    );
+    for action in ["approve", "decline"] {
+        let answer = visitor
+            .post(&format!("/api/runs/{private}/{action}"), None)
+            .await;
+        assert_eq!(answer.status, 401, "visitor {action}: {}", answer.body);
+    }
+    let form = visitor
+        .post_form(&format!("/runs/{public}/approve"), &[])
+        .await;
+    assert_eq!(
+        (form.status, form.location.as_deref()),
+        (
+            303,
+            Some(format!("/login?next=%2Fruns%2F{public}").as_str())
+        )
+    );
+
+    let mut browser = site.signed_in(&stranger).await;
+    let csrf = browser.csrf().await;
+    let answer = browser
+        .post(&format!("/api/runs/{private}/approve"), Some(&csrf))
+        .await;
+    assert_eq!(answer.status, 404, "a stranger: {}", answer.body);
+
+    let mut browser = site.signed_in(&reader).await;
+    let page = browser.get(&format!("/runs/{private}")).await;
+    assert!(
+        page.body
+            .contains("Had to wait: a run of this repo, sent by dev")
+    );
+    assert!(
+        !page.body.contains("Approve and run"),
+        "a reader gets no buttons"
+    );
+    let csrf = browser.csrf().await;
+    let answer = browser
+        .post(&format!("/api/runs/{private}/approve"), Some(&csrf))
+        .await;
+    assert_eq!(answer.status, 403, "a reader: {}", answer.body);
+
+    let mut browser = site.signed_in(&writer).await;
+    let page = browser.get(&format!("/runs/{private}")).await;
+    assert!(
+        page.body.contains("Approve and run"),
+        "a writer gets the buttons"
+    );
+    let forged = browser
+        .post_form(&format!("/runs/{private}/decline"), &[("csrf", "forged")])
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let csrf = browser.csrf().await;
+    let declined = browser
+        .post_form(&format!("/runs/{private}/decline"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        (declined.status, declined.location.as_deref()),
+        (303, Some(format!("/runs/{private}").as_str())),
+        "{}",
+        declined.body
+    );
+    let run = browser.get(&format!("/api/runs/{private}")).await.json();
+    assert_eq!(
+        (
+            run["state"].as_str(),
+            run["description"].as_str(),
+            run["approval"]["decision"].as_str(),
+            run["approval"]["by"].as_str()
+        ),
+        (
+            Some("declined"),
+            Some("declined by writer"),
+            Some("declined"),
+            Some("writer")
+        ),
+        "{run}"
+    );
+    let page = browser.get(&format!("/runs/{private}")).await;
+    assert!(
+        page.body.contains("Declined by writer at "),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("Approve and run"),
+        "a decided run has no buttons"
+    );
+
+    let approved = browser
+        .post(&format!("/api/runs/{public}/approve"), Some(&csrf))
+        .await;
+    assert_eq!(approved.status, 202, "{}", approved.body);
+    assert_eq!(
+        browser.get(&format!("/api/runs/{public}")).await.json()["state"],
+        "queued",
+        "approved: it waits for a runner now"
+    );
+    let again = browser
+        .post(&format!("/api/runs/{public}/approve"), Some(&csrf))
+        .await;
+    assert_eq!(again.status, 409);
+    assert_eq!(
+        again.json()["error"],
+        format!("run {public} is not waiting for approval: it is queued")
+    );
+    let late = reqwest::Client::new()
+        .post(format!("{}/api/runs/{private}/approve", site.address))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status().as_u16(), 409, "a declined run stays declined");
+
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", site.address))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for sample in [
+        "gantry_run_approvals_total{outcome=\"blocked\"} 3",
+        "gantry_run_approvals_total{outcome=\"approved\"} 1",
+        "gantry_run_approvals_total{outcome=\"declined\"} 1",
+        "gantry_runs_blocked 1",
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == sample),
+            "{sample}\n{metrics}"
+        );
+    }
+}

@@ -1,8 +1,6 @@
 //! The same store behaviour on SQLite and PostgreSQL.
 
-use gantry::domain::{
-    CommitStatus, Decision, Forge, RunState, StageState, StatusState, Trigger,
-};
+use gantry::domain::{CommitStatus, Decision, Forge, RunState, StageState, StatusState, Trigger};
 use gantry::git::GitAuth;
 use gantry::runner::scheduler::resolve_abandoned_pipelines;
 use gantry::store::{

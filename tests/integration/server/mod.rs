@@ -14,6 +14,7 @@ use crate::support::deliveries::Delivery;
 use crate::support::git::{Repo, git};
 use crate::support::process::spawn_gantry;
 
+mod approval;
 mod bumps;
 mod fleet;
 mod logs;
@@ -175,7 +176,10 @@ impl Drop for Server {
 }
 
 fn finished(run: &Value) -> bool {
-    !matches!(run["state"].as_str(), Some("queued" | "running"))
+    !matches!(
+        run["state"].as_str(),
+        Some("blocked" | "queued" | "running")
+    )
 }
 
 const PIPELINE: &str = "stages:

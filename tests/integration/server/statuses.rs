@@ -120,7 +120,7 @@ async fn settled_statuses(server: &Server, id: i64) -> Value {
     }
 }
 
-fn states(accepted: &[Accepted]) -> Vec<&str> {
+pub(super) fn states(accepted: &[Accepted]) -> Vec<&str> {
     accepted.iter().map(|a| a.state.as_str()).collect()
 }
 
@@ -384,7 +384,12 @@ async fn a_github_app_reports_check_runs_with_an_annotation_at_the_broken_line()
 }
 
 /// Waits until the fake holds `count` statuses for the commit and context, and returns them.
-async fn statuses_reach(fake: &FakeForge, sha: &str, context: &str, count: usize) -> Vec<Accepted> {
+pub(super) async fn statuses_reach(
+    fake: &FakeForge,
+    sha: &str,
+    context: &str,
+    count: usize,
+) -> Vec<Accepted> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let accepted = fake.statuses(sha, context);
