@@ -69,6 +69,8 @@ struct StageView {
     log_dropped: i64,
     /// Where the whole log is.
     log_url: String,
+    /// The id of its log on the page (stage names may hold spaces: a matrix's do).
+    anchor: String,
 }
 
 struct PipelineView {
@@ -402,7 +404,9 @@ fn pipeline_view(
         stages: pipeline
             .stages
             .iter()
-            .map(|stage| StageView {
+            .enumerate()
+            .map(|(position, stage)| StageView {
+                anchor: format!("log-{}-{}", pipeline.pipeline, position + 1),
                 log: logs
                     .remove(&(pipeline.pipeline.clone(), stage.stage.clone()))
                     .unwrap_or_default(),

@@ -7,9 +7,10 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use super::file::{BumpModeFile, OneOrMany, PipelineFile, Scalar, StageFile, TriggersFile};
+use super::matrix::{self, Combination};
 use super::vars::{self, BUILTIN_VARS, IMAGE_VARS};
 use super::{
-    BuildSpec, BumpMode, BumpSpec, Diagnostic, FileSelection, Pattern, Pipeline,
+    BuildSpec, BumpMode, BumpSpec, Diagnostic, FileSelection, ParallelGroup, Pattern, Pipeline,
     PullRequestTrigger, PushTrigger, Stage, StageKind, Triggers, When, nearest,
 };
 use crate::domain::{MAX_LABELS, Trigger, check_runner_label};
@@ -25,13 +26,13 @@ const MAX_NAME_LEN: usize = 63;
 /// The branch a bump commits to when the stage names none.
 const DEFAULT_BUMP_BRANCH: &str = "main";
 
-struct Findings<'f> {
+pub(super) struct Findings<'f> {
     file: &'f str,
-    list: Vec<Diagnostic>,
+    pub(super) list: Vec<Diagnostic>,
 }
 
 impl Findings<'_> {
-    fn at<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn at<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
         self.list.push(Diagnostic::new(
             self.file,
             spanned.referenced.line(),
@@ -103,6 +104,31 @@ pub(super) fn check(file: &str, written: PipelineFile) -> Result<Pipeline, Vec<D
         );
         return Err(findings.list);
     }
+    // Each written stage becomes one stage, or one per combination of its matrix.
+    let combinations: Vec<Vec<Combination>> = stages_written
+        .value
+        .iter()
+        .map(|stage| match &stage.value.matrix {
+            Some(matrix) => matrix::combinations(&mut findings, matrix),
+            None => vec![Vec::new()],
+        })
+        .collect();
+    let mut expanded: Vec<Vec<usize>> = Vec::with_capacity(combinations.len());
+    let mut origins: Vec<&Spanned<StageFile>> = Vec::new();
+    for (stage, combinations) in stages_written.value.iter().zip(&combinations) {
+        expanded.push((origins.len()..origins.len() + combinations.len()).collect());
+        origins.extend(std::iter::repeat_n(stage, combinations.len()));
+    }
+    if origins.len() > MAX_STAGES {
+        findings.at(
+            stages_written,
+            format!(
+                "{} stages once matrices are expanded; a pipeline has at most {MAX_STAGES}",
+                origins.len()
+            ),
+        );
+        return Err(findings.list);
+    }
     let mut index_of: HashMap<&str, usize> = HashMap::new();
     for (index, stage) in stages_written.value.iter().enumerate() {
         let name = &stage.value.name;
@@ -111,22 +137,36 @@ pub(super) fn check(file: &str, written: PipelineFile) -> Result<Pipeline, Vec<D
             findings.at(name, format!("stage name `{}` is used twice", name.value));
         }
     }
-    let mut stages = Vec::with_capacity(stages_written.value.len());
+    let known: Vec<&str> = BUILTIN_VARS
+        .iter()
+        .copied()
+        .chain(pipeline_env_names.iter().copied())
+        .collect();
+    let mut stages = Vec::with_capacity(origins.len());
     for (index, stage) in stages_written.value.iter().enumerate() {
-        let known: Vec<&str> = BUILTIN_VARS
-            .iter()
-            .copied()
-            .chain(pipeline_env_names.iter().copied())
-            .collect();
-        if let Some(stage) = check_stage(&mut findings, index, stage, &index_of, &known) {
-            stages.push(stage);
+        let place = Place {
+            index,
+            expanded: &expanded,
+            index_of: &index_of,
+        };
+        // A broken matrix still has its stage's other keys checked, once.
+        let fallback = [Vec::new()];
+        let each = if combinations[index].is_empty() {
+            &fallback[..]
+        } else {
+            &combinations[index][..]
+        };
+        for combination in each {
+            if let Some(stage) = check_stage(&mut findings, &place, stage, combination, &known) {
+                stages.push(stage);
+            }
         }
     }
     if findings.list.is_empty() {
-        check_cycles(&mut findings, &stages, &stages_written.value);
+        check_cycles(&mut findings, &stages, &origins);
     }
     if findings.list.is_empty() {
-        check_bumps_have_builds(&mut findings, &stages, &stages_written.value);
+        check_bumps_have_builds(&mut findings, &stages, &origins);
     }
     if findings.list.is_empty() {
         Ok(Pipeline {
@@ -140,6 +180,26 @@ pub(super) fn check(file: &str, written: PipelineFile) -> Result<Pipeline, Vec<D
     } else {
         findings.list.sort_by_key(|d| (d.line, d.column));
         Err(findings.list)
+    }
+}
+
+/// Where a written stage sits: its index, and the stages each written stage became.
+struct Place<'a> {
+    index: usize,
+    expanded: &'a [Vec<usize>],
+    index_of: &'a HashMap<&'a str, usize>,
+}
+
+/// `${matrix.AXIS}` replaced in `text` for `combination`, reported at `at` when it cannot be.
+fn substituted<T>(
+    findings: &mut Findings,
+    at: &Spanned<T>,
+    text: &mut String,
+    combination: &Combination,
+) {
+    match matrix::substitute(text, combination) {
+        Ok(done) => *text = done,
+        Err(message) => findings.at(at, message),
     }
 }
 
@@ -293,17 +353,55 @@ fn check_workspace_path(findings: &mut Findings, path: &Spanned<String>, what: &
 
 fn check_stage(
     findings: &mut Findings,
-    index: usize,
+    place: &Place,
     spanned: &Spanned<StageFile>,
-    index_of: &HashMap<&str, usize>,
+    combination: &Combination,
     pipeline_vars: &[&str],
 ) -> Option<Stage> {
-    let stage = &spanned.value;
-    let name = &stage.name.value;
+    let mut stage = spanned.value.clone();
+    let name = &matrix::stage_name(&spanned.value.name.value, combination);
     let errors_before = findings.list.len();
 
+    // A broken matrix has no combination to fill in; its own findings say why.
+    if !(combination.is_empty() && stage.matrix.is_some()) {
+        if let Some(image) = &mut stage.image {
+            let at = image.clone();
+            substituted(findings, &at, &mut image.value, combination);
+        }
+        if let Some(run) = &mut stage.run {
+            let at = run.clone();
+            substituted(findings, &at, &mut run.value, combination);
+        }
+        for value in stage.env.values_mut() {
+            let at = value.clone();
+            substituted(findings, &at, &mut value.value.0, combination);
+        }
+    }
+    if let Some(matrix) = &stage.matrix
+        && stage.run.is_none()
+    {
+        findings.at(matrix, "`matrix` is only for `run` stages");
+    }
+    let parallel = match (&stage.max_parallel, &stage.matrix) {
+        (Some(max), None) => {
+            findings.at(max, "`max_parallel` is only for stages with a `matrix`");
+            None
+        }
+        (Some(max), Some(_)) if max.value == 0 => {
+            findings.at(max, "`max_parallel` must be at least 1");
+            None
+        }
+        (Some(max), Some(_)) => Some(ParallelGroup {
+            id: place.index,
+            max: max.value as usize,
+        }),
+        (None, _) => None,
+    };
+    let stage = &stage;
+
     let stage_env_names: Vec<&str> = stage.env.keys().map(String::as_str).collect();
-    let env = env_map(findings, &stage.env, pipeline_vars);
+    let mut env = env_map(findings, &stage.env, pipeline_vars);
+    env.extend(matrix::environment(combination));
     let mut known: Vec<&str> = pipeline_vars.to_vec();
     known.extend(stage_env_names.iter().copied());
 
@@ -436,17 +534,22 @@ fn check_stage(
     };
 
     let needs = match &stage.needs {
-        None => index.checked_sub(1).into_iter().collect(),
+        // The stage before, all of its matrix.
+        None => place
+            .index
+            .checked_sub(1)
+            .map(|before| place.expanded[before].clone())
+            .unwrap_or_default(),
         Some(needs) => {
             let mut resolved = Vec::with_capacity(needs.len());
             for need in needs {
-                match index_of.get(need.value.as_str()) {
-                    Some(&target) if target == index => {
-                        findings.at(need, format!("stage `{name}` needs itself"));
+                match place.index_of.get(need.value.as_str()) {
+                    Some(&target) if target == place.index => {
+                        findings.at(need, format!("stage `{}` needs itself", stage.name.value));
                     }
-                    Some(&target) => resolved.push(target),
+                    Some(&target) => resolved.extend(&place.expanded[target]),
                     None => {
-                        let hint = nearest(&need.value, index_of.keys().copied())
+                        let hint = nearest(&need.value, place.index_of.keys().copied())
                             .map(|near| format!("; did you mean `{near}`?"))
                             .unwrap_or_default();
                         findings.at(
@@ -556,6 +659,7 @@ fn check_stage(
         secrets,
         timeout,
         retries,
+        parallel,
         line: stage.name.referenced.line(),
         column: stage.name.referenced.column(),
     })
@@ -596,7 +700,7 @@ fn check_image_name(findings: &mut Findings, image: &Spanned<String>) {
 }
 
 /// Finds a cycle in the dependency graph and names it.
-fn check_cycles(findings: &mut Findings, stages: &[Stage], written: &[Spanned<StageFile>]) {
+fn check_cycles(findings: &mut Findings, stages: &[Stage], written: &[&Spanned<StageFile>]) {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -660,7 +764,7 @@ fn check_cycles(findings: &mut Findings, stages: &[Stage], written: &[Spanned<St
 fn check_bumps_have_builds(
     findings: &mut Findings,
     stages: &[Stage],
-    written: &[Spanned<StageFile>],
+    written: &[&Spanned<StageFile>],
 ) {
     for (index, stage) in stages.iter().enumerate() {
         let StageKind::Bump(bump) = &stage.action else {

@@ -64,7 +64,7 @@ pub struct PullRequestTriggerFile {
     pub paths: Option<OneOrMany>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageFile {
     pub name: Spanned<String>,
@@ -81,9 +81,55 @@ pub struct StageFile {
     pub secrets: Vec<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub retries: Option<Spanned<u32>>,
+    /// Axes whose combinations each become a stage of their own.
+    pub matrix: Option<Spanned<MatrixFile>>,
+    /// How many of a matrix's stages run at once.
+    pub max_parallel: Option<Spanned<u32>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A stage's `matrix`: axes in the order written (the order of the expanded stages' names),
+/// and combinations left out or added.
+#[derive(Debug, Clone, Default)]
+pub struct MatrixFile {
+    pub axes: Vec<(String, Spanned<Vec<Spanned<Scalar>>>)>,
+    /// Whole combinations added after the product (each names every axis).
+    pub include: Vec<Spanned<BTreeMap<String, Spanned<Scalar>>>>,
+    /// Partial combinations: every combination agreeing with one is left out.
+    pub exclude: Vec<Spanned<BTreeMap<String, Spanned<Scalar>>>>,
+}
+
+impl<'de> Deserialize<'de> for MatrixFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MatrixVisitor;
+
+        impl<'de> Visitor<'de> for MatrixVisitor {
+            type Value = MatrixFile;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of axes to lists of values, with `include` and `exclude`")
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<MatrixFile, A::Error> {
+                let mut matrix = MatrixFile::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "include" => matrix.include = map.next_value()?,
+                        "exclude" => matrix.exclude = map.next_value()?,
+                        _ => {
+                            let values = map.next_value()?;
+                            matrix.axes.push((key, values));
+                        }
+                    }
+                }
+                Ok(matrix)
+            }
+        }
+
+        deserializer.deserialize_map(MatrixVisitor)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildFile {
     pub context: Option<Spanned<String>>,
@@ -99,7 +145,7 @@ pub struct BuildFile {
     pub push: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateFile {
     pub paths: OneOrMany,
@@ -107,7 +153,7 @@ pub struct ValidateFile {
     pub exclude: OneOrMany,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BumpFile {
     pub repo: Spanned<String>,
@@ -127,7 +173,7 @@ pub enum BumpModeFile {
     PullRequest,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhenFile {
     pub event: Option<OneOrMany>,
@@ -136,7 +182,7 @@ pub struct WhenFile {
 }
 
 /// A list that may be written as one value: `branches: main` or `branches: [main, dev]`.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct OneOrMany(pub Vec<Spanned<String>>);
 
 impl<'de> Deserialize<'de> for OneOrMany {
@@ -184,7 +230,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
 }
 
 /// A scalar read as text, so `PORT: 8080` and `DEBUG: true` work as env values.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Scalar(pub String);
 
 impl<'de> Deserialize<'de> for Scalar {

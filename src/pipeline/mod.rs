@@ -8,6 +8,7 @@
 mod check;
 mod file;
 mod matching;
+pub mod matrix;
 mod plan;
 pub mod schema;
 pub mod vars;
@@ -156,9 +157,19 @@ pub struct Stage {
     pub secrets: Vec<String>,
     pub timeout: Option<Duration>,
     pub retries: u32,
+    /// The stages of one matrix with `max_parallel`: at most that many run at once.
+    pub parallel: Option<ParallelGroup>,
     /// Where the stage starts in its file, for messages about it.
     pub line: u64,
     pub column: u64,
+}
+
+/// Stages expanded from one matrix that share a cap on how many run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParallelGroup {
+    /// Tells one matrix's stages from another's.
+    pub id: usize,
+    pub max: usize,
 }
 
 #[derive(Debug, Clone)]

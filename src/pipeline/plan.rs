@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::matching::EventFacts;
 use super::vars::{self, IMAGE_VARS};
-use super::{BuildSpec, BumpSpec, Diagnostic, FileSelection, Pipeline, StageKind};
+use super::{BuildSpec, BumpSpec, Diagnostic, FileSelection, ParallelGroup, Pipeline, StageKind};
 use crate::domain::{ChangedPaths, GitRef, Secret, Trigger};
 use crate::webhook::{Event, EventKind};
 
@@ -128,6 +128,8 @@ pub struct PlannedStage {
     pub secrets: Vec<(String, Secret)>,
     pub timeout: Option<Duration>,
     pub retries: u32,
+    /// The matrix's cap on stages running at once, shared with its other stages.
+    pub parallel: Option<ParallelGroup>,
 }
 
 impl PlannedStage {
@@ -273,6 +275,7 @@ impl Pipeline {
                 secrets,
                 timeout: stage.timeout,
                 retries: stage.retries,
+                parallel: stage.parallel,
             });
         }
         Ok(Some(Plan {

@@ -15,6 +15,14 @@ pub fn json_schema() -> Value {
         "type": "object",
         "additionalProperties": { "type": ["string", "number", "boolean"] }
     });
+    let matrix_value = json!({
+        "type": ["string", "number", "boolean"],
+        "pattern": "^[A-Za-z0-9._/:+-]{1,64}$"
+    });
+    let matrix_entry = json!({
+        "type": "object",
+        "additionalProperties": matrix_value.clone()
+    });
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://gantry.dev/schema/pipeline.json",
@@ -133,7 +141,26 @@ pub fn json_schema() -> Value {
                     "env": scalar_map,
                     "secrets": { "type": "array", "items": { "type": "string" } },
                     "timeout": { "type": "string", "description": "e.g. 20m, 1h 30m" },
-                    "retries": { "type": "integer", "minimum": 0, "maximum": 5 }
+                    "retries": { "type": "integer", "minimum": 0, "maximum": 5 },
+                    "matrix": {
+                        "description": "Axes whose combinations each run as a stage named `name (axis=value, …)`; `${matrix.AXIS}` in image, run and env; MATRIX_<AXIS> in the environment. At most 256 combinations.",
+                        "type": "object",
+                        "minProperties": 1,
+                        "properties": {
+                            "include": { "type": "array", "items": matrix_entry.clone() },
+                            "exclude": { "type": "array", "items": matrix_entry }
+                        },
+                        "additionalProperties": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": matrix_value.clone()
+                        }
+                    },
+                    "max_parallel": {
+                        "description": "How many of the matrix's stages run at once.",
+                        "type": "integer",
+                        "minimum": 1
+                    }
                 }
             }
         }

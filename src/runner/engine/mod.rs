@@ -225,6 +225,27 @@ fn call_error(operation: impl Into<String>) -> impl FnOnce(bollard::errors::Erro
     move |source| DockerError::Call { operation, source }
 }
 
+/// `name` as a part of a container or network name, which Docker limits to letters,
+/// digits, `_`, `.` and `-`: a matrix stage's `test (rust=1.80, db=pg16)` becomes
+/// `test-rust-1.80-db-pg16-` and a hash of the whole, so that two names never meet.
+pub fn name_part(name: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if name.chars().all(safe) {
+        return name.to_owned();
+    }
+    let mut part = String::with_capacity(name.len() + 9);
+    for c in name.chars() {
+        let c = if safe(c) { c } else { '-' };
+        if !(c == '-' && part.ends_with('-')) {
+            part.push(c);
+        }
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    part.push_str(&hex::encode(&digest[..4]));
+    part
+}
+
 /// `name` with `:latest` when it names no tag or digest, as `docker pull` reads it.
 pub fn with_default_tag(image: &str) -> String {
     let last = image.rsplit('/').next().unwrap_or(image);
@@ -476,5 +497,22 @@ fn volume_mount(volume: &str) -> Mount {
         source: Some(volume.to_owned()),
         typ: Some(MountType::VOLUME),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_parts_are_docker_names_and_stay_apart() {
+        assert_eq!(name_part("check"), "check");
+        let part = name_part("test (rust=1.80, db=pg16)");
+        assert!(part.starts_with("test-rust-1.80-db-pg16-"), "{part}");
+        assert!(
+            part.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        );
+        assert_ne!(name_part("a b"), name_part("a,b"));
     }
 }

@@ -27,6 +27,8 @@ impl Executor {
         let mut states: Vec<Option<StageOutcome>> = vec![None; stages.len()];
         let mut started = vec![false; stages.len()];
         let mut running: JoinSet<(usize, StageOutcome)> = JoinSet::new();
+        // Stages running now per matrix with `max_parallel`.
+        let mut in_group: HashMap<usize, usize> = HashMap::new();
         let mut warm: HashMap<usize, Warming> = HashMap::new();
         // What build stages hand to the stages after them (GANTRY_IMAGE…).
         let outputs: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
@@ -91,6 +93,15 @@ impl Executor {
                     }
                     continue;
                 }
+                if let Some(group) = stage.parallel {
+                    let running_now = in_group.entry(group.id).or_default();
+                    if *running_now >= group.max {
+                        // Its turn comes when one of its matrix ends.
+                        started[index] = false;
+                        continue;
+                    }
+                    *running_now += 1;
+                }
                 observer.stage_started(&job.plan.pipeline, &stage.name);
                 let context = context(job);
                 let stage = stage.clone();
@@ -143,7 +154,14 @@ impl Executor {
                 continue;
             }
             match running.join_next().await {
-                Some(Ok((index, outcome))) => states[index] = Some(outcome),
+                Some(Ok((index, outcome))) => {
+                    if let Some(group) = stages[index].parallel
+                        && let Some(running_now) = in_group.get_mut(&group.id)
+                    {
+                        *running_now -= 1;
+                    }
+                    states[index] = Some(outcome);
+                }
                 Some(Err(err)) => {
                     tracing::error!(error = %err, "a stage task failed");
                 }

@@ -7,7 +7,8 @@ use super::stage::{StageContext, StageEnd};
 use crate::domain::{StageState, describe};
 use crate::pipeline::PlannedStage;
 use crate::runner::engine::{
-    ContainerExit, ContainerSpec, DockerError, GatedContainer, OutputStream, with_default_tag,
+    ContainerExit, ContainerSpec, DockerError, GatedContainer, OutputStream, name_part,
+    with_default_tag,
 };
 use crate::runner::logs::{LineSplitter, Masker};
 
@@ -101,7 +102,9 @@ impl StageContext {
         let spec = ContainerSpec {
             name: format!(
                 "gantry-{}-{}-{}-{attempt}",
-                self.run_label, self.pipeline, stage.name
+                self.run_label,
+                self.pipeline,
+                name_part(&stage.name)
             ),
             image: with_default_tag(image),
             script: script.to_owned(),

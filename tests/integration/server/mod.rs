@@ -18,6 +18,7 @@ mod approval;
 mod bumps;
 mod fleet;
 mod logs;
+mod matrix;
 mod pages;
 mod sign_in;
 mod statuses;
