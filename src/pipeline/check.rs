@@ -6,23 +6,32 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::file::{BumpModeFile, OneOrMany, PipelineFile, Scalar, StageFile, TriggersFile};
+use super::file::{
+    BumpModeFile, OneOrMany, PipelineFile, Scalar, ServiceFile, StageFile, TriggersFile,
+};
 use super::matrix::{self, Combination};
 use super::vars::{self, BUILTIN_VARS, IMAGE_VARS};
 use super::{
     BuildSpec, BumpMode, BumpSpec, Diagnostic, FileSelection, ParallelGroup, Pattern, Pipeline,
-    PullRequestTrigger, PushTrigger, Stage, StageKind, Triggers, When, nearest,
+    PullRequestTrigger, PushTrigger, Readiness, ReadyCheck, Service, Stage, StageKind, Triggers,
+    When, nearest,
 };
 use crate::domain::{MAX_LABELS, Trigger, check_runner_label};
 
 /// Most stages in one pipeline: far above real use, low enough to keep checking cheap.
 pub const MAX_STAGES: usize = 1000;
 /// Longest timeout a stage may ask for.
-pub const MAX_STAGE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+pub const MAX_STAGE_TIMEOUT: (Duration, &str) = (Duration::from_secs(24 * 60 * 60), "24h");
 /// Most retries a stage may ask for: a stage that fails more often is broken, not flaky.
 pub const MAX_RETRIES: u32 = 5;
 /// Names end up in container names, status contexts and URLs.
 const MAX_NAME_LEN: usize = 63;
+/// Most services one pipeline starts.
+pub const MAX_SERVICES: usize = 10;
+/// How long a service may take to get ready when its `ready` does not say.
+const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a service may be given to get ready.
+const MAX_READY_TIMEOUT: (Duration, &str) = (Duration::from_secs(30 * 60), "30m");
 /// The branch a bump commits to when the stage names none.
 const DEFAULT_BUMP_BRANCH: &str = "main";
 
@@ -89,6 +98,16 @@ pub(super) fn check(file: &str, written: PipelineFile) -> Result<Pipeline, Vec<D
         .map(|labels| runs_on(&mut findings, labels))
         .unwrap_or_default();
     let pipeline_env_names: Vec<&str> = written.env.keys().map(String::as_str).collect();
+    let service_vars: Vec<&str> = BUILTIN_VARS
+        .iter()
+        .copied()
+        .chain(pipeline_env_names.iter().copied())
+        .collect();
+    let services = written
+        .services
+        .as_ref()
+        .map(|services| check_services(&mut findings, services, &service_vars))
+        .unwrap_or_default();
 
     let stages_written = &written.stages;
     if stages_written.value.is_empty() {
@@ -175,11 +194,157 @@ pub(super) fn check(file: &str, written: PipelineFile) -> Result<Pipeline, Vec<D
             triggers,
             env,
             runs_on,
+            services,
             stages,
         })
     } else {
         findings.list.sort_by_key(|d| (d.line, d.column));
         Err(findings.list)
+    }
+}
+
+/// The pipeline's services: each named as a host name, unique, with an image, and a
+/// readiness check of one kind.
+fn check_services(
+    findings: &mut Findings,
+    written: &Spanned<Vec<Spanned<ServiceFile>>>,
+    known: &[&str],
+) -> Vec<Service> {
+    if written.value.len() > MAX_SERVICES {
+        findings.at(
+            written,
+            format!(
+                "{} services; a pipeline has at most {MAX_SERVICES}",
+                written.value.len()
+            ),
+        );
+        return Vec::new();
+    }
+    let mut services: Vec<Service> = Vec::with_capacity(written.value.len());
+    for service in &written.value {
+        let service = &service.value;
+        let name = &service.name.value;
+        let host_name = !name.is_empty()
+            && name.len() <= MAX_NAME_LEN
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !host_name {
+            findings.at(
+                &service.name,
+                format!(
+                    "service name `{name}` is the host name stages reach it by: 1 to \
+                     {MAX_NAME_LEN} lowercase letters, digits or `-`, starting with a letter"
+                ),
+            );
+        }
+        if services.iter().any(|other| other.name == *name) {
+            findings.at(
+                &service.name,
+                format!("service name `{name}` is used twice"),
+            );
+        }
+        if service.image.value.trim().is_empty() {
+            findings.at(&service.image, "`image` is empty");
+        }
+        let env = env_map(findings, &service.env, known);
+        let command = service.command.as_ref().map(|command| {
+            if command.value.is_empty() {
+                findings.at(
+                    command,
+                    "`command` is empty; leave it out to keep the image's",
+                );
+            }
+            command
+                .value
+                .iter()
+                .map(|part| part.value.clone())
+                .collect()
+        });
+        let ready = match &service.ready {
+            None => Readiness {
+                check: ReadyCheck::Running,
+                timeout: DEFAULT_READY_TIMEOUT,
+            },
+            Some(ready) => {
+                let check = match (&ready.value.cmd, &ready.value.port) {
+                    (Some(_), Some(port)) => {
+                        findings.at(port, "`ready` takes `cmd` or `port`, not both");
+                        ReadyCheck::Running
+                    }
+                    (Some(cmd), None) if cmd.value.trim().is_empty() => {
+                        findings.at(cmd, "`ready.cmd` is empty");
+                        ReadyCheck::Running
+                    }
+                    (Some(cmd), None) => ReadyCheck::Command(cmd.value.clone()),
+                    (None, Some(port)) if port.value == 0 => {
+                        findings.at(port, "`ready.port` must be 1 to 65535");
+                        ReadyCheck::Running
+                    }
+                    (None, Some(port)) => ReadyCheck::Port(port.value),
+                    (None, None) => {
+                        findings.at(ready, "`ready` needs `cmd` or `port`");
+                        ReadyCheck::Running
+                    }
+                };
+                let timeout =
+                    ready
+                        .value
+                        .timeout
+                        .as_ref()
+                        .map_or(DEFAULT_READY_TIMEOUT, |timeout| {
+                            duration(findings, timeout, "ready.timeout", MAX_READY_TIMEOUT)
+                                .unwrap_or(DEFAULT_READY_TIMEOUT)
+                        });
+                Readiness { check, timeout }
+            }
+        };
+        services.push(Service {
+            name: name.clone(),
+            image: service.image.value.clone(),
+            env,
+            command,
+            ready,
+        });
+    }
+    services
+}
+
+/// A duration written like `30s` or `1h 30m`, longer than zero and at most `max` (written
+/// as `max_text` in messages); `what` names the key.
+fn duration(
+    findings: &mut Findings,
+    written: &Spanned<String>,
+    what: &str,
+    (max, max_text): (Duration, &str),
+) -> Option<Duration> {
+    match humantime::parse_duration(&written.value) {
+        Ok(duration) if duration.is_zero() => {
+            findings.at(written, format!("`{what}` must be longer than 0s"));
+            None
+        }
+        Ok(duration) if duration > max => {
+            findings.at(
+                written,
+                format!(
+                    "`{what}` of `{}` is over the {max_text} limit",
+                    written.value
+                ),
+            );
+            None
+        }
+        Ok(duration) => Some(duration),
+        Err(_) => {
+            findings.at(
+                written,
+                format!(
+                    "`{}` is not a duration like `30s`, `20m` or `1h 30m`",
+                    written.value
+                ),
+            );
+            None
+        }
     }
 }
 
@@ -565,32 +730,10 @@ fn check_stage(
         }
     };
 
-    let timeout = stage.timeout.as_ref().and_then(|timeout| {
-        match humantime::parse_duration(&timeout.value) {
-            Ok(duration) if duration.is_zero() => {
-                findings.at(timeout, "`timeout` must be longer than 0s");
-                None
-            }
-            Ok(duration) if duration > MAX_STAGE_TIMEOUT => {
-                findings.at(
-                    timeout,
-                    format!("`timeout` of `{}` is over the 24h limit", timeout.value),
-                );
-                None
-            }
-            Ok(duration) => Some(duration),
-            Err(_) => {
-                findings.at(
-                    timeout,
-                    format!(
-                        "`{}` is not a duration like `30s`, `20m` or `1h 30m`",
-                        timeout.value
-                    ),
-                );
-                None
-            }
-        }
-    });
+    let timeout = stage
+        .timeout
+        .as_ref()
+        .and_then(|timeout| duration(findings, timeout, "timeout", MAX_STAGE_TIMEOUT));
     let retries = match &stage.retries {
         Some(retries) if retries.value > MAX_RETRIES => {
             findings.at(retries, format!("`retries` is at most {MAX_RETRIES}"));

@@ -29,7 +29,31 @@ pub struct PipelineFile {
     pub env: BTreeMap<String, Spanned<Scalar>>,
     /// Labels a runner must have to take the run.
     pub runs_on: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Containers the stages reach by name (a database for the tests).
+    pub services: Option<Spanned<Vec<Spanned<ServiceFile>>>>,
     pub stages: Spanned<Vec<Spanned<StageFile>>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFile {
+    pub name: Spanned<String>,
+    pub image: Spanned<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<Scalar>>,
+    /// Replaces the image's `CMD`.
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    pub ready: Option<Spanned<ReadyFile>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyFile {
+    /// A command run in the service (with `sh -c`) that exits 0 once it is ready.
+    pub cmd: Option<Spanned<String>>,
+    /// A TCP port the service listens on once it is ready.
+    pub port: Option<Spanned<u16>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

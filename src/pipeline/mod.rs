@@ -69,7 +69,45 @@ pub struct Pipeline {
     pub env: Vec<(String, String)>,
     /// Labels a runner must have to take a run of this pipeline (`runs_on`), sorted.
     pub runs_on: Vec<String>,
+    pub services: Vec<Service>,
     pub stages: Vec<Stage>,
+}
+
+/// A container started before the pipeline's first stage, on a network the stages join,
+/// where they reach it by its name.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub image: String,
+    /// As written; `${VAR}`s are expanded when the run is planned.
+    pub env: Vec<(String, String)>,
+    /// Replaces the image's `CMD`.
+    pub command: Option<Vec<String>>,
+    pub ready: Readiness,
+}
+
+impl Service {
+    /// How the service shows among the pipeline's stages: its state, its log.
+    pub fn stage_name(name: &str) -> String {
+        format!("{name} (service)")
+    }
+}
+
+/// When a service counts as ready, and how long it may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub check: ReadyCheck,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyCheck {
+    /// Once its container runs.
+    Running,
+    /// Once this command, run in it with `sh -c`, exits 0.
+    Command(String),
+    /// Once it listens on this TCP port.
+    Port(u16),
 }
 
 /// Which events start the pipeline. A pipeline without `on` runs on pushes to any branch

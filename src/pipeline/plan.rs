@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::matching::EventFacts;
 use super::vars::{self, IMAGE_VARS};
-use super::{BuildSpec, BumpSpec, Diagnostic, FileSelection, ParallelGroup, Pipeline, StageKind};
+use super::{
+    BuildSpec, BumpSpec, Diagnostic, FileSelection, ParallelGroup, Pipeline, Service, StageKind,
+};
 use crate::domain::{ChangedPaths, GitRef, Secret, Trigger};
 use crate::webhook::{Event, EventKind};
 
@@ -111,6 +113,8 @@ pub struct Plan {
     pub file: String,
     /// Labels the runner must have (`runs_on`).
     pub runs_on: Vec<String>,
+    /// The services, their `env` expanded.
+    pub services: Vec<Service>,
     pub stages: Vec<PlannedStage>,
 }
 
@@ -187,6 +191,19 @@ impl Pipeline {
             let expanded = expand(value, &builtins)
                 .map_err(|message| PlanError(Diagnostic::new(&self.file, 1, 1, message)))?;
             pipeline_env.push((name.clone(), expanded));
+        }
+        let mut services = Vec::with_capacity(self.services.len());
+        for service in &self.services {
+            let mut env = Vec::with_capacity(service.env.len());
+            for (name, value) in &service.env {
+                let expanded = expand(value, &pipeline_env)
+                    .map_err(|message| PlanError(Diagnostic::new(&self.file, 1, 1, message)))?;
+                env.push((name.clone(), expanded));
+            }
+            services.push(Service {
+                env,
+                ..service.clone()
+            });
         }
         let is_pull_request = run.trigger == Trigger::PullRequest;
         let mut stages = Vec::with_capacity(self.stages.len());
@@ -282,6 +299,7 @@ impl Pipeline {
             pipeline: self.name.clone(),
             file: self.file.clone(),
             runs_on: self.runs_on.clone(),
+            services,
             stages,
         }))
     }

@@ -67,6 +67,32 @@ pub fn json_schema() -> Value {
                 "maxItems": 32,
                 "items": { "type": "string", "pattern": "^[A-Za-z0-9._/:=-]{1,64}$" }
             },
+            "services": {
+                "description": "Containers started before the first stage on a network of the pipeline's own; stages reach each by its name.",
+                "type": "array",
+                "maxItems": 10,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["name", "image"],
+                    "properties": {
+                        "name": { "type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$" },
+                        "image": { "type": "string" },
+                        "env": scalar_map.clone(),
+                        "command": { "type": "array", "minItems": 1, "items": { "type": "string" } },
+                        "ready": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "properties": {
+                                "cmd": { "type": "string", "description": "Run in the service with sh -c; ready once it exits 0." },
+                                "port": { "type": "integer", "minimum": 1, "maximum": 65535 },
+                                "timeout": { "type": "string", "default": "60s" }
+                            },
+                            "oneOf": [ { "required": ["cmd"] }, { "required": ["port"] } ]
+                        }
+                    }
+                }
+            },
             "stages": {
                 "type": "array",
                 "minItems": 1,

@@ -21,6 +21,7 @@ use super::record::{Recorder, StatusTemplate};
 use crate::config::Settings;
 use crate::domain::{CommitStatus, RunState, StageState, StatusState};
 use crate::forge::{Forges, status_ref};
+use crate::pipeline::Service;
 use crate::store::{Backend, ClaimedRun, Hold, RunnerIdentity, Store};
 
 mod abandoned;
@@ -388,6 +389,12 @@ impl Scheduler {
 
         let mut positions = HashMap::new();
         for plan in &plans {
+            // Services come first among the pipeline's stages, in the order written.
+            for (position, service) in plan.services.iter().enumerate() {
+                let stage = Service::stage_name(&service.name);
+                let position = position as i64 - plan.services.len() as i64;
+                positions.insert((plan.pipeline.clone(), stage), position);
+            }
             self.store
                 .set_pipeline(hold, &plan.pipeline, &plan.file, StageState::Running, None)
                 .await?;

@@ -5,10 +5,12 @@
 
 mod build;
 mod reaper;
+mod service;
 mod upload;
 
 pub use build::BuildRequest;
 use reaper::Cleanup;
+pub use service::ServiceSpec;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -159,6 +161,8 @@ pub struct ContainerSpec {
     pub nano_cpus: Option<i64>,
     /// Privileged, with the engine's socket mounted: only for repos configured `trusted`.
     pub trusted: bool,
+    /// The pipeline's network, where its services are, when it has some.
+    pub network: Option<String>,
 }
 
 /// Where a trusted stage finds the Docker socket.
@@ -343,6 +347,7 @@ impl Engine {
                     vec![volume_mount(&spec.volume)]
                 }),
                 privileged: Some(spec.trusted),
+                network_mode: spec.network.clone(),
                 // A tiny init as PID 1 passes SIGTERM on to the script, so a stopped stage
                 // ends at once instead of after the grace period.
                 init: Some(true),

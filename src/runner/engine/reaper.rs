@@ -1,5 +1,5 @@
-//! Finding and removing what Gantry created on the engine: every container and volume
-//! carries the run's label, so a cancel, a crash or the next start can find them; removals
+//! Finding and removing what Gantry created on the engine: every container, volume and
+//! network carries the run's label, so a cancel, a crash or the next start can find them; removals
 //! of finished stages' containers run in the background; failures are logged and counted.
 
 use std::collections::HashMap;
@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bollard::query_parameters::{
-    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
+    RemoveVolumeOptions,
 };
 
 use super::{Engine, RUN_LABEL};
@@ -27,6 +28,13 @@ impl Cleanup {
             .unwrap_or_else(|e| e.into_inner())
             .push(removal);
     }
+}
+
+/// What the engine holds under a label: (id or name, run label) of each.
+struct Labelled {
+    containers: Vec<(String, Option<String>)>,
+    volumes: Vec<(String, Option<String>)>,
+    networks: Vec<(String, Option<String>)>,
 }
 
 impl Engine {
@@ -88,30 +96,38 @@ impl Engine {
         }
     }
 
-    /// Removes every container and volume labelled with a Gantry run (or with `run`, when
-    /// given): what a crash or a kill left behind. Returns how many were removed.
+    /// Removes every container, volume and network labelled with a Gantry run (or with
+    /// `run`, when given): what a crash or a kill left behind. Returns how many were
+    /// removed.
     pub async fn reap(&self, run: Option<&str>) -> usize {
         let label = match run {
             Some(run) => format!("{RUN_LABEL}={run}"),
             None => RUN_LABEL.to_owned(),
         };
-        let (containers, volumes) = self.labelled(label).await;
-        for (container, _) in &containers {
+        let left = self.labelled(label).await;
+        for (container, _) in &left.containers {
             self.remove_container(container).await;
         }
-        for (volume, _) in &volumes {
+        for (volume, _) in &left.volumes {
             self.remove_volume(volume).await;
         }
-        containers.len() + volumes.len()
+        // Last: a network is removed only once no container is on it.
+        for (network, _) in &left.networks {
+            self.remove_network(network).await;
+        }
+        left.containers.len() + left.volumes.len() + left.networks.len()
     }
 
-    /// The run labels starting with `prefix` (this installation's) that some container or
-    /// volume on this engine carries. Other installations' and `gantry run`'s are left out.
+    /// The run labels starting with `prefix` (this installation's) that some container,
+    /// volume or network on this engine carries. Other installations' and `gantry run`'s
+    /// are left out.
     pub async fn runs_present(&self, prefix: &str) -> Vec<String> {
-        let (containers, volumes) = self.labelled(RUN_LABEL.to_owned()).await;
-        let mut runs: Vec<String> = containers
+        let left = self.labelled(RUN_LABEL.to_owned()).await;
+        let mut runs: Vec<String> = left
+            .containers
             .into_iter()
-            .chain(volumes)
+            .chain(left.volumes)
+            .chain(left.networks)
             .filter_map(|(_, run)| run)
             .filter(|run| run.starts_with(prefix))
             .collect();
@@ -120,13 +136,9 @@ impl Engine {
         runs
     }
 
-    /// The containers and volumes carrying `label` (`key` or `key=value`), each with its
-    /// run label: (id or name, run). A listing the engine refuses is logged and counted,
-    /// and gives nothing.
-    async fn labelled(
-        &self,
-        label: String,
-    ) -> (Vec<(String, Option<String>)>, Vec<(String, Option<String>)>) {
+    /// What carries `label` (`key` or `key=value`), each with its run label: (id or name,
+    /// run). A listing the engine refuses is logged and counted, and gives nothing.
+    async fn labelled(&self, label: String) -> Labelled {
         let filters: HashMap<String, Vec<String>> =
             HashMap::from([("label".to_owned(), vec![label])]);
         let containers = match self
@@ -150,7 +162,7 @@ impl Engine {
         let volumes = match self
             .docker
             .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters),
+                filters: Some(filters.clone()),
             }))
             .await
         {
@@ -168,7 +180,30 @@ impl Engine {
                 Vec::new()
             }
         };
-        (containers, volumes)
+        let networks = match self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+        {
+            Ok(list) => list
+                .into_iter()
+                .filter_map(|n| {
+                    let run = n.labels.as_ref().and_then(|l| l.get(RUN_LABEL).cloned());
+                    Some((n.name?, run))
+                })
+                .collect(),
+            Err(err) => {
+                self.cleanup_failed("listing leftover networks", &err.to_string());
+                Vec::new()
+            }
+        };
+        Labelled {
+            containers,
+            volumes,
+            networks,
+        }
     }
 
     pub(super) fn cleanup_failed(&self, what: &str, message: &str) {

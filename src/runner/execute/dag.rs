@@ -21,6 +21,7 @@ impl Executor {
         job: &PipelineJob,
         volume: &str,
         labels: &[(String, String)],
+        network: Option<&str>,
         observer: Arc<dyn Observer>,
     ) -> PipelineOutcome {
         let stages = &job.plan.stages;
@@ -42,6 +43,7 @@ impl Executor {
             pipeline: job.plan.pipeline.clone(),
             run_label: job.run_label.clone(),
             volume: volume.to_owned(),
+            network: network.map(str::to_owned),
             labels: labels.to_vec(),
             checkout: job.checkout.clone(),
             log_budget: LogBudget::new(self.settings.max_log_size),

@@ -7,6 +7,7 @@ mod build;
 mod bump;
 mod dag;
 mod run;
+mod services;
 mod stage;
 mod validate;
 
@@ -154,7 +155,30 @@ impl Executor {
             Ok(())
         };
         let outcome = match prepared {
-            Ok(()) => self.run_stages(&job, &volume, &labels, observer).await,
+            Ok(()) if needs_volume && !job.plan.services.is_empty() => {
+                let (services, ready) = self.start_services(&job, &labels, &observer).await;
+                let outcome = match &ready {
+                    Ok(()) => {
+                        self.run_stages(
+                            &job,
+                            &volume,
+                            &labels,
+                            Some(&services.network),
+                            observer.clone(),
+                        )
+                        .await
+                    }
+                    Err(not_ready) => skip_all(&job, not_ready, &observer),
+                };
+                self.engine.finish_cleanup().await;
+                self.stop_services(&job, services, ready.as_ref().err(), &observer)
+                    .await;
+                outcome
+            }
+            Ok(()) => {
+                self.run_stages(&job, &volume, &labels, None, observer)
+                    .await
+            }
             Err(err) => {
                 let first = job
                     .plan
@@ -203,6 +227,11 @@ impl Executor {
                 images.push(image);
             }
         }
+        for service in &job.plan.services {
+            if !images.contains(&service.image.as_str()) {
+                images.push(&service.image);
+            }
+        }
         let pulls = futures_util::future::try_join_all(
             images
                 .iter()
@@ -214,6 +243,44 @@ impl Executor {
         self.engine
             .upload_dir(&job.checkout, volume, images[0], labels)
             .await
+    }
+}
+
+/// The pipeline's end when a service never got ready: that service's stage is the error
+/// (reported when its service stops), and no stage ran.
+fn skip_all(
+    job: &PipelineJob,
+    not_ready: &services::NotReady,
+    observer: &Arc<dyn Observer>,
+) -> PipelineOutcome {
+    let message = format!("`{}` never got ready", not_ready.stage);
+    let mut stages = vec![(
+        not_ready.stage.clone(),
+        StageOutcome {
+            state: StageState::Error,
+            exit_code: None,
+            message: Some(not_ready.message.clone()),
+            duration: Duration::ZERO,
+            attempts: 0,
+            log_dropped: 0,
+        },
+    )];
+    for stage in &job.plan.stages {
+        let outcome = StageOutcome {
+            state: StageState::Skipped,
+            exit_code: None,
+            message: Some(message.clone()),
+            duration: Duration::ZERO,
+            attempts: 0,
+            log_dropped: 0,
+        };
+        observer.stage_finished(&job.plan.pipeline, &stage.name, &outcome);
+        stages.push((stage.name.clone(), outcome));
+    }
+    PipelineOutcome {
+        state: StageState::Error,
+        stages,
+        duration: Duration::ZERO,
     }
 }
 

@@ -115,6 +115,7 @@ impl StageContext {
             memory_bytes: self.settings.stage_memory_bytes(),
             nano_cpus: self.settings.stage_nano_cpus(),
             trusted: self.trusted,
+            network: self.network.clone(),
         };
         (spec, masker)
     }

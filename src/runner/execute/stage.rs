@@ -28,6 +28,8 @@ pub(super) struct StageContext {
     pub pipeline: String,
     pub run_label: String,
     pub volume: String,
+    /// The pipeline's network, when it has services.
+    pub network: Option<String>,
     pub labels: Vec<(String, String)>,
     pub checkout: PathBuf,
     /// What this stage may still write to its log.

@@ -14,6 +14,7 @@ use crate::support::deliveries::{self, Delivery};
 
 mod matrix;
 mod robustness;
+mod services;
 mod validate_corpus;
 mod validate_stage;
 

@@ -20,6 +20,7 @@ mod fleet;
 mod logs;
 mod matrix;
 mod pages;
+mod services;
 mod sign_in;
 mod statuses;
 
