@@ -170,6 +170,10 @@ pub struct RunnerSettings {
     pub drain_timeout: Duration,
     /// Client certificates for an engine on `tcp://…:2376` started with `--tlsverify`.
     pub docker_tls: Option<DockerTls>,
+    /// What pipeline caches may take on this runner's engine (`20g`); beyond it the least
+    /// recently used go.
+    #[serde(deserialize_with = "required_byte_size")]
+    pub cache_max_size: u64,
 }
 
 /// PEM files for a TLS connection to the Docker engine.
@@ -207,6 +211,7 @@ impl Default for RunnerSettings {
             lease: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10 * 60),
             docker_tls: None,
+            cache_max_size: 20 << 30,
         }
     }
 }
@@ -311,6 +316,8 @@ pub struct RepoSettings {
     pub trusted: bool,
     /// Overrides the visibility deliveries report (`public`, `internal`, `private`).
     pub visibility: Option<Visibility>,
+    /// The branch caches fall back to; by default what deliveries say, else `main`.
+    pub default_branch: Option<String>,
     /// Which runs wait for approval before anything of them runs.
     #[serde(default = "default_approval")]
     pub approval: ApprovalPolicy,

@@ -25,6 +25,8 @@ pub use forge::Forge;
 pub use label::{MAX_LABELS, check_runner_label};
 pub use repo::{CommitSha, GitRef, RepoName, Trigger};
 pub use secret::Secret;
-pub use state::{Decision, DeliveryState, RunState, RunnerState, StageState, StatusState};
+pub use state::{
+    CacheOutcome, Decision, DeliveryState, RunState, RunnerState, StageState, StatusState,
+};
 pub use status::CommitStatus;
 pub use text::UnknownName;

@@ -104,3 +104,14 @@ named_enum! {
         Lost = "lost",
     }
 }
+
+named_enum! {
+    /// How a pipeline's cache was restored.
+    pub enum CacheOutcome as "cache outcome" {
+        /// An entry for its own key.
+        Hit = "hit",
+        /// An entry for a `restore_keys` prefix.
+        Restored = "restored",
+        Miss = "miss",
+    }
+}

@@ -9,7 +9,9 @@ use super::{AppState, error_body};
 use crate::auth::Viewer;
 use crate::domain::{Decision, RepoName, RunState};
 use crate::runner::resolve_abandoned_pipelines;
-use crate::store::{BumpReport, LogPage, PipelineResult, Run, RunFilter, StatusReport};
+use crate::store::{
+    BumpReport, CacheReport, LogPage, PipelineResult, Run, RunFilter, StatusReport,
+};
 
 /// Runs per page when the caller does not say.
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -257,11 +259,13 @@ pub async fn get_run(
         .await
         .map_err(ApiError::Store)?;
     let bumps = state.store.run_bumps(id).await.map_err(ApiError::Store)?;
+    let caches = state.store.run_caches(id).await.map_err(ApiError::Store)?;
     Ok(HttpResponse::Ok().json(RunDetail {
         run,
         pipelines,
         statuses,
         bumps,
+        caches,
     }))
 }
 
@@ -285,6 +289,8 @@ struct RunDetail {
     statuses: Vec<StatusReport>,
     /// What bump stages changed in config repos.
     bumps: Vec<BumpReport>,
+    /// How each pipeline's caches were restored and saved.
+    caches: Vec<CacheReport>,
 }
 
 #[derive(Debug, Deserialize)]

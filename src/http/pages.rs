@@ -15,9 +15,10 @@ use super::api::{self, ApiError, LOG_PAGE_CHUNKS};
 use super::auth::{Nav, login_url, page_denied, sign_in_first};
 use super::{AppState, LOG_TAIL_BYTES};
 use crate::auth::Viewer;
-use crate::domain::{Decision, Forge, RepoName, RunState, StageState, Trigger};
+use crate::domain::{CacheOutcome, Decision, Forge, RepoName, RunState, StageState, Trigger};
 use crate::store::{
-    Approval, BumpReport, LogPage, PipelineResult, Run, RunFilter, RunnerRecord, StatusReport,
+    Approval, BumpReport, CacheReport, LogPage, PipelineResult, Run, RunFilter, RunnerRecord,
+    StatusReport,
 };
 
 /// Runs listed on the front page.
@@ -99,8 +100,54 @@ struct RunPage {
     after: i64,
     /// Why the run had to wait for approval, and what was decided by whom.
     approval: Option<String>,
+    caches: Vec<CacheView>,
     /// The reader may approve or decline it now.
     may_decide: bool,
+}
+
+/// One cache of one pipeline, as the run page shows it.
+struct CacheView {
+    pipeline: String,
+    key: String,
+    /// hit, miss, or "restored from `KEY` (SCOPE)".
+    restored: String,
+    size: String,
+    seconds: String,
+    saved: String,
+}
+
+fn cache_view(report: &CacheReport) -> CacheView {
+    let restored = match (report.outcome, &report.source_key) {
+        (CacheOutcome::Restored, Some(source)) => format!(
+            "restored from `{source}`{}",
+            report
+                .source_scope
+                .as_deref()
+                .map(|scope| format!(" ({scope})"))
+                .unwrap_or_default()
+        ),
+        (CacheOutcome::Hit, _) => format!(
+            "hit{}",
+            report
+                .source_scope
+                .as_deref()
+                .map(|scope| format!(" ({scope})"))
+                .unwrap_or_default()
+        ),
+        (outcome, _) => outcome.as_str().to_owned(),
+    };
+    let kib = |bytes: Option<i64>| bytes.map(|b| format!("{} KiB", b / 1024));
+    CacheView {
+        pipeline: report.pipeline.clone(),
+        key: report.key.clone(),
+        restored,
+        size: kib(report.saved_bytes.or(report.restored_bytes)).unwrap_or_default(),
+        seconds: match report.save_seconds {
+            Some(save) => format!("{:.1}s + {:.1}s", report.restore_seconds, save),
+            None => format!("{:.1}s", report.restore_seconds),
+        },
+        saved: report.saved.clone().unwrap_or_default(),
+    }
 }
 
 struct BumpView {
@@ -249,6 +296,10 @@ pub async fn run_page(
     let logs = log_tails(&state, id).await;
     let bumps = state.store.run_bumps(id).await;
     let statuses = state.store.run_statuses(id).await;
+    let caches = match state.store.run_caches(id).await {
+        Ok(caches) => caches,
+        Err(err) => return unavailable(err),
+    };
     let (results, (after, mut lines), bumps, statuses) = match (results, logs, bumps, statuses) {
         (Ok(results), Ok(logs), Ok(bumps), Ok(statuses)) => (results, logs, bumps, statuses),
         (Err(err), ..) | (_, Err(err), ..) | (_, _, Err(err), _) | (.., Err(err)) => {
@@ -263,6 +314,7 @@ pub async fn run_page(
         );
     let page = RunPage {
         approval: run.approval.as_ref().map(approval_note),
+        caches: caches.iter().map(cache_view).collect(),
         may_decide,
         nav,
         target: target(&run),

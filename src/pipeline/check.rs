@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::cache;
 use super::file::{
-    BumpModeFile, OneOrMany, PipelineFile, Scalar, ServiceFile, StageFile, TriggersFile,
+    BumpModeFile, CacheFile, OneOrMany, PipelineFile, Scalar, ServiceFile, StageFile, TriggersFile,
 };
 use super::matrix::{self, Combination};
 use super::vars::{self, BUILTIN_VARS, IMAGE_VARS};
 use super::{
-    BuildSpec, BumpMode, BumpSpec, Diagnostic, FileSelection, ParallelGroup, Pattern, Pipeline,
-    PullRequestTrigger, PushTrigger, Readiness, ReadyCheck, Service, Stage, StageKind, Triggers,
-    When, nearest,
+    BuildSpec, BumpMode, BumpSpec, Cache, Diagnostic, FileSelection, ParallelGroup, Pattern,
+    Pipeline, PullRequestTrigger, PushTrigger, Readiness, ReadyCheck, Service, Stage, StageKind,
+    Triggers, When, nearest,
 };
 use crate::domain::{MAX_LABELS, Trigger, check_runner_label};
 
@@ -26,6 +27,10 @@ pub const MAX_STAGE_TIMEOUT: (Duration, &str) = (Duration::from_secs(24 * 60 * 6
 pub const MAX_RETRIES: u32 = 5;
 /// Names end up in container names, status contexts and URLs.
 const MAX_NAME_LEN: usize = 63;
+/// Most caches one pipeline keeps.
+pub const MAX_CACHES: usize = 8;
+/// Longest cache key, once written.
+const MAX_CACHE_KEY_LEN: usize = 512;
 /// Most services one pipeline starts.
 pub const MAX_SERVICES: usize = 10;
 /// How long a service may take to get ready when its `ready` does not say.
@@ -107,6 +112,11 @@ pub(super) fn check(file: &str, written: PipelineFile) -> Result<Pipeline, Vec<D
         .services
         .as_ref()
         .map(|services| check_services(&mut findings, services, &service_vars))
+        .unwrap_or_default();
+    let caches = written
+        .cache
+        .as_ref()
+        .map(|caches| check_caches(&mut findings, caches, &service_vars))
         .unwrap_or_default();
 
     let stages_written = &written.stages;
@@ -195,6 +205,7 @@ pub(super) fn check(file: &str, written: PipelineFile) -> Result<Pipeline, Vec<D
             env,
             runs_on,
             services,
+            caches,
             stages,
         })
     } else {
@@ -309,6 +320,86 @@ fn check_services(
         });
     }
     services
+}
+
+/// The pipeline's caches: keys of known variables and hashes of files of the checkout,
+/// each key once, paths inside the checkout or absolute elsewhere.
+fn check_caches(
+    findings: &mut Findings,
+    written: &Spanned<Vec<Spanned<CacheFile>>>,
+    known: &[&str],
+) -> Vec<Cache> {
+    if written.value.len() > MAX_CACHES {
+        findings.at(
+            written,
+            format!(
+                "{} caches; a pipeline has at most {MAX_CACHES}",
+                written.value.len()
+            ),
+        );
+        return Vec::new();
+    }
+    let mut caches: Vec<Cache> = Vec::with_capacity(written.value.len());
+    for cache in &written.value {
+        let cache = &cache.value;
+        for key in std::iter::once(&cache.key).chain(&cache.restore_keys.0) {
+            if key.value.trim().is_empty() || key.value.len() > MAX_CACHE_KEY_LEN {
+                findings.at(
+                    key,
+                    format!("a cache key is 1 to {MAX_CACHE_KEY_LEN} characters"),
+                );
+            }
+            match cache::pieces(&key.value) {
+                Err(message) => findings.at(key, message),
+                Ok(pieces) => {
+                    for piece in pieces {
+                        if let cache::KeyPiece::Text(text) = piece {
+                            check_references(findings, key, &text, known);
+                        }
+                    }
+                }
+            }
+        }
+        if caches.iter().any(|other| other.key == cache.key.value) {
+            findings.at(
+                &cache.key,
+                format!("cache key `{}` is used twice", cache.key.value),
+            );
+        }
+        if cache.paths.0.is_empty() {
+            findings.at(&cache.key, "the cache lists no `paths`");
+        }
+        for path in &cache.paths.0 {
+            let text = path.value.trim_end_matches('/');
+            let climbs = text.split('/').any(|part| part == "..");
+            if text.is_empty() || text == "." || climbs {
+                findings.at(
+                    path,
+                    format!(
+                        "cache path `{}` must be a folder inside the checkout, or an absolute \
+                         path other than `/`",
+                        path.value
+                    ),
+                );
+            }
+        }
+        caches.push(Cache {
+            key: cache.key.value.clone(),
+            restore_keys: cache
+                .restore_keys
+                .0
+                .iter()
+                .map(|k| k.value.clone())
+                .collect(),
+            paths: cache
+                .paths
+                .0
+                .iter()
+                .map(|p| p.value.trim_end_matches('/').to_owned())
+                .collect(),
+        });
+    }
+    caches
 }
 
 /// A duration written like `30s` or `1h 30m`, longer than zero and at most `max` (written

@@ -31,7 +31,20 @@ pub struct PipelineFile {
     pub runs_on: Option<Spanned<Vec<Spanned<String>>>>,
     /// Containers the stages reach by name (a database for the tests).
     pub services: Option<Spanned<Vec<Spanned<ServiceFile>>>>,
+    /// Folders restored before the first stage and saved after the pipeline succeeds.
+    pub cache: Option<Spanned<Vec<Spanned<CacheFile>>>>,
     pub stages: Spanned<Vec<Spanned<StageFile>>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    /// `${hash:FILE…}` hashes files of the checkout; `${VAR}`s are the run's variables.
+    pub key: Spanned<String>,
+    /// Prefixes of keys to fall back to, in order, when the key has no entry.
+    #[serde(default)]
+    pub restore_keys: OneOrMany,
+    pub paths: OneOrMany,
 }
 
 #[derive(Debug, Clone, Deserialize)]

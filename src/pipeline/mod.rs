@@ -5,6 +5,7 @@
 //! [`check`] turns it into a [`Pipeline`] or a list of [`Diagnostic`]s, and [`plan`] fits a
 //! pipeline to one event. A broken file only ever fails its own pipeline.
 
+pub mod cache;
 mod check;
 mod file;
 mod matching;
@@ -70,7 +71,19 @@ pub struct Pipeline {
     /// Labels a runner must have to take a run of this pipeline (`runs_on`), sorted.
     pub runs_on: Vec<String>,
     pub services: Vec<Service>,
+    pub caches: Vec<Cache>,
     pub stages: Vec<Stage>,
+}
+
+/// Folders kept from one run to the next on the runner's engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cache {
+    /// As written; `${VAR}`s are expanded when the run is planned, `${hash:…}` once the
+    /// checkout is there.
+    pub key: String,
+    pub restore_keys: Vec<String>,
+    /// Relative: inside the checkout; absolute: anywhere in the stages' containers.
+    pub paths: Vec<String>,
 }
 
 /// A container started before the pipeline's first stage, on a network the stages join,

@@ -4,10 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use super::cache::{self, KeyPiece};
 use super::matching::EventFacts;
 use super::vars::{self, IMAGE_VARS};
 use super::{
-    BuildSpec, BumpSpec, Diagnostic, FileSelection, ParallelGroup, Pipeline, Service, StageKind,
+    BuildSpec, BumpSpec, Cache, Diagnostic, FileSelection, ParallelGroup, Pipeline, Service,
+    StageKind,
 };
 use crate::domain::{ChangedPaths, GitRef, Secret, Trigger};
 use crate::webhook::{Event, EventKind};
@@ -115,6 +117,8 @@ pub struct Plan {
     pub runs_on: Vec<String>,
     /// The services, their `env` expanded.
     pub services: Vec<Service>,
+    /// The caches, their keys' `${VAR}`s expanded (`${hash:…}` is left to the runner).
+    pub caches: Vec<Cache>,
     pub stages: Vec<PlannedStage>,
 }
 
@@ -205,6 +209,37 @@ impl Pipeline {
                 ..service.clone()
             });
         }
+        let caches = self
+            .caches
+            .iter()
+            .map(|cache| {
+                let key = |written: &str| -> Result<String, PlanError> {
+                    let fail =
+                        |message: String| PlanError(Diagnostic::new(&self.file, 1, 1, message));
+                    let pieces = cache::pieces(written)
+                        .map_err(fail)?
+                        .into_iter()
+                        .map(|piece| match piece {
+                            KeyPiece::Text(text) => {
+                                expand(&text, &pipeline_env).map(KeyPiece::Text)
+                            }
+                            hash => Ok(hash),
+                        })
+                        .collect::<Result<Vec<_>, String>>()
+                        .map_err(fail)?;
+                    Ok(cache::join(&pieces))
+                };
+                Ok(Cache {
+                    key: key(&cache.key)?,
+                    restore_keys: cache
+                        .restore_keys
+                        .iter()
+                        .map(|k| key(k))
+                        .collect::<Result<_, _>>()?,
+                    paths: cache.paths.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, PlanError>>()?;
         let is_pull_request = run.trigger == Trigger::PullRequest;
         let mut stages = Vec::with_capacity(self.stages.len());
         for stage in &self.stages {
@@ -300,6 +335,7 @@ impl Pipeline {
             file: self.file.clone(),
             runs_on: self.runs_on.clone(),
             services,
+            caches,
             stages,
         }))
     }

@@ -67,6 +67,21 @@ pub fn json_schema() -> Value {
                 "maxItems": 32,
                 "items": { "type": "string", "pattern": "^[A-Za-z0-9._/:=-]{1,64}$" }
             },
+            "cache": {
+                "description": "Folders restored before the first stage and saved after the pipeline succeeds, on the runner's engine, per repo and key.",
+                "type": "array",
+                "maxItems": 8,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["key", "paths"],
+                    "properties": {
+                        "key": { "type": "string", "description": "e.g. cargo-${hash:Cargo.lock}" },
+                        "restore_keys": string_or_list.clone(),
+                        "paths": string_or_list.clone()
+                    }
+                }
+            },
             "services": {
                 "description": "Containers started before the first stage on a network of the pipeline's own; stages reach each by its name.",
                 "type": "array",

@@ -12,7 +12,9 @@ use anyhow::{Context, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use super::execute::{Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome};
+use super::execute::{
+    CACHE_VOLUME_PREFIX, CacheSetup, Executor, Observer, PipelineJob, PipelineOutcome, StageOutcome,
+};
 use crate::config::RunnerSettings;
 use crate::domain::{ChangedPaths, Secret, StageState, Trigger};
 use crate::git::Git;
@@ -140,6 +142,7 @@ pub async fn run(
 
     let engine = Engine::connect(&settings.docker_host, settings.docker_tls.as_ref())?;
     engine.ping().await?;
+    let cache_max_size = settings.cache_max_size;
     let executor = Executor::new(engine.clone(), Arc::new(settings)).with_registries(registries);
     let cancel = CancellationToken::new();
     let interrupted = {
@@ -161,6 +164,14 @@ pub async fn run(
             cancel: cancel.clone(),
             trusted: false,
             forge: None,
+            // The same caches as the server's runner, in a scope of the folder's own.
+            cache: Some(CacheSetup {
+                volume: format!("{CACHE_VOLUME_PREFIX}-local"),
+                repo: format!("local{}", dir.display()),
+                save: format!("local/{branch}"),
+                restore: vec![format!("local/{branch}")],
+                max_bytes: cache_max_size,
+            }),
         };
         let executor = executor.clone();
         let observer: Arc<dyn Observer> = printer.clone();
@@ -296,6 +307,21 @@ fn format_duration(duration: Duration) -> String {
 }
 
 impl Observer for Printer {
+    fn cache_report(&self, report: &crate::store::CacheReport) {
+        let restored = match &report.source_key {
+            Some(source) if *source != report.key => format!("restored from `{source}`"),
+            _ => report.outcome.as_str().to_owned(),
+        };
+        let line = match &report.saved {
+            None => format!(
+                "◆ {}: cache `{}`: {restored} ({:.1}s)",
+                report.pipeline, report.key, report.restore_seconds
+            ),
+            Some(saved) => format!("◆ {}: cache `{}`: {saved}", report.pipeline, report.key),
+        };
+        self.note(&line);
+    }
+
     fn stage_started(&self, pipeline: &str, stage: &str) {
         let name = format!("{pipeline}/{stage}");
         self.note(&format!("▶ {name} started"));

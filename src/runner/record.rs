@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::execute::{Observer, StageOutcome};
 use crate::domain::{CommitStatus, StageState, StatusState};
 use crate::forge::{clamp_description, status_context};
-use crate::store::{BumpReport, Hold, LogChunk, StageUpdate, Store};
+use crate::store::{BumpReport, CacheReport, Hold, LogChunk, StageUpdate, Store};
 
 /// Output is stored when a stage's buffer reaches this size…
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -29,6 +29,7 @@ enum Message {
         line: String,
     },
     Bump(BumpReport),
+    Cache(CacheReport),
 }
 
 /// What every commit status of one run shares; the recorder reports a pipeline as running
@@ -104,6 +105,10 @@ impl Observer for Recorder {
     fn bump_finished(&self, _pipeline: &str, _stage: &str, report: &BumpReport) {
         let _ = self.sender.send(Message::Bump(report.clone()));
     }
+
+    fn cache_report(&self, report: &CacheReport) {
+        let _ = self.sender.send(Message::Cache(report.clone()));
+    }
 }
 
 #[derive(Default)]
@@ -154,6 +159,11 @@ async fn write(
             Message::Bump(report) => {
                 if let Err(err) = store.record_bump(run_id, &report).await {
                     tracing::error!(run_id, error = %format!("{err:#}"), "recording a bump failed");
+                }
+            }
+            Message::Cache(report) => {
+                if let Err(err) = store.record_cache(run_id, &report).await {
+                    tracing::error!(run_id, error = %format!("{err:#}"), "recording a cache failed");
                 }
             }
             Message::Stage {

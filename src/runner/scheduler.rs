@@ -15,7 +15,9 @@ use anyhow::Context;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::execute::{Executor, Observer, PipelineJob, PipelineOutcome, overall};
+use super::execute::{
+    CACHE_VOLUME_PREFIX, CacheSetup, Executor, Observer, PipelineJob, PipelineOutcome, overall,
+};
 use super::prepare::{Prepared, Skip, Verdict, prepare};
 use super::record::{Recorder, StatusTemplate};
 use crate::config::Settings;
@@ -443,6 +445,12 @@ impl Scheduler {
                 cancel: cancel.clone(),
                 trusted: repo.trusted && !from_fork,
                 forge: Some(repo.forge),
+                cache: CacheSetup::for_event(
+                    format!("{CACHE_VOLUME_PREFIX}-{}", self.store.installation()),
+                    &repo,
+                    &claimed.event,
+                    self.settings.runner.cache_max_size,
+                ),
             };
             let executor = self.executor.clone();
             let observer = observer.clone();

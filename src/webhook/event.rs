@@ -23,6 +23,9 @@ pub struct Repo {
     /// Who may see the repo on its forge, when the payload says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
+    /// The branch the forge shows first, when the payload says: caches fall back to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_branch: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -121,6 +121,8 @@ pub(super) struct RepositoryJson {
     /// Gitea's flag for repos every signed-in user sees.
     #[serde(default)]
     pub internal: Option<serde_json::Value>,
+    #[serde(default)]
+    pub default_branch: Option<serde_json::Value>,
 }
 
 impl RepositoryJson {
@@ -131,6 +133,12 @@ impl RepositoryJson {
             clone_url: self.clone_url,
             web_url: self.html_url,
             visibility,
+            default_branch: self
+                .default_branch
+                .as_ref()
+                .and_then(serde_json::Value::as_str)
+                .filter(|branch| !branch.is_empty())
+                .map(str::to_owned),
         }
     }
 

@@ -305,6 +305,8 @@ struct ProjectJson {
     /// 0 private, 10 internal, 20 public; read leniently, since nothing else depends on it.
     #[serde(default)]
     visibility_level: Option<serde_json::Value>,
+    #[serde(default)]
+    default_branch: Option<serde_json::Value>,
 }
 
 impl ProjectJson {
@@ -318,6 +320,12 @@ impl ProjectJson {
                 .as_ref()
                 .and_then(serde_json::Value::as_i64)
                 .map(Visibility::from_gitlab_level),
+            default_branch: self
+                .default_branch
+                .as_ref()
+                .and_then(serde_json::Value::as_str)
+                .filter(|branch| !branch.is_empty())
+                .map(str::to_owned),
         }
     }
 }

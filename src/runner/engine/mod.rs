@@ -163,6 +163,8 @@ pub struct ContainerSpec {
     pub trusted: bool,
     /// The pipeline's network, where its services are, when it has some.
     pub network: Option<String>,
+    /// More volumes to mount besides the workspace: (volume, path in the container).
+    pub mounts: Vec<(String, String)>,
 }
 
 /// Where a trusted stage finds the Docker socket.
@@ -341,10 +343,17 @@ impl Engine {
             stdin_once: Some(true),
             tty: Some(false),
             host_config: Some(HostConfig {
-                mounts: Some(if spec.trusted {
-                    vec![volume_mount(&spec.volume), socket_mount()]
-                } else {
-                    vec![volume_mount(&spec.volume)]
+                mounts: Some({
+                    let mut mounts = vec![volume_mount(&spec.volume)];
+                    if spec.trusted {
+                        mounts.push(socket_mount());
+                    }
+                    mounts.extend(
+                        spec.mounts
+                            .iter()
+                            .map(|(volume, target)| volume_at(volume, target)),
+                    );
+                    mounts
                 }),
                 privileged: Some(spec.trusted),
                 network_mode: spec.network.clone(),
@@ -497,8 +506,12 @@ fn socket_mount() -> Mount {
 }
 
 fn volume_mount(volume: &str) -> Mount {
+    volume_at(volume, WORKSPACE_DIR)
+}
+
+fn volume_at(volume: &str, target: &str) -> Mount {
     Mount {
-        target: Some(WORKSPACE_DIR.into()),
+        target: Some(target.into()),
         source: Some(volume.to_owned()),
         typ: Some(MountType::VOLUME),
         ..Default::default()

@@ -22,6 +22,7 @@ impl Executor {
         volume: &str,
         labels: &[(String, String)],
         network: Option<&str>,
+        mounts: &[(String, String)],
         observer: Arc<dyn Observer>,
     ) -> PipelineOutcome {
         let stages = &job.plan.stages;
@@ -44,6 +45,7 @@ impl Executor {
             run_label: job.run_label.clone(),
             volume: volume.to_owned(),
             network: network.map(str::to_owned),
+            mounts: mounts.to_vec(),
             labels: labels.to_vec(),
             checkout: job.checkout.clone(),
             log_budget: LogBudget::new(self.settings.max_log_size),

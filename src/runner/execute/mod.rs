@@ -5,6 +5,7 @@
 
 mod build;
 mod bump;
+mod caches;
 mod dag;
 mod run;
 mod services;
@@ -25,7 +26,7 @@ use crate::domain::{Forge, StageState, describe};
 use crate::gitops::bump::Bumper;
 use crate::gitops::stage::BumpPolicy;
 use crate::pipeline::{Plan, StageAction};
-use crate::store::BumpReport;
+use crate::store::{BumpReport, CacheReport};
 
 /// How one stage ended.
 #[derive(Debug, Clone, Serialize)]
@@ -58,7 +59,11 @@ pub trait Observer: Send + Sync {
     fn log_line(&self, pipeline: &str, stage: &str, line: &str);
     /// What a bump stage did to its config repo (before its `stage_finished`).
     fn bump_finished(&self, _pipeline: &str, _stage: &str, _report: &BumpReport) {}
+    /// How a cache was restored, and later whether it was saved.
+    fn cache_report(&self, _report: &CacheReport) {}
 }
+
+pub use caches::{CACHE_VOLUME_PREFIX, CacheSetup};
 
 /// One pipeline of one run, ready to execute.
 pub struct PipelineJob {
@@ -73,6 +78,8 @@ pub struct PipelineJob {
     pub trusted: bool,
     /// The app repo's forge: the default for opening bump pull requests.
     pub forge: Option<Forge>,
+    /// Where the pipeline's caches live; without it they are not used.
+    pub cache: Option<CacheSetup>,
 }
 
 /// What bump stages need beyond the plan; without it (`gantry run`) they are skipped.
@@ -155,28 +162,9 @@ impl Executor {
             Ok(())
         };
         let outcome = match prepared {
-            Ok(()) if needs_volume && !job.plan.services.is_empty() => {
-                let (services, ready) = self.start_services(&job, &labels, &observer).await;
-                let outcome = match &ready {
-                    Ok(()) => {
-                        self.run_stages(
-                            &job,
-                            &volume,
-                            &labels,
-                            Some(&services.network),
-                            observer.clone(),
-                        )
-                        .await
-                    }
-                    Err(not_ready) => skip_all(&job, not_ready, &observer),
-                };
-                self.engine.finish_cleanup().await;
-                self.stop_services(&job, services, ready.as_ref().err(), &observer)
-                    .await;
-                outcome
-            }
+            Ok(()) if needs_volume => self.run_around(&job, &volume, &labels, &observer).await,
             Ok(()) => {
-                self.run_stages(&job, &volume, &labels, None, observer)
+                self.run_stages(&job, &volume, &labels, None, &[], observer.clone())
                     .await
             }
             Err(err) => {
@@ -210,6 +198,46 @@ impl Executor {
             duration: started.elapsed(),
             ..outcome
         }
+    }
+
+    /// The stages with what surrounds them: caches restored, services started; then the
+    /// services stopped and, once the stages' containers are gone, the caches saved.
+    async fn run_around(
+        &self,
+        job: &PipelineJob,
+        volume: &str,
+        labels: &[(String, String)],
+        observer: &Arc<dyn Observer>,
+    ) -> PipelineOutcome {
+        let caches = self.restore_caches(job, volume, labels, observer).await;
+        let outcome = if job.plan.services.is_empty() {
+            self.run_stages(job, volume, labels, None, &caches.mounts, observer.clone())
+                .await
+        } else {
+            let (services, ready) = self.start_services(job, labels, observer).await;
+            let outcome = match &ready {
+                Ok(()) => {
+                    self.run_stages(
+                        job,
+                        volume,
+                        labels,
+                        Some(&services.network),
+                        &caches.mounts,
+                        observer.clone(),
+                    )
+                    .await
+                }
+                Err(not_ready) => skip_all(job, not_ready, observer),
+            };
+            self.engine.finish_cleanup().await;
+            self.stop_services(job, services, ready.as_ref().err(), observer)
+                .await;
+            outcome
+        };
+        self.engine.finish_cleanup().await;
+        self.save_caches(job, volume, labels, caches, outcome.state, observer)
+            .await;
+        outcome
     }
 
     /// Pulls the images the run needs and puts the checkout into its volume.

@@ -116,6 +116,7 @@ impl StageContext {
             nano_cpus: self.settings.stage_nano_cpus(),
             trusted: self.trusted,
             network: self.network.clone(),
+            mounts: self.mounts.clone(),
         };
         (spec, masker)
     }

@@ -30,6 +30,8 @@ pub(super) struct StageContext {
     pub volume: String,
     /// The pipeline's network, when it has services.
     pub network: Option<String>,
+    /// Volumes of cached absolute paths, mounted in every `run` stage: (volume, path).
+    pub mounts: Vec<(String, String)>,
     pub labels: Vec<(String, String)>,
     pub checkout: PathBuf,
     /// What this stage may still write to its log.

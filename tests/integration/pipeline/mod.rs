@@ -12,6 +12,7 @@ use gantry::webhook::{self, Event};
 use crate::support::config::TestConfig;
 use crate::support::deliveries::{self, Delivery};
 
+mod caches;
 mod matrix;
 mod robustness;
 mod services;

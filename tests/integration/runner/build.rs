@@ -83,6 +83,7 @@ async fn run_build(
         cancel: CancellationToken::new(),
         trusted: false,
         forge: None,
+        cache: None,
     };
     (executor.run(job, lines.clone()).await, lines)
 }

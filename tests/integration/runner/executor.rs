@@ -93,6 +93,7 @@ async fn run_configured(
         cancel,
         trusted: false,
         forge: None,
+        cache: None,
     };
     let outcome = executor.run(job, recorder.clone()).await;
     (outcome, recorder, label)

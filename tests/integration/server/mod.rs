@@ -16,6 +16,7 @@ use crate::support::process::spawn_gantry;
 
 mod approval;
 mod bumps;
+mod caches;
 mod fleet;
 mod logs;
 mod matrix;
