@@ -371,6 +371,12 @@ fn check_caches(
         }
         for path in &cache.paths.0 {
             let text = path.value.trim_end_matches('/');
+            if caches
+                .iter()
+                .any(|other| other.paths.iter().any(|p| p == text))
+            {
+                findings.at(path, format!("cache path `{text}` is in two caches"));
+            }
             let climbs = text.split('/').any(|part| part == "..");
             if text.is_empty() || text == "." || climbs {
                 findings.at(

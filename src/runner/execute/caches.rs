@@ -30,6 +30,8 @@ use crate::webhook::{Event, EventKind};
 /// The start of the name of the volume that holds an installation's cache entries on an
 /// engine. It carries no run's label, so the reaper leaves it; eviction bounds it.
 pub const CACHE_VOLUME_PREFIX: &str = "gantry-caches";
+/// The label of that volume, in place of a run's: the reaper leaves it.
+pub const CACHE_LABEL: &str = "gantry.caches";
 /// Where helpers see it.
 const CACHES_DIR: &str = "/gantry-caches";
 /// Where helpers see the volumes of cached absolute paths.
@@ -203,7 +205,8 @@ impl Executor {
         if job.plan.caches.is_empty() {
             return restored;
         }
-        if let Err(err) = self.engine.create_volume(&setup.volume, &[]).await {
+        let own_label = [(CACHE_LABEL.to_owned(), setup.volume.clone())];
+        if let Err(err) = self.engine.create_volume(&setup.volume, &own_label).await {
             tracing::warn!(error = %describe(&err), "the cache volume could not be created");
             return restored;
         }
@@ -217,13 +220,18 @@ impl Executor {
                 .collect();
             let mut targets = Vec::with_capacity(spec.paths.len());
             for (position, path) in spec.paths.iter().enumerate() {
+                // An absolute path into the checkout is a path of the checkout.
+                let path = match path.strip_prefix(&format!("{WORKSPACE_DIR}/")) {
+                    Some(inside) => inside,
+                    None => path,
+                };
                 if path.starts_with('/') {
                     let path_volume = format!("{volume}-cache-{index}-{position}");
                     if let Err(err) = self.engine.create_volume(&path_volume, labels).await {
                         tracing::warn!(error = %describe(&err), "a cache path volume could not be created");
                         continue;
                     }
-                    restored.mounts.push((path_volume.clone(), path.clone()));
+                    restored.mounts.push((path_volume.clone(), path.to_owned()));
                     targets.push(format!("{PATHS_DIR}/{}", restored.mounts.len() - 1));
                 } else {
                     targets.push(format!("{WORKSPACE_DIR}/{path}"));
