@@ -44,7 +44,7 @@ const BROKEN: &[(&str, &str, &str)] = &[
     (
         "unknown key far from any",
         "stages:\n  - name: a\n    image: x\n    run: 'true'\n    colour: red\n",
-        "FILE:5:5: unknown key `colour`; expected one of name, image, run, build, validate, bump, needs, when, env, secrets, timeout, retries",
+        "FILE:5:5: unknown key `colour`; expected one of name, image, run, build, validate, bump, needs, when, env, secrets, timeout, retries, matrix, max_parallel",
     ),
     (
         "duplicate key",
@@ -234,7 +234,7 @@ const BROKEN: &[(&str, &str, &str)] = &[
     (
         "alias bomb in unknown keys: refused before any expansion",
         "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\nstages: *d\n",
-        "FILE:1:1: unknown key `a`; expected one of name, on, env, runs_on, stages",
+        "FILE:1:1: unknown key `a`; expected one of name, on, env, runs_on, services, cache, stages",
     ),
     (
         "too many aliases",
