@@ -14,6 +14,7 @@ pub mod domain;
 pub mod forge;
 pub mod git;
 pub mod gitops;
+pub mod housekeeping;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;

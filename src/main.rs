@@ -84,6 +84,14 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
+    /// Remove now what `[store] keep_*` let go, or with `--dry-run` list it.
+    Prune {
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// The config file read when `-c` is not given.
@@ -140,6 +148,7 @@ fn main() -> ExitCode {
             };
             bump(config, request)
         }
+        Command::Prune { config, dry_run } => prune(config, dry_run),
         Command::Validate { files, schema } => {
             if schema {
                 println!("{:#}", gantry::pipeline::schema::json_schema());
@@ -292,6 +301,56 @@ fn bump(config: Option<PathBuf>, mut request: gantry::gitops::bump::BumpRequest)
             println!("{}", outcome.bumped.summary());
             ExitCode::SUCCESS
         }
+        Err(err) => {
+            eprintln!("gantry: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn prune(config: Option<PathBuf>, dry_run: bool) -> ExitCode {
+    use gantry::housekeeping;
+    let settings = match load_settings(config) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let retention = housekeeping::retention(&settings.store);
+    let result = runtime.block_on(async {
+        let store = gantry::store::Store::connect(&settings.store.url).await?;
+        if dry_run {
+            let (runs, logs) = housekeeping::planned(&store, &retention).await?;
+            for run in &runs {
+                println!(
+                    "run {} {} {} {}: would be removed",
+                    run.id, run.repo, run.git_ref, run.created_at
+                );
+            }
+            for run in &logs {
+                println!(
+                    "run {} {} {} {}: its log would be removed",
+                    run.id, run.repo, run.git_ref, run.created_at
+                );
+            }
+            println!(
+                "{} runs and the logs of {} more would be removed",
+                runs.len(),
+                logs.len()
+            );
+        } else {
+            let pruned = housekeeping::prune(&store, &retention, None).await?;
+            println!(
+                "removed {} runs and the logs of {} more",
+                pruned.runs, pruned.logs
+            );
+        }
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("gantry: {err:#}");
             ExitCode::FAILURE

@@ -66,6 +66,9 @@ pub struct Metrics {
     pub connections: Counter,
     pub connections_at_cap: Counter,
     pub requests_timed_out: Counter,
+    pub store_bytes: Gauge,
+    pub pruned_runs: Counter,
+    pub pruned_logs: Counter,
 }
 
 impl Default for Metrics {
@@ -169,8 +172,29 @@ impl Metrics {
             "Webhook requests whose body did not arrive within server.request_timeout (408)",
             requests_timed_out.clone(),
         );
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_bytes",
+            "Size of the store on disk, as of the last scrape",
+            store_bytes.clone(),
+        );
+        let pruned_runs = Counter::default();
+        registry.register(
+            "pruned_runs",
+            "Finished runs removed by retention ([store] keep_runs, keep_days)",
+            pruned_runs.clone(),
+        );
+        let pruned_logs = Counter::default();
+        registry.register(
+            "pruned_logs",
+            "Runs whose log was removed by retention ([store] keep_logs_days)",
+            pruned_logs.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            store_bytes,
+            pruned_runs,
+            pruned_logs,
             connections_open,
             connections,
             connections_at_cap,

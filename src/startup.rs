@@ -18,7 +18,7 @@ use crate::gitops::bump::{Author, Bumper};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::runner::{BumpSetup, Engine, Executor, Scheduler};
-use crate::store::Store;
+use crate::store::{Retention, Store};
 use tokio_util::sync::CancellationToken;
 
 /// Which parts of Gantry this process runs.
@@ -51,6 +51,9 @@ pub struct Application {
     draining: Arc<AtomicBool>,
     scheduler: Option<Arc<Scheduler>>,
     reporter: Option<Reporter>,
+    /// What the background pruning keeps, and where it counts what it removed.
+    retention: Retention,
+    metrics: Metrics,
 }
 
 impl Application {
@@ -111,6 +114,8 @@ impl Application {
         let access = crate::auth::Access::new(settings.clone(), store.clone())
             .await
             .context("reading the session key")?;
+        let retention = crate::housekeeping::retention(&settings.store);
+        let pruning_metrics = metrics.clone();
         let state = web::Data::new(AppState {
             settings,
             store: store.clone(),
@@ -153,6 +158,8 @@ impl Application {
             draining,
             scheduler,
             reporter,
+            retention,
+            metrics: pruning_metrics,
         })
     }
 
@@ -192,6 +199,12 @@ impl Application {
             server.stop(true).await;
         });
         tokio::spawn(release_memory(shutdown.clone()));
+        tokio::spawn(crate::housekeeping::run(
+            self.store.clone(),
+            self.retention,
+            self.metrics,
+            shutdown.clone(),
+        ));
         if let Some(reporter) = self.reporter {
             tokio::spawn(reporter.run(shutdown.clone()));
         }

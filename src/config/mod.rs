@@ -123,12 +123,21 @@ impl Default for ServerSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
     pub url: String,
+    /// Finished runs kept per repo, newest first.
+    pub keep_runs: u32,
+    /// Finished runs older than this many days are removed.
+    pub keep_days: u32,
+    /// Finished runs older than this many days keep their record and lose their log.
+    pub keep_logs_days: u32,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://gantry.db".into(),
+            keep_runs: 500,
+            keep_days: 90,
+            keep_logs_days: 30,
         }
     }
 }
@@ -454,6 +463,12 @@ impl Settings {
             }
         }
         self.auth.check()?;
+        if self.store.keep_runs == 0 {
+            return Err(ConfigError::Key {
+                key: "store.keep_runs".into(),
+                message: "must be at least 1".into(),
+            });
+        }
         if self.server.max_body_bytes == 0 {
             return Err(ConfigError::Key {
                 key: "server.max_body_bytes".into(),

@@ -112,15 +112,7 @@ pub async fn approve_run(
     viewer: Viewer,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = decide(
-        &state,
-        &request,
-        &viewer,
-        None,
-        id.into_inner(),
-        Decision::Approved,
-    )
-    .await?;
+    let id = decide(&state, &request, &viewer, None, *id, Decision::Approved).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "approved": id })))
 }
 
@@ -131,15 +123,7 @@ pub async fn decline_run(
     viewer: Viewer,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = decide(
-        &state,
-        &request,
-        &viewer,
-        None,
-        id.into_inner(),
-        Decision::Declined,
-    )
-    .await?;
+    let id = decide(&state, &request, &viewer, None, *id, Decision::Declined).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "declined": id })))
 }
 

@@ -57,6 +57,9 @@ pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpRe
         state.metrics.queue_depth.set(waiting.queued);
         state.metrics.runs_blocked.set(waiting.blocked);
     }
+    if let Ok(bytes) = state.store.size_bytes().await {
+        state.metrics.store_bytes.set(bytes);
+    }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.encode())

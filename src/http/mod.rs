@@ -5,6 +5,7 @@
 mod ansi;
 mod api;
 mod auth;
+mod badges;
 mod events;
 mod health;
 mod hooks;
@@ -88,6 +89,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/runs/{id}/decline", web::post().to(pages::decline_form))
         .route("/api/runners", web::get().to(api::list_runners))
         .route("/runners", web::get().to(pages::runners_page))
+        .route("/badges/{repo:.+}.svg", web::get().to(badges::badge))
         .route("/login", web::get().to(auth::login_page))
         .route("/login", web::post().to(auth::login_with_token))
         .route("/login/{forge}", web::get().to(auth::login_with_forge))

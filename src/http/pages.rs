@@ -117,23 +117,14 @@ struct CacheView {
 }
 
 fn cache_view(report: &CacheReport) -> CacheView {
+    let scope = report
+        .source_scope
+        .as_deref()
+        .map(|scope| format!(" ({scope})"))
+        .unwrap_or_default();
     let restored = match (report.outcome, &report.source_key) {
-        (CacheOutcome::Restored, Some(source)) => format!(
-            "restored from `{source}`{}",
-            report
-                .source_scope
-                .as_deref()
-                .map(|scope| format!(" ({scope})"))
-                .unwrap_or_default()
-        ),
-        (CacheOutcome::Hit, _) => format!(
-            "hit{}",
-            report
-                .source_scope
-                .as_deref()
-                .map(|scope| format!(" ({scope})"))
-                .unwrap_or_default()
-        ),
+        (CacheOutcome::Restored, Some(source)) => format!("restored from `{source}`{scope}"),
+        (CacheOutcome::Hit, _) => format!("hit{scope}"),
         (outcome, _) => outcome.as_str().to_owned(),
     };
     let kib = |bytes: Option<i64>| bytes.map(|b| format!("{} KiB", b / 1024));

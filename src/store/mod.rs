@@ -14,6 +14,7 @@ mod intake;
 mod locks;
 mod queue;
 mod results;
+mod retention;
 mod runners;
 mod runs;
 mod statuses;
@@ -35,6 +36,7 @@ pub use intake::{NewDelivery, Recorded};
 pub use locks::LaneLock;
 pub use queue::{ClaimedRun, Hold, MAX_ATTEMPTS, RUNNER_LOST};
 pub use results::{LogChunk, LogPage, LogTail, PipelineResult, StageResult, StageUpdate};
+pub use retention::{Prunable, Retention};
 pub use runners::{HeldRun, RunnerIdentity, RunnerRecord};
 pub use runs::{Approval, Run, RunFilter, WaitingRuns};
 pub use statuses::{Attempt, ClaimedStatus, StatusReport};
@@ -86,7 +88,8 @@ impl Store {
                         // WAL lets the API read while the intake writes; FULL makes each commit
                         // reach the disk before the 202 that depends on it goes out.
                         conn.execute(sqlx::raw_sql(&format!(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                            "PRAGMA auto_vacuum = INCREMENTAL; \
+                             PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
                             SQLITE_BUSY_TIMEOUT.as_millis()
                         )))

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::domain::{CommitSha, Decision, Forge, RepoName, RunState, Trigger};
+use crate::domain::{CommitSha, Decision, Forge, RepoName, RunState, StageState, Trigger};
 use crate::webhook::Event;
 
 /// A run as the API shows it.
@@ -111,6 +111,50 @@ impl super::Store {
             .await
             .with_context(|| format!("reading run {id}"))?;
         row.map(|row| run_from_row(&row, true)).transpose()
+    }
+
+    /// The state of the newest finished push run of `repo` on `branch` (with `pipeline`:
+    /// that pipeline's state in the newest such run where it ended), or `None` when there
+    /// is none. Skipped runs and pipelines say nothing of the branch and are passed over.
+    pub async fn latest_finished(
+        &self,
+        forge: Forge,
+        repo: &RepoName,
+        branch: &str,
+        pipeline: Option<&str>,
+    ) -> anyhow::Result<Option<StageState>> {
+        let git_ref = format!("refs/heads/{branch}");
+        let row = match pipeline {
+            None => sqlx::query(
+                "SELECT state FROM runs WHERE forge = $1 AND repo = $2 AND git_ref = $3 \
+                 AND trigger_kind = 'push' \
+                 AND state IN ('success', 'failure', 'error', 'canceled') \
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(forge)
+            .bind(repo)
+            .bind(&git_ref),
+            Some(pipeline) => sqlx::query(
+                "SELECT p.state FROM run_pipelines AS p JOIN runs AS r ON r.id = p.run_id \
+                 WHERE r.forge = $1 AND r.repo = $2 AND r.git_ref = $3 \
+                 AND r.trigger_kind = 'push' AND p.pipeline = $4 \
+                 AND p.state IN ('success', 'failure', 'error', 'canceled') \
+                 ORDER BY r.id DESC LIMIT 1",
+            )
+            .bind(forge)
+            .bind(repo)
+            .bind(&git_ref)
+            .bind(pipeline),
+        }
+        .fetch_optional(self.pool())
+        .await
+        .context("reading a badge's state")?;
+        // Run and stage states share their names for every finished state read here.
+        row.map(|row| {
+            let state: String = row.try_get(0)?;
+            state.parse::<StageState>().map_err(anyhow::Error::from)
+        })
+        .transpose()
     }
 
     /// How many runs wait for a runner, and how many for approval.

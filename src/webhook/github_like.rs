@@ -133,12 +133,7 @@ impl RepositoryJson {
             clone_url: self.clone_url,
             web_url: self.html_url,
             visibility,
-            default_branch: self
-                .default_branch
-                .as_ref()
-                .and_then(serde_json::Value::as_str)
-                .filter(|branch| !branch.is_empty())
-                .map(str::to_owned),
+            default_branch: payload::text(self.default_branch.as_ref()),
         }
     }
 

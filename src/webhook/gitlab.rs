@@ -320,12 +320,7 @@ impl ProjectJson {
                 .as_ref()
                 .and_then(serde_json::Value::as_i64)
                 .map(Visibility::from_gitlab_level),
-            default_branch: self
-                .default_branch
-                .as_ref()
-                .and_then(serde_json::Value::as_str)
-                .filter(|branch| !branch.is_empty())
-                .map(str::to_owned),
+            default_branch: payload::text(self.default_branch.as_ref()),
         }
     }
 }

@@ -139,6 +139,14 @@ impl Head {
     }
 }
 
+/// A field read leniently as text: absent, `null`, empty or of another type says nothing.
+pub(super) fn text(value: Option<&serde_json::Value>) -> Option<String> {
+    value
+        .and_then(serde_json::Value::as_str)
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
+}
+
 /// What a delivery Gantry ignores becomes.
 pub(super) fn ignored(event: &str, reason: String) -> EventKind {
     EventKind::NotActedOn {

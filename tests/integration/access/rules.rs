@@ -336,6 +336,28 @@ async fn configured_visibility_overrides_deliveries() {
     assert_eq!(visitor.get(&format!("/api/runs/{id}")).await.status, 200);
 }
 
+/// A badge follows the repo's read rule: a visitor sees the public repo's, and gets the same
+/// 404 for a private repo's as for one Gantry does not know.
+#[tokio::test]
+async fn badges_of_private_repos_are_hidden_from_visitors() {
+    let site = Site::start(Forge::Github, |config| config).await;
+    let mut visitor = site.visitor();
+    let public = visitor.get(&format!("/badges/{PUBLIC}.svg")).await;
+    assert_eq!(public.status, 200);
+    assert!(public.body.contains(">unknown<"), "{}", public.body);
+    let private = visitor.get(&format!("/badges/{PRIVATE}.svg")).await;
+    let unknown = visitor.get("/badges/acme/unknown.svg").await;
+    assert_eq!((private.status, unknown.status), (404, 404));
+    assert_eq!(private.body, unknown.body);
+    let reader = person(301, "reader");
+    site.fake.grant(&reader, PRIVATE, Permission::Read);
+    let mut browser = site.signed_in(&reader).await;
+    assert_eq!(
+        browser.get(&format!("/badges/{PRIVATE}.svg")).await.status,
+        200
+    );
+}
+
 #[tokio::test]
 async fn metrics_need_the_metrics_token_when_it_is_set() {
     let site = Site::start(Forge::Github, |config| config).await;

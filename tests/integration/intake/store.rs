@@ -803,3 +803,175 @@ async fn blocked_runs_wait_for_one_decision(backend: Backend) {
     );
 }
 on_both_backends!(blocked_runs, blocked_runs_wait_for_one_decision);
+
+/// A push run of the fixture, claimed and finished with `pipelines` ended in success, and
+/// a line of output.
+async fn finished_run(store: &Store, pipelines: &[&str]) -> i64 {
+    let id = queue_one(store).await;
+    let claimed = store.claim_run("pruner-test", &[]).await.unwrap().unwrap();
+    assert_eq!(claimed.id, id);
+    let hold = Hold {
+        run_id: id,
+        runner: "pruner-test".into(),
+    };
+    for pipeline in pipelines {
+        store
+            .set_pipeline(&hold, pipeline, ".gantry/x.yml", StageState::Success, None)
+            .await
+            .unwrap();
+    }
+    let chunk = LogChunk {
+        run_id: id,
+        pipeline: pipelines[0].into(),
+        stage: "s".into(),
+        first_line: 1,
+        line_count: 1,
+        text: "output\n".into(),
+    };
+    store.append_log(&hold, &chunk).await.unwrap();
+    assert!(
+        store
+            .finish_run(&hold, RunState::Success, None)
+            .await
+            .unwrap()
+    );
+    id
+}
+
+/// Moves run `id` `days` into the past, through a connection of its own.
+async fn backdate(url: &str, id: i64, days: i64) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    sqlx::query("UPDATE runs SET created_at = created_at - $1 WHERE id = $2")
+        .bind(days * 24 * 60 * 60 * 1000)
+        .bind(id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// Retention by count and by age, logs alone past their own age, unfinished runs never,
+/// and the newest finished run of each pipeline on each ref always kept.
+async fn retention_keeps_what_it_must(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(backend, dir.path()).await;
+    let store = Store::connect(&url).await.unwrap();
+    let retention = gantry::store::Retention {
+        keep_runs: 4,
+        keep_days: 90,
+        keep_logs_days: 30,
+    };
+    let oldest = finished_run(&store, &["ci"]).await;
+    // The only run of `deploy` on its ref: kept whatever its age and place.
+    let deploy = finished_run(&store, &["ci", "deploy"]).await;
+    let third = finished_run(&store, &["ci"]).await;
+    let old = finished_run(&store, &["ci"]).await;
+    let logged = finished_run(&store, &["ci"]).await;
+    let newest = finished_run(&store, &["ci"]).await;
+    backdate(&url, old, 100).await;
+    backdate(&url, deploy, 200).await;
+    backdate(&url, logged, 40).await;
+    let waiting = queue_one(&store).await;
+    backdate(&url, waiting, 300).await;
+
+    let prunable: Vec<i64> = store
+        .prunable_runs(&retention, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|run| run.id)
+        .collect();
+    assert_eq!(
+        prunable,
+        [oldest, third, old],
+        "beyond the newest four: {oldest} and {third} (but {deploy}, deploy's newest); \
+         past 90 days: {old}; never the queued {waiting} nor the newest {newest}"
+    );
+    let logs: Vec<i64> = store
+        .prunable_logs(&retention, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|run| run.id)
+        .collect();
+    assert_eq!(
+        logs,
+        [deploy, old, logged],
+        "runs past 30 days that still have a log"
+    );
+
+    let pruned = gantry::housekeeping::prune(&store, &retention, None)
+        .await
+        .unwrap();
+    assert_eq!((pruned.runs, pruned.logs), (3, 2));
+    for id in [oldest, third, old] {
+        assert!(store.run(id).await.unwrap().is_none(), "run {id} is gone");
+    }
+    for id in [deploy, logged, newest, waiting] {
+        assert!(store.run(id).await.unwrap().is_some(), "run {id} stays");
+    }
+    let page = LogPage::after(0, 10);
+    assert!(store.log_chunks(logged, &page).await.unwrap().is_empty());
+    assert_eq!(store.log_chunks(newest, &page).await.unwrap().len(), 1);
+    assert!(store.pipeline_results(oldest).await.unwrap().is_empty());
+    assert_eq!(
+        gantry::housekeeping::prune(&store, &retention, None)
+            .await
+            .unwrap(),
+        gantry::housekeeping::Pruned::default(),
+        "a second pass finds nothing"
+    );
+    assert!(store.size_bytes().await.unwrap() > 0);
+}
+on_both_backends!(retention, retention_keeps_what_it_must);
+
+/// `gantry prune --dry-run` lists what would go and removes nothing; `gantry prune` removes
+/// it.
+#[tokio::test]
+async fn gantry_prune_lists_then_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gantry.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    let first = finished_run(&store, &["ci"]).await;
+    let second = finished_run(&store, &["ci"]).await;
+    let newest = finished_run(&store, &["ci"]).await;
+    drop(store);
+    let config = dir.path().join("gantry.toml");
+    std::fs::write(
+        &config,
+        format!("[store]\nurl = {url:?}\nkeep_runs = 1\nkeep_days = 90\nkeep_logs_days = 30\n"),
+    )
+    .unwrap();
+    let prune = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .arg("prune")
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listed = prune(&["--dry-run"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "run {first} Codertocat/Hello-World refs/heads/master "
+        )) && lines[0].ends_with(": would be removed"),
+        "{listed}"
+    );
+    assert!(lines[1].starts_with(&format!("run {second} ")), "{listed}");
+    assert_eq!(lines[2], "2 runs and the logs of 0 more would be removed");
+    assert_eq!(prune(&["--dry-run"]), listed, "a dry run removes nothing");
+    assert_eq!(prune(&[]), "removed 2 runs and the logs of 0 more\n");
+    let store = Store::connect(&url).await.unwrap();
+    assert!(store.run(first).await.unwrap().is_none());
+    assert!(store.run(newest).await.unwrap().is_some());
+    assert_eq!(
+        prune(&["--dry-run"]),
+        "0 runs and the logs of 0 more would be removed\n"
+    );
+}

@@ -1,9 +1,9 @@
 //! `matrix:`: expansion, names, substitution, needs on the base name, and the checks of a
 //! broken matrix at its `file:line:col`.
 
-use gantry::pipeline::{ParallelGroup, StageKind, parse};
+use gantry::pipeline::{ParallelGroup, StageKind};
 
-use super::pipeline;
+use super::{errors, pipeline};
 
 const MATRIX: &str = "stages:
   - name: test
@@ -62,14 +62,6 @@ fn a_matrix_expands_into_named_stages_that_needs_wait_for_together() {
             .all(|s| s.parallel == Some(ParallelGroup { id: 0, max: 2 }))
     );
     assert_eq!(pipeline.stages[4].parallel, None);
-}
-
-fn errors(yaml: &str) -> Vec<String> {
-    parse(".gantry/test.yml", yaml)
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect()
 }
 
 #[test]

@@ -47,6 +47,15 @@ fn pipeline(yaml: &str) -> Pipeline {
     })
 }
 
+/// Each problem `yaml` has, as `gantry validate` prints it.
+fn errors(yaml: &str) -> Vec<String> {
+    pipeline::parse(".gantry/test.yml", yaml)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
 fn triggered(pipeline: &Pipeline, event: &Event) -> bool {
     let changed = event.changed_paths();
     let facts = EventFacts::from_event(event, &changed).expect("event asks for a run");

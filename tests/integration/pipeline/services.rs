@@ -1,10 +1,10 @@
 //! `services:` as read and checked: names that are host names, one readiness check each,
 //! bounded timeouts, and each mistake at its `file:line:col`.
 
-use gantry::pipeline::{ReadyCheck, parse};
+use gantry::pipeline::ReadyCheck;
 use std::time::Duration;
 
-use super::pipeline;
+use super::{errors, pipeline};
 
 #[test]
 fn services_are_read_with_their_readiness() {
@@ -51,8 +51,7 @@ stages:
 
 #[test]
 fn broken_services_are_reported_where_they_are_written() {
-    let errors: Vec<String> = parse(
-        ".gantry/test.yml",
+    let found = errors(
         "services:
   - name: Db_1
     image: x
@@ -68,18 +67,13 @@ stages:
     image: x
     run: 'true'
 ",
-    )
-    .unwrap_err()
-    .iter()
-    .map(ToString::to_string)
-    .collect();
+    );
     assert_eq!(
-        errors,
+        found,
         [".gantry/test.yml:10:5: unknown key `imgae`; did you mean `image`?"],
         "a shape error stops the reader first"
     );
-    let errors: Vec<String> = parse(
-        ".gantry/test.yml",
+    let found = errors(
         "services:
   - name: Db_1
     image: x
@@ -95,13 +89,9 @@ stages:
     image: x
     run: 'true'
 ",
-    )
-    .unwrap_err()
-    .iter()
-    .map(ToString::to_string)
-    .collect();
+    );
     assert_eq!(
-        errors,
+        found,
         [
             ".gantry/test.yml:2:11: service name `Db_1` is the host name stages reach it by: 1 to 63 lowercase letters, digits or `-`, starting with a letter",
             ".gantry/test.yml:4:28: `ready` takes `cmd` or `port`, not both",

@@ -49,6 +49,46 @@ fn server(
     Server::start(&config.write(dir))
 }
 
+/// One test's world: the app repo, a fork of it with a commit authored by `author`, the
+/// fake forge, and a server whose repo entry also holds `lines`.
+struct Case {
+    fork: Repo,
+    sha: String,
+    fake: FakeForge,
+    server: Server,
+    dir: tempfile::TempDir,
+    _base: Repo,
+}
+
+impl Case {
+    async fn start(kind: Forge, author: &str, lines: &[&str]) -> Self {
+        let base = app_repo(PIPELINE);
+        let (fork, sha) = fork_with_commit(author);
+        let fake = FakeForge::start(kind, REPO).await;
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(dir.path(), &base, kind, &fake, lines);
+        Self {
+            fork,
+            sha,
+            fake,
+            server,
+            dir,
+            _base: base,
+        }
+    }
+
+    /// Pull request 5 from the fork's commit, sent by `sender`; it must store a run in
+    /// `state`.
+    async fn open(&self, kind: Forge, sender: &str, state: &str) -> i64 {
+        deliver(
+            &self.server,
+            fork_pull_request(kind, &self.fork, &self.sha, sender, false),
+            state,
+        )
+        .await
+    }
+}
+
 /// A fork of the app whose branch `feature` has a commit authored by `author`; returns the
 /// fork and the commit.
 fn fork_with_commit(author: &str) -> (Repo, String) {
@@ -196,24 +236,16 @@ async fn nothing_ran(server: &Server, dir: &std::path::Path, id: i64) {
 /// nothing, and once approved runs without the repo's secret. Its commit is authored by a
 /// trusted login, which changes nothing: only the sender counts.
 async fn approved_fork_pull_request(kind: Forge) {
-    let base = app_repo(PIPELINE);
-    let (fork, sha) = fork_with_commit("alice");
-    let fake = FakeForge::start(kind, REPO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = server(
-        dir.path(),
-        &base,
-        kind,
-        &fake,
-        &["trusted_users = [\"alice\"]"],
-    );
-    let id = deliver(
-        &server,
-        fork_pull_request(kind, &fork, &sha, "mallory", false),
-        "blocked",
-    )
-    .await;
-    let announced = statuses_reach(&fake, &sha, "gantry/ci", 1).await;
+    let case = Case::start(kind, "alice", &["trusted_users = [\"alice\"]"]).await;
+    let Case {
+        sha,
+        fake,
+        server,
+        dir,
+        ..
+    } = &case;
+    let id = case.open(kind, "mallory", "blocked").await;
+    let announced = statuses_reach(fake, sha, "gantry/ci", 1).await;
     assert_eq!(states(&announced)[..1], ["pending"], "{kind}");
     assert_eq!(announced[0].description, "waiting for approval");
     assert_eq!(announced[0].target_url, format!("{PUBLIC_URL}/runs/{id}"));
@@ -224,9 +256,9 @@ async fn approved_fork_pull_request(kind: Forge) {
         "a pull request from a fork, sent by mallory (user id 66), who is not in trusted_users"
     );
     assert_eq!(run["pipelines"][0]["description"], "waiting for approval");
-    nothing_ran(&server, dir.path(), id).await;
+    nothing_ran(server, dir.path(), id).await;
 
-    assert_eq!(act(&server, id, "approve").await.0, 202);
+    assert_eq!(act(server, id, "approve").await.0, 202);
     let run = server.wait_for(id, "an end", finished).await;
     assert_eq!(run["state"], "success", "{kind}: {run:#}");
     assert_eq!(
@@ -244,14 +276,14 @@ async fn approved_fork_pull_request(kind: Forge) {
     assert!(!log.contains("t0ps3cret"));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !fake
-        .statuses(&sha, "gantry/ci")
+        .statuses(sha, "gantry/ci")
         .last()
         .is_some_and(|last| last.description.starts_with("passed in "))
     {
         assert!(
             std::time::Instant::now() < deadline,
             "{kind}: {:?}",
-            fake.statuses(&sha, "gantry/ci")
+            fake.statuses(sha, "gantry/ci")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -264,7 +296,7 @@ async fn approved_fork_pull_request(kind: Forge) {
             .await,
         Some(1.0)
     );
-    assert_eq!(act(&server, id, "approve").await.0, 409, "a finished run");
+    assert_eq!(act(server, id, "approve").await.0, 409, "a finished run");
 }
 
 #[tokio::test]
@@ -285,28 +317,22 @@ async fn a_gitea_fork_pull_request_waits_for_approval_then_runs_without_secrets(
 /// Declined: the run ends `declined` without having run, and its check errors "declined
 /// by …" on the forge (GitLab, which refuses a repeated state, takes each status).
 async fn declined_fork_pull_request(kind: Forge, error_state: &str) {
-    let base = app_repo(PIPELINE);
-    let (fork, sha) = fork_with_commit("mallory");
-    let fake = FakeForge::start(kind, REPO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = server(dir.path(), &base, kind, &fake, &[]);
-    let id = deliver(
-        &server,
-        fork_pull_request(kind, &fork, &sha, "mallory", false),
-        "blocked",
-    )
-    .await;
-    statuses_reach(&fake, &sha, "gantry/ci", 1).await;
-    let (status, body) = act(&server, id, "decline").await;
+    let case = Case::start(kind, "mallory", &[]).await;
+    let Case {
+        sha, fake, server, ..
+    } = &case;
+    let id = case.open(kind, "mallory", "blocked").await;
+    statuses_reach(fake, sha, "gantry/ci", 1).await;
+    let (status, body) = act(server, id, "decline").await;
     assert_eq!((status, body), (200, json!({ "declined": id })));
-    let told = statuses_reach(&fake, &sha, "gantry/ci", 2).await;
+    let told = statuses_reach(fake, sha, "gantry/ci", 2).await;
     assert_eq!(states(&told), ["pending", error_state], "{kind}");
     assert_eq!(told[1].description, "declined by api-token");
     let run = server.run(id).await;
     assert_eq!(run["state"], "declined", "{run:#}");
     assert_eq!(run["pipelines"][0]["state"], "canceled", "{run:#}");
     assert!(run["started_at"].is_null());
-    assert_eq!(act(&server, id, "approve").await.0, 409);
+    assert_eq!(act(server, id, "approve").await.0, 409);
     assert_eq!(fake.unexpected(), Vec::<String>::new(), "{kind}");
 }
 
@@ -331,45 +357,43 @@ async fn a_declined_gitea_fork_pull_request_errors_declined() {
 #[tokio::test]
 async fn a_new_push_to_a_blocked_pull_request_supersedes_it() {
     let kind = Forge::Gitlab;
-    let base = app_repo(PIPELINE);
-    let (fork, first_sha) = fork_with_commit("mallory");
-    let fake = FakeForge::start(kind, REPO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = server(dir.path(), &base, kind, &fake, &[]);
-    let first = deliver(
-        &server,
-        fork_pull_request(kind, &fork, &first_sha, "mallory", false),
-        "blocked",
-    )
-    .await;
-    statuses_reach(&fake, &first_sha, "gantry/ci", 1).await;
+    let case = Case::start(kind, "mallory", &[]).await;
+    let Case {
+        fork,
+        sha: first_sha,
+        fake,
+        server,
+        ..
+    } = &case;
+    let first = case.open(kind, "mallory", "blocked").await;
+    statuses_reach(fake, first_sha, "gantry/ci", 1).await;
     git(
         fork.work(),
         &["commit", "-q", "--allow-empty", "-m", "another change"],
     );
     let second_sha = fork.push("feature");
     let second = deliver(
-        &server,
-        fork_pull_request(kind, &fork, &second_sha, "mallory", true),
+        server,
+        fork_pull_request(kind, fork, &second_sha, "mallory", true),
         "blocked",
     )
     .await;
-    let old = statuses_reach(&fake, &first_sha, "gantry/ci", 2).await;
+    let old = statuses_reach(fake, first_sha, "gantry/ci", 2).await;
     assert_eq!(states(&old), ["pending", "canceled"]);
     assert_eq!(
         old[1].description,
         "superseded by a newer run for the same ref"
     );
     assert_eq!(server.run(first).await["state"], "canceled");
-    let new = statuses_reach(&fake, &second_sha, "gantry/ci", 1).await;
+    let new = statuses_reach(fake, &second_sha, "gantry/ci", 1).await;
     assert_eq!(new[0].description, "waiting for approval");
     assert_eq!(server.run(second).await["state"], "blocked");
 
-    assert_eq!(act(&server, second, "cancel").await.0, 202);
-    let canceled = statuses_reach(&fake, &second_sha, "gantry/ci", 2).await;
+    assert_eq!(act(server, second, "cancel").await.0, 202);
+    let canceled = statuses_reach(fake, &second_sha, "gantry/ci", 2).await;
     assert_eq!(states(&canceled), ["pending", "canceled"]);
     assert_eq!(server.run(second).await["state"], "canceled");
-    assert_eq!(act(&server, second, "approve").await.0, 409);
+    assert_eq!(act(server, second, "approve").await.0, 409);
     assert_eq!(fake.unexpected(), Vec::<String>::new());
 }
 
@@ -377,23 +401,9 @@ async fn a_new_push_to_a_blocked_pull_request_supersedes_it() {
 #[tokio::test]
 async fn a_trusted_senders_fork_pull_request_runs_at_once_without_secrets() {
     let kind = Forge::Github;
-    let base = app_repo(PIPELINE);
-    let (fork, sha) = fork_with_commit("alice");
-    let fake = FakeForge::start(kind, REPO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = server(
-        dir.path(),
-        &base,
-        kind,
-        &fake,
-        &["trusted_users = [\"Alice\"]"],
-    );
-    let id = deliver(
-        &server,
-        fork_pull_request(kind, &fork, &sha, "alice", false),
-        "queued",
-    )
-    .await;
+    let case = Case::start(kind, "alice", &["trusted_users = [\"Alice\"]"]).await;
+    let id = case.open(kind, "alice", "queued").await;
+    let server = &case.server;
     let run = server.wait_for(id, "an end", finished).await;
     assert_eq!(run["state"], "success", "{run:#}");
     assert!(run["approval"].is_null(), "{run:#}");
@@ -405,23 +415,16 @@ async fn a_trusted_senders_fork_pull_request_runs_at_once_without_secrets() {
 #[tokio::test]
 async fn approval_none_runs_forks_at_once_and_all_holds_pushes_too() {
     let kind = Forge::Github;
-    let base = app_repo(PIPELINE);
-    let (fork, sha) = fork_with_commit("mallory");
-    let fake = FakeForge::start(kind, REPO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let open = server(dir.path(), &base, kind, &fake, &["approval = \"none\""]);
-    let id = deliver(
-        &open,
-        fork_pull_request(kind, &fork, &sha, "mallory", false),
-        "queued",
-    )
-    .await;
-    let run = open.wait_for(id, "an end", finished).await;
+    let case = Case::start(kind, "mallory", &["approval = \"none\""]).await;
+    let id = case.open(kind, "mallory", "queued").await;
+    let run = case.server.wait_for(id, "an end", finished).await;
     assert_eq!(run["state"], "success", "{run:#}");
-    drop(open);
+    let Case {
+        fake, _base: base, ..
+    } = &case;
 
     let dir = tempfile::tempdir().unwrap();
-    let strict = server(dir.path(), &base, kind, &fake, &["approval = \"all\""]);
+    let strict = server(dir.path(), base, kind, fake, &["approval = \"all\""]);
     let base_sha = base.push("main");
     let pushed = deliver(
         &strict,

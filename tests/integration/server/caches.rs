@@ -36,6 +36,15 @@ fn cache(run: &Value) -> Value {
     caches[0].clone()
 }
 
+/// The report's outcome, the scope it restored from, and whether it saved.
+fn restored(report: &Value) -> (Option<&str>, Option<&str>, Option<&str>) {
+    (
+        report["outcome"].as_str(),
+        report["source_scope"].as_str(),
+        report["saved"].as_str(),
+    )
+}
+
 async fn run_to_end(server: &Server, id: i64) -> (Value, String) {
     let run = server.wait_for(id, "an end", finished).await;
     assert_eq!(run["state"], "success", "{run:#}");
@@ -145,11 +154,7 @@ async fn a_pull_request_reads_the_default_branchs_cache_and_never_writes_to_it()
     );
     let report = cache(&run);
     assert_eq!(
-        (
-            report["outcome"].as_str(),
-            report["source_scope"].as_str(),
-            report["saved"].as_str()
-        ),
+        restored(&report),
         (Some("restored"), Some("branch/main"), Some("saved")),
         "{report}"
     );
@@ -241,11 +246,7 @@ async fn caches_beyond_the_size_cap_go_least_recently_used_first() {
     let (run, _) = run_to_end(&server, on_other).await;
     let report = cache(&run);
     assert_eq!(
-        (
-            report["outcome"].as_str(),
-            report["source_scope"].as_str(),
-            report["saved"].as_str()
-        ),
+        restored(&report),
         (Some("restored"), Some("branch/main"), Some("saved")),
         "other falls back to main's entry, then saves its own: {report}"
     );

@@ -15,6 +15,7 @@ use crate::support::git::{Repo, git};
 use crate::support::process::spawn_gantry;
 
 mod approval;
+mod badges;
 mod bumps;
 mod caches;
 mod fleet;
