@@ -107,7 +107,7 @@ start=$(date +%s.%N)
 "$gantry" prune -c "$work/gantry.toml" >"$work/prune.out" 2>&1 &
 prune_pid=$!
 load pruning
-wait "$prune_pid"
+wait "$prune_pid" || { cat "$work/prune.out" >&2; exit 1; }
 end=$(date +%s.%N)
 field() { awk -v key="$1" '$1 == key {print $2}' "$2"; }
 printf '%-22s %8s %8s %8s %8s %7s\n' "" "req/s" "p50 ms" "p99 ms" "max ms" "errors"

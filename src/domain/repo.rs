@@ -124,6 +124,8 @@ named_enum! {
         Push = "push",
         Tag = "tag",
         PullRequest = "pull_request",
+        /// Started by someone from the page or the API, on a ref's newest known commit.
+        Manual = "manual",
     }
 }
 

@@ -35,6 +35,11 @@ pub enum ApiError {
     NotBlocked { id: i64, state: RunState },
     #[error("run {0} not found")]
     NotFound(i64),
+    #[error("repo `{0}` not found")]
+    UnknownRepo(String),
+    /// Well-formed, but not something Gantry can do.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("the store is unavailable")]
     Store(#[source] anyhow::Error),
 }
@@ -46,7 +51,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Finished(_) | ApiError::NotBlocked { .. } => StatusCode::CONFLICT,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::UnknownRepo(_) => StatusCode::NOT_FOUND,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

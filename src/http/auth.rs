@@ -101,9 +101,28 @@ pub async fn actionable_run(
     id: i64,
 ) -> Result<Run, ApiError> {
     let run = super::api::existing_run(state, id).await?;
+    actionable_repo(state, viewer, request, form_token, run.forge, &run.repo)
+        .await
+        .map_err(|err| match err {
+            ApiError::UnknownRepo(_) => ApiError::NotFound(id),
+            other => other,
+        })?;
+    Ok(run)
+}
+
+/// Whether `viewer` may act on `repo`'s runs (start one, approve one): as
+/// [`actionable_run`], with a hidden repo answered as one Gantry does not know.
+pub async fn actionable_repo(
+    state: &AppState,
+    viewer: &Viewer,
+    request: &HttpRequest,
+    form_token: Option<&str>,
+    forge: crate::domain::Forge,
+    repo: &crate::domain::RepoName,
+) -> Result<(), ApiError> {
     match state
         .access
-        .may_act(viewer, run.forge, &run.repo)
+        .may_act(viewer, forge, repo)
         .await
         .map_err(ApiError::Store)?
     {
@@ -113,7 +132,7 @@ pub async fn actionable_run(
                 "sign in with write permission, or send `Authorization: Bearer <api token>`",
             ));
         }
-        Err(Denied::Hidden) => return Err(ApiError::NotFound(id)),
+        Err(Denied::Hidden) => return Err(ApiError::UnknownRepo(repo.to_string())),
         Err(Denied::ReadOnly) => {
             return Err(ApiError::Forbidden(
                 "acting on this repo's runs needs write permission on it".into(),
@@ -123,7 +142,7 @@ pub async fn actionable_run(
     if let Viewer::User(user) = viewer {
         check_csrf(user, request, form_token)?;
     }
-    Ok(run)
+    Ok(())
 }
 
 fn check_csrf(

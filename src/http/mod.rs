@@ -9,6 +9,7 @@ mod badges;
 mod events;
 mod health;
 mod hooks;
+mod manual;
 mod pages;
 
 use std::any::Any;
@@ -90,6 +91,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/api/runners", web::get().to(api::list_runners))
         .route("/runners", web::get().to(pages::runners_page))
         .route("/badges/{repo:.+}.svg", web::get().to(badges::badge))
+        .route(
+            "/api/repos/{repo:.+}/runs",
+            web::post().to(manual::start_run),
+        )
+        .route(
+            "/repos/{repo:.+}/runs",
+            web::post().to(manual::start_run_form),
+        )
         .route("/login", web::get().to(auth::login_page))
         .route("/login", web::post().to(auth::login_with_token))
         .route("/login/{forge}", web::get().to(auth::login_with_forge))

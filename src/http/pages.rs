@@ -55,6 +55,15 @@ struct RunsPage {
     state: String,
     /// The query of the next (older) page, when there may be one.
     older: Option<String>,
+    /// The "Run" form, when one repo is shown and the reader may start its runs.
+    manual: Option<ManualForm>,
+}
+
+/// Where a manual run of the shown repo can start: the refs pushes delivered.
+struct ManualForm {
+    repo: RepoName,
+    refs: Vec<String>,
+    csrf: String,
 }
 
 /// One stage as the run page shows it.
@@ -100,6 +109,8 @@ struct RunPage {
     after: i64,
     /// Why the run had to wait for approval, and what was decided by whom.
     approval: Option<String>,
+    /// Who started a manual run, with which variables.
+    started: Option<String>,
     caches: Vec<CacheView>,
     /// The reader may approve or decline it now.
     may_decide: bool,
@@ -190,8 +201,10 @@ pub async fn runs_page(
                 .append_pair("before", &before.to_string())
                 .finish()
         });
+    let manual = manual_form(&state, &viewer, query.repo.as_deref()).await;
     let page = RunsPage {
         nav: Nav::of(&viewer),
+        manual,
         older,
         runs: runs
             .iter()
@@ -225,6 +238,34 @@ pub async fn runs_page(
             .unwrap_or_default(),
     };
     html(StatusCode::OK, page.render())
+}
+
+/// The "Run" form for `repo`, if it is one configured repo whose runs the reader may start
+/// and of which pushes are known.
+async fn manual_form(state: &AppState, viewer: &Viewer, repo: Option<&str>) -> Option<ManualForm> {
+    let name = RepoName::new(repo.filter(|r| !r.is_empty())?);
+    let configured = Forge::ALL
+        .iter()
+        .find_map(|forge| state.settings.repo(*forge, &name))?;
+    if !matches!(
+        state
+            .access
+            .may_act(viewer, configured.forge, &configured.name)
+            .await,
+        Ok(Ok(()))
+    ) {
+        return None;
+    }
+    let refs = state
+        .store
+        .known_refs(configured.forge, &configured.name)
+        .await
+        .ok()?;
+    (!refs.is_empty()).then(|| ManualForm {
+        repo: configured.name.clone(),
+        refs: refs.into_iter().map(|known| known.git_ref).collect(),
+        csrf: Nav::of(viewer).csrf,
+    })
 }
 
 #[derive(Template)]
@@ -305,6 +346,10 @@ pub async fn run_page(
         );
     let page = RunPage {
         approval: run.approval.as_ref().map(approval_note),
+        started: match run.event.as_ref().map(|event| &event.kind) {
+            Some(crate::webhook::EventKind::Manual(manual)) => Some(started_note(manual)),
+            _ => None,
+        },
         caches: caches.iter().map(cache_view).collect(),
         may_decide,
         nav,
@@ -370,6 +415,19 @@ async fn decide_form(
     Ok(HttpResponse::SeeOther()
         .insert_header(("Location", page))
         .finish())
+}
+
+/// The run page's line on a manual run: who, and the variables.
+fn started_note(manual: &crate::webhook::Manual) -> String {
+    if manual.variables.is_empty() {
+        return format!("by {}, without variables", manual.by);
+    }
+    let variables: Vec<String> = manual
+        .variables
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    format!("by {} with {}", manual.by, variables.join(" "))
 }
 
 /// The run page's line on approval: why the run had to wait, and what was decided.

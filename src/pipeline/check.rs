@@ -501,13 +501,17 @@ impl Triggers {
                 paths: None,
             }),
             pull_request: Some(PullRequestTrigger::default()),
+            manual: false,
         }
     }
 }
 
 fn triggers(findings: &mut Findings, on: &Spanned<TriggersFile>) -> Triggers {
-    if on.value.push.is_none() && on.value.pull_request.is_none() {
-        findings.at(on, "`on` names no event; use `push` and/or `pull_request`");
+    if on.value.push.is_none() && on.value.pull_request.is_none() && on.value.manual.is_none() {
+        findings.at(
+            on,
+            "`on` names no event; use `push`, `pull_request` and/or `manual`",
+        );
     }
     let push = on.value.push.as_ref().map(|push| {
         let written = push.value.as_ref();
@@ -543,7 +547,11 @@ fn triggers(findings: &mut Findings, on: &Spanned<TriggersFile>) -> Triggers {
                 .map(|p| patterns(findings, p)),
         }
     });
-    Triggers { push, pull_request }
+    Triggers {
+        push,
+        pull_request,
+        manual: on.value.manual.is_some(),
+    }
 }
 
 fn patterns(findings: &mut Findings, written: &OneOrMany) -> Vec<Pattern> {
@@ -873,7 +881,7 @@ fn check_stage(
                             findings.at(
                                 event,
                                 format!(
-                                    "unknown event `{}`; expected push, pull_request or tag",
+                                    "unknown event `{}`; expected push, pull_request, tag or manual",
                                     event.value
                                 ),
                             );

@@ -76,7 +76,14 @@ pub struct TriggersFile {
     pub push: Option<Spanned<Option<PushTriggerFile>>>,
     #[serde(default, deserialize_with = "present")]
     pub pull_request: Option<Spanned<Option<PullRequestTriggerFile>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub manual: Option<Spanned<Option<ManualTriggerFile>>>,
 }
+
+/// `manual: {}` takes no key yet; it is a mapping so that keys can come.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualTriggerFile {}
 
 /// Keeps a key written with no value (`push:`) apart from an absent key: serde would read
 /// both as `None`.

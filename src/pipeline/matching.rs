@@ -26,6 +26,12 @@ impl<'a> EventFacts<'a> {
             }
             (EventKind::Push(push), GitRef::Branch(_)) => (Some(push.git_ref.name()), None, None),
             (EventKind::Push(push), GitRef::Tag(_)) => (None, Some(push.git_ref.name()), None),
+            (EventKind::Manual(manual), GitRef::Branch(_)) => {
+                (Some(manual.git_ref.name()), None, None)
+            }
+            (EventKind::Manual(manual), GitRef::Tag(_)) => {
+                (None, Some(manual.git_ref.name()), None)
+            }
             _ => return None,
         };
         Some(Self {
@@ -42,7 +48,7 @@ impl<'a> EventFacts<'a> {
     fn filtered_branch(&self) -> Option<&str> {
         match self.trigger {
             Trigger::PullRequest => self.base_branch,
-            Trigger::Push | Trigger::Tag => self.branch,
+            Trigger::Push | Trigger::Tag | Trigger::Manual => self.branch,
         }
     }
 }
@@ -83,6 +89,7 @@ impl Pipeline {
                     || paths_match(push.paths.as_ref(), facts.changed_paths);
                 ref_matches && paths_ok
             }
+            Trigger::Manual => self.triggers.manual,
             Trigger::PullRequest => {
                 let Some(pr) = &self.triggers.pull_request else {
                     return false;

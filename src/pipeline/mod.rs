@@ -129,6 +129,8 @@ pub enum ReadyCheck {
 pub struct Triggers {
     pub push: Option<PushTrigger>,
     pub pull_request: Option<PullRequestTrigger>,
+    /// Runs started from the page or the API (`on: { manual: {} }`).
+    pub manual: bool,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -31,6 +31,8 @@ pub struct RunContext<'a> {
     pub changed_paths: ChangedPaths,
     /// The repo's configured secrets (`[[repos]].secrets`).
     pub secrets: &'a BTreeMap<String, Secret>,
+    /// A manual run's variables: environment variables of every stage.
+    pub variables: &'a [(String, String)],
 }
 
 impl<'a> RunContext<'a> {
@@ -55,11 +57,16 @@ impl<'a> RunContext<'a> {
                 GitRef::Branch(name) => (Some(name.as_str()), None, None, false),
                 GitRef::Tag(name) => (None, Some(name.as_str()), None, false),
             },
+            EventKind::Manual(manual) => match &manual.git_ref {
+                GitRef::Branch(name) => (Some(name.as_str()), None, None, false),
+                GitRef::Tag(name) => (None, Some(name.as_str()), None, false),
+            },
             _ => return None,
         };
-        let commit_sha = match &event.kind {
-            EventKind::PullRequest(pr) => pr.head_sha.as_str(),
-            EventKind::Push(push) => push.after.as_str(),
+        let (commit_sha, variables) = match &event.kind {
+            EventKind::PullRequest(pr) => (pr.head_sha.as_str(), &[][..]),
+            EventKind::Push(push) => (push.after.as_str(), &[][..]),
+            EventKind::Manual(manual) => (manual.commit_sha.as_str(), &manual.variables[..]),
             _ => return None,
         };
         Some(Self {
@@ -75,6 +82,7 @@ impl<'a> RunContext<'a> {
             workspace,
             changed_paths,
             secrets,
+            variables,
         })
     }
 
@@ -256,6 +264,7 @@ impl Pipeline {
                 let expanded = expand(value, &pipeline_env).map_err(error)?;
                 env.push((name.clone(), expanded));
             }
+            env.extend(run.variables.iter().cloned());
             let mut skipped = stage.when.skip_reason(&facts);
             let mut secrets = Vec::new();
             for name in &stage.secrets {

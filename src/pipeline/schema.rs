@@ -58,6 +58,11 @@ pub fn json_schema() -> Value {
                             "branches": string_or_list,
                             "paths": string_or_list
                         }
+                    },
+                    "manual": {
+                        "description": "Runs started from the page or POST /api/repos/{owner}/{repo}/runs.",
+                        "type": ["object", "null"],
+                        "additionalProperties": false
                     }
                 }
             },
@@ -171,8 +176,8 @@ pub fn json_schema() -> Value {
                         "properties": {
                             "event": {
                                 "oneOf": [
-                                    { "enum": ["push", "pull_request", "tag"] },
-                                    { "type": "array", "items": { "enum": ["push", "pull_request", "tag"] } }
+                                    { "enum": ["push", "pull_request", "tag", "manual"] },
+                                    { "type": "array", "items": { "enum": ["push", "pull_request", "tag", "manual"] } }
                                 ]
                             },
                             "branch": string_or_list,

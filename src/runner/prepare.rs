@@ -93,6 +93,14 @@ pub async fn prepare(
             pr.base_sha.clone(),
             pr.from_fork,
         ),
+        EventKind::Manual(manual) => (
+            repo.clone_url
+                .clone()
+                .or_else(|| event.repo.as_ref().and_then(|r| r.clone_url.clone())),
+            Some(manual.git_ref.full()),
+            None,
+            false,
+        ),
         _ => (None, None, None, false),
     };
     let url = url.context("the event names no clone URL and the repo config sets none")?;
@@ -167,7 +175,14 @@ pub async fn prepare(
             }
         )
     }) {
-        return Ok(Err(Skip("no pipeline is triggered by this event".into())));
+        return Ok(Err(Skip(match event.kind {
+            EventKind::Manual(_) => format!(
+                "no pipeline of this commit takes manual runs: add `manual: {{}}` under `on:` \
+                 in a file of `{}`",
+                repo.pipelines
+            ),
+            _ => "no pipeline is triggered by this event".into(),
+        })));
     }
     Ok(Ok(Prepared {
         repo: repo.clone(),

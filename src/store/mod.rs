@@ -34,7 +34,7 @@ pub use bumps::BumpReport;
 pub use caches::CacheReport;
 pub use intake::{NewDelivery, Recorded};
 pub use locks::LaneLock;
-pub use queue::{ClaimedRun, Hold, MAX_ATTEMPTS, RUNNER_LOST};
+pub use queue::{ClaimedRun, Hold, KnownRef, MAX_ATTEMPTS, RUNNER_LOST};
 pub use results::{LogChunk, LogPage, LogTail, PipelineResult, StageResult, StageUpdate};
 pub use retention::{Prunable, Retention};
 pub use runners::{HeldRun, RunnerIdentity, RunnerRecord};

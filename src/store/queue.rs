@@ -415,3 +415,84 @@ impl super::Store {
         Ok(Some(new_id))
     }
 }
+
+/// A ref of a repo and its newest commit that Gantry has seen pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownRef {
+    /// In full: `refs/heads/main`.
+    pub git_ref: String,
+    pub commit_sha: CommitSha,
+    /// The run of that push, whose event names the repo as its forge described it.
+    pub run_id: i64,
+}
+
+impl super::Store {
+    /// The branches and tags of `repo` that pushes delivered, each with its newest commit:
+    /// what a manual run can start on.
+    pub async fn known_refs(&self, forge: Forge, repo: &RepoName) -> anyhow::Result<Vec<KnownRef>> {
+        let rows = sqlx::query(
+            "SELECT git_ref, commit_sha, id FROM runs WHERE id IN (SELECT MAX(id) FROM runs \
+             WHERE forge = $1 AND repo = $2 AND trigger_kind IN ('push', 'tag') GROUP BY git_ref) \
+             ORDER BY git_ref",
+        )
+        .bind(forge)
+        .bind(repo)
+        .fetch_all(self.pool())
+        .await
+        .context("listing a repo's known refs")?;
+        rows.iter()
+            .map(|row| {
+                Ok(KnownRef {
+                    git_ref: row.try_get(0)?,
+                    commit_sha: row.try_get(1)?,
+                    run_id: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Queues a run for `event` (a manual run) of `repo`, under a delivery of its own;
+    /// returns the run's id.
+    pub async fn queue_manual_run(
+        &self,
+        repo: &RepoName,
+        event: &Event,
+        request: &crate::webhook::RunRequest,
+    ) -> anyhow::Result<i64> {
+        let mut tx = self.pool().begin().await.context("starting a manual run")?;
+        let now = now_millis();
+        let delivery: i64 = sqlx::query(
+            "INSERT INTO deliveries (forge, delivery_id, event_name, repo, received_at) \
+             VALUES ($1, $2, 'manual', $3, $4) RETURNING id",
+        )
+        .bind(event.forge)
+        .bind(format!("manual-{}", uuid::Uuid::new_v4().simple()))
+        .bind(repo)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .context("recording the manual run")?
+        .try_get(0)?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO runs (delivery, forge, repo, trigger_kind, git_ref, commit_sha, \
+             commit_message, pr_number, state, event, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $8, $9) RETURNING id",
+        )
+        .bind(delivery)
+        .bind(event.forge)
+        .bind(repo)
+        .bind(request.trigger)
+        .bind(request.git_ref.full())
+        .bind(&request.commit_sha)
+        .bind(RunState::Queued)
+        .bind(serde_json::to_string(event).context("encoding the manual run's event")?)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .context("queueing the manual run")?
+        .try_get(0)?;
+        tx.commit().await.context("committing the manual run")?;
+        self.queued().notify_one();
+        Ok(id)
+    }
+}

@@ -90,22 +90,9 @@ impl super::Store {
         if ids.is_empty() {
             return Ok(0);
         }
+        // Writes only, the first of them taking the write lock: a SQLite transaction that
+        // read first could not write once the intake had committed since its read.
         let mut tx = self.pool().begin().await.context("starting a prune")?;
-        let sql = format!(
-            "SELECT delivery FROM runs WHERE id IN ({})",
-            placeholders(ids.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for id in ids {
-            query = query.bind(id);
-        }
-        let deliveries: Vec<i64> = query
-            .fetch_all(&mut *tx)
-            .await
-            .context("reading pruned runs' deliveries")?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<_, _>>()?;
         for table in [
             "log_chunks",
             "stages",
@@ -120,13 +107,26 @@ impl super::Store {
                 .await
                 .with_context(|| format!("pruning {table}"))?;
         }
-        let removed = for_ids(&mut *tx, "DELETE FROM runs WHERE id IN ({ids})", ids)
+        let sql = format!(
+            "DELETE FROM runs WHERE id IN ({}) RETURNING delivery",
+            placeholders(ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(id);
+        }
+        let deliveries: Vec<i64> = query
+            .fetch_all(&mut *tx)
             .await
-            .context("pruning runs")?;
+            .context("pruning runs")?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let removed = deliveries.len() as u64;
+        // Each delivery queued one run (a rerun or a manual run has one of its own).
         for_ids(
             &mut *tx,
-            "DELETE FROM deliveries WHERE id IN ({ids}) \
-             AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.delivery = deliveries.id)",
+            "DELETE FROM deliveries WHERE id IN ({ids})",
             &deliveries,
         )
         .await

@@ -40,6 +40,8 @@ pub enum EventKind {
         git_ref: GitRef,
     },
     PullRequest(PullRequest),
+    /// A run someone started from the page or the API (never a forge's delivery).
+    Manual(Manual),
     /// A delivery Gantry has no work for (a label change, a review request, an unknown event).
     /// `reason` says why, for the answer and the delivery log.
     NotActedOn {
@@ -101,6 +103,17 @@ pub struct PullRequest {
     pub head_clone_url: Option<String>,
     pub head_commit_message: Option<String>,
     pub sender: Option<Sender>,
+}
+
+/// A run started by hand: on which ref and commit, with which variables, by whom.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manual {
+    pub git_ref: GitRef,
+    pub commit_sha: CommitSha,
+    /// Environment variables of every stage, in the order given.
+    pub variables: Vec<(String, String)>,
+    /// Who started it: a forge login, or `api-token`.
+    pub by: String,
 }
 
 /// What Gantry does with an event: queue a run for a commit, or nothing.
@@ -168,6 +181,13 @@ impl Event {
                 // The merge itself arrives as a push to the base branch, which runs.
                 PullRequestAction::Merged => Err("pull request merged".into()),
             },
+            EventKind::Manual(manual) => Ok(RunRequest {
+                trigger: Trigger::Manual,
+                git_ref: manual.git_ref.clone(),
+                commit_sha: manual.commit_sha.clone(),
+                commit_message: None,
+                pr_number: None,
+            }),
             EventKind::Ping => Err("ping".into()),
             EventKind::RefDeleted { git_ref } => Err(format!("{} deleted", git_ref.full())),
             EventKind::NotActedOn { reason, .. } => Err(reason.clone()),

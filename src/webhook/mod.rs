@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-pub use event::{Event, EventKind, PullRequest, PullRequestAction, Push, Repo, RunRequest, Sender};
+pub use event::{
+    Event, EventKind, Manual, PullRequest, PullRequestAction, Push, Repo, RunRequest, Sender,
+};
 
 use crate::config::Settings;
 use crate::domain::Forge;

@@ -336,6 +336,89 @@ async fn configured_visibility_overrides_deliveries() {
     assert_eq!(visitor.get(&format!("/api/runs/{id}")).await.status, 200);
 }
 
+/// Starting a manual run is acting on the repo: visitor 401, stranger 404, reader 403; a
+/// writer's run page form starts one, recorded as theirs, and only they see the form.
+#[tokio::test]
+async fn manual_runs_need_write_permission() {
+    let site = Site::start(Forge::Github, |config| config).await;
+    let (reader, writer, stranger) = (
+        person(401, "reader"),
+        person(402, "writer"),
+        person(403, "stranger"),
+    );
+    site.fake.grant(&reader, PRIVATE, Permission::Read);
+    site.fake.grant(&writer, PRIVATE, Permission::Write);
+    let anonymous = reqwest::Client::new()
+        .post(format!("{}/api/repos/{PRIVATE}/runs", site.address))
+        .json(&serde_json::json!({ "ref": "main" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    let mut browser = site.signed_in(&stranger).await;
+    let csrf = browser.csrf().await;
+    let answer = browser
+        .post_form(
+            &format!("/repos/{PRIVATE}/runs"),
+            &[("csrf", &csrf), ("ref", "main")],
+        )
+        .await;
+    assert_eq!(answer.status, 404, "{}", answer.body);
+
+    let mut browser = site.signed_in(&reader).await;
+    let list = browser.get(&format!("/?repo={PRIVATE}")).await;
+    assert!(
+        !list.body.contains("Variables"),
+        "a reader gets no Run form"
+    );
+    let csrf = browser.csrf().await;
+    let answer = browser
+        .post_form(
+            &format!("/repos/{PRIVATE}/runs"),
+            &[("csrf", &csrf), ("ref", "main")],
+        )
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+
+    let mut browser = site.signed_in(&writer).await;
+    let list = browser.get(&format!("/?repo={PRIVATE}")).await;
+    assert!(
+        list.body
+            .contains(&format!("action=\"/repos/{PRIVATE}/runs\""))
+            && list.body.contains("<option value=\"refs/heads/main\">"),
+        "{}",
+        list.body
+    );
+    let csrf = browser.csrf().await;
+    let started = browser
+        .post_form(
+            &format!("/repos/{PRIVATE}/runs"),
+            &[
+                ("csrf", &csrf),
+                ("ref", "refs/heads/main"),
+                ("variables", "TARGET=prod\nLEVEL=2"),
+            ],
+        )
+        .await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    let page = started.location.unwrap();
+    let run = browser.get(&format!("/api{page}")).await.json();
+    assert_eq!(run["trigger"], "manual", "{run}");
+    assert_eq!(run["event"]["kind"]["by"], "writer");
+    assert_eq!(
+        run["event"]["kind"]["variables"],
+        serde_json::json!([["TARGET", "prod"], ["LEVEL", "2"]])
+    );
+    let forged = browser
+        .post_form(
+            &format!("/repos/{PRIVATE}/runs"),
+            &[("csrf", "forged"), ("ref", "main")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+}
+
 /// A badge follows the repo's read rule: a visitor sees the public repo's, and gets the same
 /// 404 for a private repo's as for one Gantry does not know.
 #[tokio::test]

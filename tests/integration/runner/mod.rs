@@ -47,5 +47,6 @@ pub fn context<'a>(
         workspace: gantry::runner::WORKSPACE_DIR,
         changed_paths: gantry::domain::ChangedPaths::Unknown,
         secrets,
+        variables: &[],
     }
 }

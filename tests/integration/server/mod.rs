@@ -20,6 +20,7 @@ mod bumps;
 mod caches;
 mod fleet;
 mod logs;
+mod manual;
 mod matrix;
 mod pages;
 mod services;
