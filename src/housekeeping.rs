@@ -11,7 +11,9 @@ use crate::metrics::Metrics;
 use crate::store::{Prunable, Retention, Store};
 
 /// Runs removed (or stripped of their log) per transaction.
-pub const BATCH: i64 = 200;
+pub const BATCH: usize = 200;
+/// Runs looked for at once: finding them reads every run, so it is done once per this many.
+const LOOKUP: i64 = 10_000;
 /// Between two batches: room for the intake's writes.
 const PAUSE: Duration = Duration::from_millis(20);
 /// How often a server prunes.
@@ -45,28 +47,32 @@ pub async fn prune(
 ) -> anyhow::Result<Pruned> {
     let mut pruned = Pruned::default();
     loop {
-        let runs = store.prunable_runs(retention, BATCH).await?;
+        let runs = store.prunable_runs(retention, LOOKUP).await?;
         if runs.is_empty() {
             break;
         }
-        let removed = store.remove_runs(&ids(&runs)).await?;
-        pruned.runs += removed;
-        if let Some(metrics) = metrics {
-            metrics.pruned_runs.inc_by(removed);
+        for batch in runs.chunks(BATCH) {
+            let removed = store.remove_runs(&ids(batch)).await?;
+            pruned.runs += removed;
+            if let Some(metrics) = metrics {
+                metrics.pruned_runs.inc_by(removed);
+            }
+            tokio::time::sleep(PAUSE).await;
         }
-        tokio::time::sleep(PAUSE).await;
     }
     loop {
-        let runs = store.prunable_logs(retention, BATCH).await?;
+        let runs = store.prunable_logs(retention, LOOKUP).await?;
         if runs.is_empty() {
             break;
         }
-        store.remove_logs(&ids(&runs)).await?;
-        pruned.logs += runs.len() as u64;
-        if let Some(metrics) = metrics {
-            metrics.pruned_logs.inc_by(runs.len() as u64);
+        for batch in runs.chunks(BATCH) {
+            store.remove_logs(&ids(batch)).await?;
+            pruned.logs += batch.len() as u64;
+            if let Some(metrics) = metrics {
+                metrics.pruned_logs.inc_by(batch.len() as u64);
+            }
+            tokio::time::sleep(PAUSE).await;
         }
-        tokio::time::sleep(PAUSE).await;
     }
     store.reclaim_space().await?;
     Ok(pruned)

@@ -336,6 +336,17 @@ pub struct RepoSettings {
     pub trusted_users: Vec<String>,
 }
 
+impl RepoSettings {
+    /// The branch caches fall back to and schedules run on by default: `default_branch`,
+    /// else what the forge reported (`reported`), else `main`.
+    pub fn default_branch_or<'a>(&'a self, reported: Option<&'a str>) -> &'a str {
+        self.default_branch
+            .as_deref()
+            .or(reported)
+            .unwrap_or("main")
+    }
+}
+
 fn default_pipelines_dir() -> String {
     ".gantry".into()
 }

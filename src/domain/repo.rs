@@ -126,6 +126,8 @@ named_enum! {
         PullRequest = "pull_request",
         /// Started by someone from the page or the API, on a ref's newest known commit.
         Manual = "manual",
+        /// Started by a pipeline's `on.schedule`, on its branch's newest known commit.
+        Schedule = "schedule",
     }
 }
 

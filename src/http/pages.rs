@@ -57,6 +57,8 @@ struct RunsPage {
     older: Option<String>,
     /// The "Run" form, when one repo is shown and the reader may start its runs.
     manual: Option<ManualForm>,
+    /// The shown repo's schedules, each with its next slot.
+    schedules: Vec<String>,
 }
 
 /// Where a manual run of the shown repo can start: the refs pushes delivered.
@@ -202,9 +204,11 @@ pub async fn runs_page(
                 .finish()
         });
     let manual = manual_form(&state, &viewer, query.repo.as_deref()).await;
+    let schedules = schedule_lines(&state, &filter).await;
     let page = RunsPage {
         nav: Nav::of(&viewer),
         manual,
+        schedules,
         older,
         runs: runs
             .iter()
@@ -238,6 +242,48 @@ pub async fn runs_page(
             .unwrap_or_default(),
     };
     html(StatusCode::OK, page.render())
+}
+
+/// The schedules of the one repo the list shows (one the reader may read), each as
+/// "pipeline: `cron` on branch, next at …".
+async fn schedule_lines(state: &AppState, filter: &RunFilter) -> Vec<String> {
+    let Some(name) = &filter.repo else {
+        return Vec::new();
+    };
+    let Some(configured) = Forge::ALL
+        .iter()
+        .find_map(|forge| state.settings.repo(*forge, name))
+    else {
+        return Vec::new();
+    };
+    if filter
+        .readable
+        .as_ref()
+        .is_some_and(|readable| !readable.contains(&(configured.forge, configured.name.clone())))
+    {
+        return Vec::new();
+    }
+    let records = state
+        .store
+        .schedules(Some((configured.forge, &configured.name)))
+        .await
+        .unwrap_or_default();
+    let now = crate::store::now_millis();
+    records
+        .iter()
+        .map(|record| {
+            let next = crate::pipeline::schedule::parse(&record.entry.cron)
+                .ok()
+                .and_then(|cron| crate::pipeline::schedule::next_slot(&cron, now))
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|| "never".into());
+            format!(
+                "{}: `{}` on {}, next at {next}",
+                record.entry.pipeline, record.entry.cron, record.entry.branch
+            )
+        })
+        .collect()
 }
 
 /// The "Run" form for `repo`, if it is one configured repo whose runs the reader may start

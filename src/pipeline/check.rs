@@ -14,8 +14,8 @@ use super::matrix::{self, Combination};
 use super::vars::{self, BUILTIN_VARS, IMAGE_VARS};
 use super::{
     BuildSpec, BumpMode, BumpSpec, Cache, Diagnostic, FileSelection, ParallelGroup, Pattern,
-    Pipeline, PullRequestTrigger, PushTrigger, Readiness, ReadyCheck, Service, Stage, StageKind,
-    Triggers, When, nearest,
+    Pipeline, PullRequestTrigger, PushTrigger, Readiness, ReadyCheck, Schedule, Service, Stage,
+    StageKind, Triggers, When, nearest,
 };
 use crate::domain::{MAX_LABELS, Trigger, check_runner_label};
 
@@ -27,6 +27,8 @@ pub const MAX_STAGE_TIMEOUT: (Duration, &str) = (Duration::from_secs(24 * 60 * 6
 pub const MAX_RETRIES: u32 = 5;
 /// Names end up in container names, status contexts and URLs.
 const MAX_NAME_LEN: usize = 63;
+/// Most `on.schedule` entries of one pipeline.
+const MAX_SCHEDULES: usize = 10;
 /// Most caches one pipeline keeps.
 pub const MAX_CACHES: usize = 8;
 /// Longest cache key, once written.
@@ -502,16 +504,42 @@ impl Triggers {
             }),
             pull_request: Some(PullRequestTrigger::default()),
             manual: false,
+            schedules: Vec::new(),
         }
     }
 }
 
 fn triggers(findings: &mut Findings, on: &Spanned<TriggersFile>) -> Triggers {
-    if on.value.push.is_none() && on.value.pull_request.is_none() && on.value.manual.is_none() {
+    if on.value.push.is_none()
+        && on.value.pull_request.is_none()
+        && on.value.manual.is_none()
+        && on.value.schedule.is_none()
+    {
         findings.at(
             on,
-            "`on` names no event; use `push`, `pull_request` and/or `manual`",
+            "`on` names no event; use `push`, `pull_request`, `manual` and/or `schedule`",
         );
+    }
+    let mut schedules = Vec::new();
+    if let Some(written) = &on.value.schedule {
+        if written.value.len() > MAX_SCHEDULES {
+            findings.at(
+                written,
+                format!(
+                    "{} schedules; a pipeline has at most {MAX_SCHEDULES}",
+                    written.value.len()
+                ),
+            );
+        }
+        for entry in &written.value {
+            if let Err(message) = super::schedule::parse(&entry.value.cron.value) {
+                findings.at(&entry.value.cron, message);
+            }
+            schedules.push(Schedule {
+                cron: entry.value.cron.value.clone(),
+                branch: entry.value.branch.as_ref().map(|b| b.value.clone()),
+            });
+        }
     }
     let push = on.value.push.as_ref().map(|push| {
         let written = push.value.as_ref();
@@ -551,6 +579,7 @@ fn triggers(findings: &mut Findings, on: &Spanned<TriggersFile>) -> Triggers {
         push,
         pull_request,
         manual: on.value.manual.is_some(),
+        schedules,
     }
 }
 
@@ -881,7 +910,7 @@ fn check_stage(
                             findings.at(
                                 event,
                                 format!(
-                                    "unknown event `{}`; expected push, pull_request, tag or manual",
+                                    "unknown event `{}`; expected push, pull_request, tag, manual or schedule",
                                     event.value
                                 ),
                             );

@@ -78,6 +78,15 @@ pub struct TriggersFile {
     pub pull_request: Option<Spanned<Option<PullRequestTriggerFile>>>,
     #[serde(default, deserialize_with = "present")]
     pub manual: Option<Spanned<Option<ManualTriggerFile>>>,
+    pub schedule: Option<Spanned<Vec<Spanned<ScheduleFile>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFile {
+    pub cron: Spanned<String>,
+    /// Default: the repo's default branch.
+    pub branch: Option<Spanned<String>>,
 }
 
 /// `manual: {}` takes no key yet; it is a mapping so that keys can come.

@@ -14,6 +14,8 @@ pub struct EventFacts<'a> {
     /// The branch a pull request targets.
     pub base_branch: Option<&'a str>,
     pub changed_paths: &'a ChangedPaths,
+    /// The one pipeline a scheduled run is for.
+    pub scheduled: Option<&'a str>,
 }
 
 impl<'a> EventFacts<'a> {
@@ -32,7 +34,12 @@ impl<'a> EventFacts<'a> {
             (EventKind::Manual(manual), GitRef::Tag(_)) => {
                 (None, Some(manual.git_ref.name()), None)
             }
+            (EventKind::Scheduled(scheduled), _) => (Some(scheduled.git_ref.name()), None, None),
             _ => return None,
+        };
+        let scheduled = match &event.kind {
+            EventKind::Scheduled(scheduled) => Some(scheduled.pipeline.as_str()),
+            _ => None,
         };
         Some(Self {
             trigger: run.trigger,
@@ -40,6 +47,7 @@ impl<'a> EventFacts<'a> {
             tag,
             base_branch,
             changed_paths,
+            scheduled,
         })
     }
 
@@ -48,7 +56,7 @@ impl<'a> EventFacts<'a> {
     fn filtered_branch(&self) -> Option<&str> {
         match self.trigger {
             Trigger::PullRequest => self.base_branch,
-            Trigger::Push | Trigger::Tag | Trigger::Manual => self.branch,
+            Trigger::Push | Trigger::Tag | Trigger::Manual | Trigger::Schedule => self.branch,
         }
     }
 }
@@ -90,6 +98,9 @@ impl Pipeline {
                 ref_matches && paths_ok
             }
             Trigger::Manual => self.triggers.manual,
+            Trigger::Schedule => {
+                !self.triggers.schedules.is_empty() && facts.scheduled == Some(self.name.as_str())
+            }
             Trigger::PullRequest => {
                 let Some(pr) = &self.triggers.pull_request else {
                     return false;

@@ -11,6 +11,7 @@ mod file;
 mod matching;
 pub mod matrix;
 mod plan;
+pub mod schedule;
 pub mod schema;
 pub mod vars;
 
@@ -131,6 +132,16 @@ pub struct Triggers {
     pub pull_request: Option<PullRequestTrigger>,
     /// Runs started from the page or the API (`on: { manual: {} }`).
     pub manual: bool,
+    pub schedules: Vec<Schedule>,
+}
+
+/// One entry of `on.schedule`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// Five fields, UTC.
+    pub cron: String,
+    /// `None`: the repo's default branch.
+    pub branch: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -33,6 +33,8 @@ pub struct RunContext<'a> {
     pub secrets: &'a BTreeMap<String, Secret>,
     /// A manual run's variables: environment variables of every stage.
     pub variables: &'a [(String, String)],
+    /// The one pipeline a scheduled run is for.
+    pub scheduled: Option<&'a str>,
 }
 
 impl<'a> RunContext<'a> {
@@ -61,13 +63,19 @@ impl<'a> RunContext<'a> {
                 GitRef::Branch(name) => (Some(name.as_str()), None, None, false),
                 GitRef::Tag(name) => (None, Some(name.as_str()), None, false),
             },
+            EventKind::Scheduled(scheduled) => (Some(scheduled.git_ref.name()), None, None, false),
             _ => return None,
         };
         let (commit_sha, variables) = match &event.kind {
             EventKind::PullRequest(pr) => (pr.head_sha.as_str(), &[][..]),
             EventKind::Push(push) => (push.after.as_str(), &[][..]),
             EventKind::Manual(manual) => (manual.commit_sha.as_str(), &manual.variables[..]),
+            EventKind::Scheduled(scheduled) => (scheduled.commit_sha.as_str(), &[][..]),
             _ => return None,
+        };
+        let scheduled = match &event.kind {
+            EventKind::Scheduled(scheduled) => Some(scheduled.pipeline.as_str()),
+            _ => None,
         };
         Some(Self {
             run_id,
@@ -83,6 +91,7 @@ impl<'a> RunContext<'a> {
             changed_paths,
             secrets,
             variables,
+            scheduled,
         })
     }
 
@@ -93,6 +102,7 @@ impl<'a> RunContext<'a> {
             tag: self.tag,
             base_branch: self.base_branch,
             changed_paths: &self.changed_paths,
+            scheduled: self.scheduled,
         }
     }
 

@@ -63,6 +63,20 @@ pub fn json_schema() -> Value {
                         "description": "Runs started from the page or POST /api/repos/{owner}/{repo}/runs.",
                         "type": ["object", "null"],
                         "additionalProperties": false
+                    },
+                    "schedule": {
+                        "description": "Runs on a clock: five-field cron patterns in UTC, read from the default branch's files.",
+                        "type": "array",
+                        "maxItems": 10,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "required": ["cron"],
+                            "properties": {
+                                "cron": { "type": "string", "description": "e.g. 0 3 * * *" },
+                                "branch": { "type": "string", "description": "Default: the repo's default branch." }
+                            }
+                        }
                     }
                 }
             },

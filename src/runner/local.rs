@@ -77,7 +77,7 @@ pub async fn run(
     let (tag, base_branch, trigger_branch) = match request.trigger {
         Trigger::Tag => (Some(branch.as_str()), None, None),
         Trigger::PullRequest => (None, Some(branch.as_str()), Some(branch.as_str())),
-        Trigger::Push | Trigger::Manual => (None, None, Some(branch.as_str())),
+        Trigger::Push | Trigger::Manual | Trigger::Schedule => (None, None, Some(branch.as_str())),
     };
     let context = RunContext {
         run_id,
@@ -93,6 +93,7 @@ pub async fn run(
         changed_paths: ChangedPaths::Unknown,
         secrets: &secrets,
         variables: &[],
+        scheduled: None,
     };
 
     let printer = Arc::new(Printer::new());

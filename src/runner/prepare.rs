@@ -10,8 +10,8 @@ use crate::config::{RepoSettings, Settings};
 use crate::domain::{ChangedPaths, GitRef, StageState};
 use crate::forge::Forges;
 use crate::pipeline::{self, Plan, RunContext, skip_ci_requested};
-use crate::store::ClaimedRun;
-use crate::webhook::EventKind;
+use crate::store::{ClaimedRun, ScheduleEntry, Store};
+use crate::webhook::{EventKind, Manual, Scheduled};
 
 /// A run whose commit is fetched and whose pipeline files are read and fitted to the event.
 pub struct Prepared {
@@ -50,6 +50,37 @@ impl Verdict {
     }
 }
 
+/// Makes the schedules of the `loaded` pipeline files the repo's.
+async fn record_schedules(
+    store: &Store,
+    repo: &RepoSettings,
+    default_branch: &str,
+    loaded: &[pipeline::Loaded],
+) -> anyhow::Result<()> {
+    let entries: Vec<ScheduleEntry> = loaded
+        .iter()
+        .filter_map(|entry| entry.result.as_ref().ok())
+        .flat_map(|pipeline| {
+            pipeline
+                .triggers
+                .schedules
+                .iter()
+                .map(|schedule| ScheduleEntry {
+                    pipeline: pipeline.name.clone(),
+                    cron: schedule.cron.clone(),
+                    branch: schedule
+                        .branch
+                        .clone()
+                        .unwrap_or_else(|| default_branch.to_owned()),
+                })
+        })
+        .collect();
+    store
+        .replace_schedules(repo.forge, &repo.name, &entries)
+        .await
+        .context("recording the repo's schedules")
+}
+
 /// A run that needs no work, and why.
 pub struct Skip(pub String);
 
@@ -59,6 +90,7 @@ pub struct Skip(pub String);
 pub async fn prepare(
     settings: &Settings,
     forges: Option<&Forges>,
+    store: &Store,
     run: &ClaimedRun,
 ) -> anyhow::Result<Result<Prepared, Skip>> {
     let event = &run.event;
@@ -93,11 +125,12 @@ pub async fn prepare(
             pr.base_sha.clone(),
             pr.from_fork,
         ),
-        EventKind::Manual(manual) => (
+        EventKind::Manual(Manual { git_ref, .. })
+        | EventKind::Scheduled(Scheduled { git_ref, .. }) => (
             repo.clone_url
                 .clone()
                 .or_else(|| event.repo.as_ref().and_then(|r| r.clone_url.clone())),
-            Some(manual.git_ref.full()),
+            Some(git_ref.full()),
             None,
             false,
         ),
@@ -122,7 +155,20 @@ pub async fn prepare(
     };
 
     let pipelines_dir = checkout.dir.path().join(&repo.pipelines);
+    let default_branch = repo.default_branch_or(
+        event
+            .repo
+            .as_ref()
+            .and_then(|reported| reported.default_branch.as_deref()),
+    );
+    let pushed_to_default = matches!(
+        &event.kind,
+        EventKind::Push(push) if push.git_ref == GitRef::Branch(default_branch.to_owned())
+    );
     if !pipelines_dir.is_dir() {
+        if pushed_to_default {
+            record_schedules(store, repo, default_branch, &[]).await?;
+        }
         return Ok(Err(Skip(format!(
             "no `{}` folder at this commit",
             repo.pipelines
@@ -130,6 +176,10 @@ pub async fn prepare(
     }
     let loaded =
         pipeline::load_dir(&pipelines_dir, &repo.pipelines).context("reading pipeline files")?;
+    // The default branch's files say which schedules hold from now on.
+    if pushed_to_default {
+        record_schedules(store, repo, default_branch, &loaded).await?;
+    }
     let context =
         RunContext::for_event(run.id, event, super::WORKSPACE_DIR, changed, &repo.secrets)
             .context("the event has no commit to run")?;

@@ -29,9 +29,11 @@ use crate::store::{Backend, ClaimedRun, Hold, RunnerIdentity, Store};
 mod abandoned;
 mod announce;
 mod fleet;
+mod schedules;
 
 pub use abandoned::resolve_abandoned_pipelines;
 use fleet::{InHand, Stop};
+pub use schedules::fire_due;
 
 /// How often the queue is looked at when no in-process notification arrives (runs queued
 /// by another replica).
@@ -219,6 +221,16 @@ impl Scheduler {
         if let Err(err) = resolve_abandoned_pipelines(&self.store).await {
             tracing::error!(error = %format!("{err:#}"), "resolving abandoned pipelines failed");
         }
+        let settings = &self.settings;
+        let configured = |event: &crate::webhook::Event| {
+            event
+                .repo
+                .as_ref()
+                .is_some_and(|repo| settings.repo(event.forge, &repo.full_name).is_some())
+        };
+        if let Err(err) = fire_due(&self.store, crate::store::now_millis(), configured).await {
+            tracing::error!(error = %format!("{err:#}"), "firing schedules failed");
+        }
     }
 
     /// Claims as many runs as there are free slots (never one a newer run of its ref
@@ -341,10 +353,11 @@ impl Scheduler {
         run_label: &str,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Outcome> {
-        let prepared = match prepare(&self.settings, self.forges.as_ref(), claimed).await? {
-            Ok(prepared) => prepared,
-            Err(Skip(why)) => return Ok(Outcome::Ended(RunState::Skipped, Some(why))),
-        };
+        let prepared =
+            match prepare(&self.settings, self.forges.as_ref(), &self.store, claimed).await? {
+                Ok(prepared) => prepared,
+                Err(Skip(why)) => return Ok(Outcome::Ended(RunState::Skipped, Some(why))),
+            };
         let Prepared {
             repo,
             checkout,

@@ -17,6 +17,7 @@ mod results;
 mod retention;
 mod runners;
 mod runs;
+mod schedules;
 mod statuses;
 
 use std::str::FromStr;
@@ -39,6 +40,7 @@ pub use results::{LogChunk, LogPage, LogTail, PipelineResult, StageResult, Stage
 pub use retention::{Prunable, Retention};
 pub use runners::{HeldRun, RunnerIdentity, RunnerRecord};
 pub use runs::{Approval, Run, RunFilter, WaitingRuns};
+pub use schedules::{ScheduleEntry, ScheduleRecord};
 pub use statuses::{Attempt, ClaimedStatus, StatusReport};
 
 /// How long a connection waits for SQLite's write lock before giving up. Writes are short

@@ -460,39 +460,53 @@ impl super::Store {
         request: &crate::webhook::RunRequest,
     ) -> anyhow::Result<i64> {
         let mut tx = self.pool().begin().await.context("starting a manual run")?;
-        let now = now_millis();
-        let delivery: i64 = sqlx::query(
-            "INSERT INTO deliveries (forge, delivery_id, event_name, repo, received_at) \
-             VALUES ($1, $2, 'manual', $3, $4) RETURNING id",
-        )
-        .bind(event.forge)
-        .bind(format!("manual-{}", uuid::Uuid::new_v4().simple()))
-        .bind(repo)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .context("recording the manual run")?
-        .try_get(0)?;
-        let id: i64 = sqlx::query(
-            "INSERT INTO runs (delivery, forge, repo, trigger_kind, git_ref, commit_sha, \
-             commit_message, pr_number, state, event, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $8, $9) RETURNING id",
-        )
-        .bind(delivery)
-        .bind(event.forge)
-        .bind(repo)
-        .bind(request.trigger)
-        .bind(request.git_ref.full())
-        .bind(&request.commit_sha)
-        .bind(RunState::Queued)
-        .bind(serde_json::to_string(event).context("encoding the manual run's event")?)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .context("queueing the manual run")?
-        .try_get(0)?;
+        let id = insert_started_run(&mut tx, repo, event, request).await?;
         tx.commit().await.context("committing the manual run")?;
         self.queued().notify_one();
         Ok(id)
     }
+}
+
+/// Inserts a run Gantry started itself (by hand or on a schedule) for `event`, under a
+/// delivery of its own named after its trigger; returns the run's id.
+pub(super) async fn insert_started_run(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repo: &RepoName,
+    event: &Event,
+    request: &crate::webhook::RunRequest,
+) -> anyhow::Result<i64> {
+    let now = now_millis();
+    let kind = request.trigger.as_str();
+    let delivery: i64 = sqlx::query(
+        "INSERT INTO deliveries (forge, delivery_id, event_name, repo, received_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(event.forge)
+    .bind(format!("{kind}-{}", uuid::Uuid::new_v4().simple()))
+    .bind(kind)
+    .bind(repo)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .context("recording a started run")?
+    .try_get(0)?;
+    let id: i64 = sqlx::query(
+        "INSERT INTO runs (delivery, forge, repo, trigger_kind, git_ref, commit_sha, \
+         commit_message, pr_number, state, event, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $8, $9) RETURNING id",
+    )
+    .bind(delivery)
+    .bind(event.forge)
+    .bind(repo)
+    .bind(request.trigger)
+    .bind(request.git_ref.full())
+    .bind(&request.commit_sha)
+    .bind(RunState::Queued)
+    .bind(serde_json::to_string(event).context("encoding a started run's event")?)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .context("queueing a started run")?
+    .try_get(0)?;
+    Ok(id)
 }

@@ -42,6 +42,8 @@ pub enum EventKind {
     PullRequest(PullRequest),
     /// A run someone started from the page or the API (never a forge's delivery).
     Manual(Manual),
+    /// A run a pipeline's schedule started.
+    Scheduled(Scheduled),
     /// A delivery Gantry has no work for (a label change, a review request, an unknown event).
     /// `reason` says why, for the answer and the delivery log.
     NotActedOn {
@@ -116,6 +118,17 @@ pub struct Manual {
     pub by: String,
 }
 
+/// A run of one pipeline for one slot of its schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scheduled {
+    pub git_ref: GitRef,
+    pub commit_sha: CommitSha,
+    pub pipeline: String,
+    pub cron: String,
+    /// The slot, in milliseconds since the epoch.
+    pub slot: i64,
+}
+
 /// What Gantry does with an event: queue a run for a commit, or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRequest {
@@ -185,6 +198,13 @@ impl Event {
                 trigger: Trigger::Manual,
                 git_ref: manual.git_ref.clone(),
                 commit_sha: manual.commit_sha.clone(),
+                commit_message: None,
+                pr_number: None,
+            }),
+            EventKind::Scheduled(scheduled) => Ok(RunRequest {
+                trigger: Trigger::Schedule,
+                git_ref: scheduled.git_ref.clone(),
+                commit_sha: scheduled.commit_sha.clone(),
                 commit_message: None,
                 pr_number: None,
             }),

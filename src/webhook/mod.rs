@@ -14,7 +14,8 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 pub use event::{
-    Event, EventKind, Manual, PullRequest, PullRequestAction, Push, Repo, RunRequest, Sender,
+    Event, EventKind, Manual, PullRequest, PullRequestAction, Push, Repo, RunRequest, Scheduled,
+    Sender,
 };
 
 use crate::config::Settings;

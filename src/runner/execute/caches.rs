@@ -64,11 +64,12 @@ impl CacheSetup {
         event: &Event,
         max_bytes: u64,
     ) -> Option<Self> {
-        let default = repo
-            .default_branch
-            .clone()
-            .or_else(|| event.repo.as_ref()?.default_branch.clone())
-            .unwrap_or_else(|| "main".into());
+        let default = repo.default_branch_or(
+            event
+                .repo
+                .as_ref()
+                .and_then(|reported| reported.default_branch.as_deref()),
+        );
         let branch = |name: &str| format!("branch/{name}");
         let (save, mut restore) = match &event.kind {
             EventKind::Push(push) => match &push.git_ref {
@@ -81,7 +82,7 @@ impl CacheSetup {
             }
             _ => return None,
         };
-        restore.push(branch(&default));
+        restore.push(branch(default));
         restore.dedup();
         Some(Self {
             volume,

@@ -51,7 +51,7 @@ impl Scheduler {
         let run = &waiting.run;
         let template = self.status_template(run);
         let prepared = match &template {
-            Some(_) => prepare(&self.settings, self.forges.as_ref(), run).await,
+            Some(_) => prepare(&self.settings, self.forges.as_ref(), &self.store, run).await,
             None => Ok(Err(Skip("no statuses for this forge".into()))),
         };
         let verdicts = match prepared {

@@ -975,3 +975,79 @@ async fn gantry_prune_lists_then_removes() {
         "0 runs and the logs of 0 more would be removed\n"
     );
 }
+
+/// Schedules on a clock the test drives: nothing before the first slot after the schedule
+/// was seen, one run per slot, one run for many missed slots, and of two replicas firing
+/// at once, one claims the slot.
+async fn schedules_fire_once_per_slot(backend: Backend) {
+    use gantry::pipeline::schedule::{next_slot, parse};
+    use gantry::runner::scheduler::fire_due;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(backend, dir.path()).await;
+    let store = Store::connect(&url).await.unwrap();
+    let replica = Store::connect(&url).await.unwrap();
+    let pushed = queue_one(&store).await;
+    let repo = store.run(pushed).await.unwrap().unwrap().repo;
+    let entry = gantry::store::ScheduleEntry {
+        pipeline: "nightly".into(),
+        cron: "0 3 * * *".into(),
+        branch: "master".into(),
+    };
+    store
+        .replace_schedules(Forge::Github, &repo, std::slice::from_ref(&entry))
+        .await
+        .unwrap();
+    let since = store.schedules(None).await.unwrap()[0].since;
+    let cron = parse(&entry.cron).unwrap();
+    let first = next_slot(&cron, since).unwrap();
+    let day = 24 * 60 * 60 * 1000;
+    let any = |_: &gantry::webhook::Event| true;
+
+    assert!(
+        fire_due(&store, first - 1000, any)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let started = fire_due(&store, first, any).await.unwrap();
+    assert_eq!(started.len(), 1);
+    let run = store.run(started[0]).await.unwrap().unwrap();
+    assert_eq!(run.trigger, Trigger::Schedule);
+    assert_eq!(run.git_ref, "refs/heads/master");
+    match run.event.unwrap().kind {
+        gantry::webhook::EventKind::Scheduled(scheduled) => {
+            assert_eq!(
+                (scheduled.pipeline.as_str(), scheduled.slot),
+                ("nightly", first)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        fire_due(&store, first + 1000, any)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Three nights missed: one run, for the last of them.
+    let started = fire_due(&store, first + 3 * day + 1000, any).await.unwrap();
+    assert_eq!(started.len(), 1);
+    let records = store.schedules(None).await.unwrap();
+    assert_eq!(records[0].last_slot, Some(first + 3 * day));
+    // Two replicas at once: one run.
+    let at = first + 4 * day;
+    let (a, b) = tokio::join!(fire_due(&store, at, any), fire_due(&replica, at, any));
+    assert_eq!(a.unwrap().len() + b.unwrap().len(), 1);
+    // A schedule the default branch no longer has fires no more.
+    store
+        .replace_schedules(Forge::Github, &repo, &[])
+        .await
+        .unwrap();
+    assert!(
+        fire_due(&store, first + 5 * day, any)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+on_both_backends!(schedules, schedules_fire_once_per_slot);

@@ -48,5 +48,6 @@ pub fn context<'a>(
         changed_paths: gantry::domain::ChangedPaths::Unknown,
         secrets,
         variables: &[],
+        scheduled: None,
     }
 }

@@ -1,0 +1,70 @@
+//! A schedule in real time: the default branch's push records `* * * * *`, and within a
+//! minute a run of that pipeline alone starts on its own, with the event `schedule`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{REPO, Server, app_repo, config_dir, finished, git, image, push_payload};
+
+#[tokio::test]
+async fn a_minutely_schedule_starts_its_pipeline_within_a_minute() {
+    let forge = app_repo("stages:\n  - name: check\n    image: IMAGE\n    run: echo pushed\n");
+    std::fs::write(
+        forge.work().join(".gantry/nightly.yml"),
+        format!(
+            "on:\n  schedule: [{{ cron: \"* * * * *\" }}]\nstages:\n  - name: sweep\n    image: {}\n    run: echo \"swept by $GANTRY_EVENT\"\n",
+            image()
+        ),
+    )
+    .unwrap();
+    git(forge.work(), &["add", "."]);
+    git(forge.work(), &["commit", "-qm", "a schedule"]);
+    let sha = forge.push("main");
+    let (_dir, config) = config_dir(&forge, |config| config);
+    let server = Server::start(&config);
+    let pushed = server.push(push_payload("main", &sha, "push")).await;
+    server.wait_for(pushed, "an end", finished).await;
+    let page = server.text(&format!("/?repo={REPO}")).await;
+    assert!(
+        page.contains("nightly: `* * * * *` on main, next at "),
+        "{page}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(80);
+    let scheduled = loop {
+        let listed: Value = reqwest::get(format!("{}/api/runs", server.address))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(run) = listed["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|run| run["trigger"] == "schedule")
+        {
+            break run["id"].as_i64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no scheduled run: {listed:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let run = server.wait_for(scheduled, "an end", finished).await;
+    assert_eq!(run["state"], "success", "{run:#}");
+    assert_eq!(run["commit_sha"], sha.as_str());
+    let ran: Vec<&str> = run["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] != "skipped")
+        .map(|p| p["pipeline"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["nightly"], "only the scheduled pipeline: {run:#}");
+    assert!(
+        server
+            .log(scheduled)
+            .await
+            .contains("[nightly/sweep] swept by schedule")
+    );
+}
