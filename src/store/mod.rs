@@ -89,8 +89,12 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL lets the API read while the intake writes; FULL makes each commit
                         // reach the disk before the 202 that depends on it goes out.
+                        // Incremental auto-vacuum (which takes effect in a new file) lets
+                        // pruning give pages back; it also sends large logs' overflow pages
+                        // through the page cache, hence a cache of 1 MiB per connection, so
+                        // that many readers of a large log stay small.
                         conn.execute(sqlx::raw_sql(&format!(
-                            "PRAGMA auto_vacuum = INCREMENTAL; \
+                            "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA cache_size = -1024; \
                              PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
                             SQLITE_BUSY_TIMEOUT.as_millis()

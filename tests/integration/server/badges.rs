@@ -63,4 +63,10 @@ async fn badges_show_the_latest_finished_state_of_a_branch_and_pipeline() {
     assert_eq!(status, 404);
     let (status, _, _) = badge(&server, &format!("/badges/{REPO}.svg?colour=red")).await;
     assert_eq!(status, 400, "unknown query keys are refused");
+    let size = server
+        .metric("gantry_store_bytes")
+        .await
+        .unwrap_or_default();
+    assert!(size > 0.0, "the store's size is in /metrics");
+    assert_eq!(server.metric("gantry_pruned_runs_total").await, Some(0.0));
 }

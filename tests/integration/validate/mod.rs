@@ -194,7 +194,7 @@ const BROKEN: &[(&str, &str, &str)] = &[
     (
         "unknown event in when",
         "stages:\n  - name: a\n    image: x\n    run: 'true'\n    when: {event: merge}\n",
-        "FILE:5:19: unknown event `merge`; expected push, pull_request or tag",
+        "FILE:5:19: unknown event `merge`; expected push, pull_request, tag, manual or schedule",
     ),
     (
         "empty when",
@@ -204,7 +204,7 @@ const BROKEN: &[(&str, &str, &str)] = &[
     (
         "on with no event",
         "on: {}\nstages:\n  - name: a\n    image: x\n    run: 'true'\n",
-        "FILE:1:5: `on` names no event; use `push` and/or `pull_request`",
+        "FILE:1:5: `on` names no event; use `push`, `pull_request`, `manual` and/or `schedule`",
     ),
     (
         "secret listed twice",
