@@ -356,30 +356,23 @@ async fn manual_runs_need_write_permission() {
         .unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
 
-    let mut browser = site.signed_in(&stranger).await;
-    let csrf = browser.csrf().await;
-    let answer = browser
-        .post_form(
-            &format!("/repos/{PRIVATE}/runs"),
-            &[("csrf", &csrf), ("ref", "main")],
-        )
-        .await;
-    assert_eq!(answer.status, 404, "{}", answer.body);
-
-    let mut browser = site.signed_in(&reader).await;
-    let list = browser.get(&format!("/?repo={PRIVATE}")).await;
-    assert!(
-        !list.body.contains("Variables"),
-        "a reader gets no Run form"
-    );
-    let csrf = browser.csrf().await;
-    let answer = browser
-        .post_form(
-            &format!("/repos/{PRIVATE}/runs"),
-            &[("csrf", &csrf), ("ref", "main")],
-        )
-        .await;
-    assert_eq!(answer.status, 403, "{}", answer.body);
+    for (who, status) in [(&stranger, 404), (&reader, 403)] {
+        let mut browser = site.signed_in(who).await;
+        let list = browser.get(&format!("/?repo={PRIVATE}")).await;
+        assert!(
+            !list.body.contains("Variables"),
+            "{}: no Run form",
+            who.login
+        );
+        let csrf = browser.csrf().await;
+        let answer = browser
+            .post_form(
+                &format!("/repos/{PRIVATE}/runs"),
+                &[("csrf", &csrf), ("ref", "main")],
+            )
+            .await;
+        assert_eq!(answer.status, status, "{}: {}", who.login, answer.body);
+    }
 
     let mut browser = site.signed_in(&writer).await;
     let list = browser.get(&format!("/?repo={PRIVATE}")).await;

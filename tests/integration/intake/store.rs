@@ -875,26 +875,17 @@ async fn retention_keeps_what_it_must(backend: Backend) {
     let waiting = queue_one(&store).await;
     backdate(&url, waiting, 300).await;
 
-    let prunable: Vec<i64> = store
-        .prunable_runs(&retention, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|run| run.id)
-        .collect();
+    let ids = |runs: Vec<gantry::store::Prunable>| -> Vec<i64> {
+        runs.iter().map(|run| run.id).collect()
+    };
+    let prunable = ids(store.prunable_runs(&retention, 100).await.unwrap());
     assert_eq!(
         prunable,
         [oldest, third, old],
         "beyond the newest four: {oldest} and {third} (but {deploy}, deploy's newest); \
          past 90 days: {old}; never the queued {waiting} nor the newest {newest}"
     );
-    let logs: Vec<i64> = store
-        .prunable_logs(&retention, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|run| run.id)
-        .collect();
+    let logs = ids(store.prunable_logs(&retention, 100).await.unwrap());
     assert_eq!(
         logs,
         [deploy, old, logged],

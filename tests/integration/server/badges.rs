@@ -1,7 +1,7 @@
 //! Badges: the latest finished state of a branch, or of one pipeline on it, as SVG, with
 //! headers that let an image proxy refresh it; 404 for a repo Gantry does not know.
 
-use super::{REPO, Server, app_repo, config_dir, finished, git, image, push_payload};
+use super::{REPO, Server, app_repo_with, config_dir, finished, push_payload};
 
 async fn badge(server: &Server, path: &str) -> (u16, Option<String>, String) {
     let response = reqwest::get(format!("{}{path}", server.address))
@@ -17,17 +17,13 @@ async fn badge(server: &Server, path: &str) -> (u16, Option<String>, String) {
 
 #[tokio::test]
 async fn badges_show_the_latest_finished_state_of_a_branch_and_pipeline() {
-    let forge = app_repo("stages:\n  - name: check\n    image: IMAGE\n    run: echo fine\n");
-    std::fs::write(
-        forge.work().join(".gantry/bad.yml"),
-        format!(
-            "stages:\n  - name: boom\n    image: {}\n    run: exit 3\n",
-            image()
-        ),
-    )
-    .unwrap();
-    git(forge.work(), &["add", "."]);
-    git(forge.work(), &["commit", "-qm", "two pipelines"]);
+    let forge = app_repo_with(
+        "stages:\n  - name: check\n    image: IMAGE\n    run: echo fine\n",
+        &[(
+            ".gantry/bad.yml",
+            "stages:\n  - name: boom\n    image: IMAGE\n    run: exit 3\n",
+        )],
+    );
     let sha = forge.push("main");
     let (_dir, config) = config_dir(&forge, |config| config);
     let server = Server::start(&config);

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{API_TOKEN, REPO, Server, app_repo, config_dir, finished, git, image, push_payload};
+use super::{API_TOKEN, REPO, Server, app_repo_with, config_dir, finished, git, push_payload};
 
 async fn start(server: &Server, token: Option<&str>, body: Value) -> (u16, Value) {
     let mut request = reqwest::Client::new()
@@ -20,17 +20,13 @@ async fn start(server: &Server, token: Option<&str>, body: Value) -> (u16, Value
 
 #[tokio::test]
 async fn a_manual_run_takes_its_variables_and_names_who_started_it() {
-    let forge = app_repo("stages:\n  - name: check\n    image: IMAGE\n    run: echo pushed\n");
-    std::fs::write(
-        forge.work().join(".gantry/deploy.yml"),
-        format!(
-            "on: {{ manual: {{}} }}\nstages:\n  - name: deploy\n    image: {}\n    run: echo \"target=$TARGET event=$GANTRY_EVENT\"\n",
-            image()
-        ),
-    )
-    .unwrap();
-    git(forge.work(), &["add", "."]);
-    git(forge.work(), &["commit", "-qm", "a manual pipeline"]);
+    let forge = app_repo_with(
+        "stages:\n  - name: check\n    image: IMAGE\n    run: echo pushed\n",
+        &[(
+            ".gantry/deploy.yml",
+            "on: { manual: {} }\nstages:\n  - name: deploy\n    image: IMAGE\n    run: echo \"target=$TARGET event=$GANTRY_EVENT\"\n",
+        )],
+    );
     let sha = forge.push("main");
     let (_dir, config) = config_dir(&forge, |config| config);
     let server = Server::start(&config);

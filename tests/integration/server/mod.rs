@@ -45,6 +45,20 @@ fn app_repo(pipeline: &str) -> Repo {
     ])
 }
 
+/// [`app_repo`] with `more` pipeline files (path, text with `IMAGE`), committed.
+fn app_repo_with(pipeline: &str, more: &[(&str, &str)]) -> Repo {
+    let forge = app_repo(pipeline);
+    for (path, text) in more {
+        std::fs::write(forge.work().join(path), text.replace("IMAGE", &image())).unwrap();
+    }
+    git(forge.work(), &["add", "."]);
+    git(
+        forge.work(),
+        &["commit", "-q", "--allow-empty", "-m", "more pipelines"],
+    );
+    forge
+}
+
 /// The config of a server in `dir` whose one repo, GitHub's `REPO`, is `forge`, with a
 /// secret for its stages.
 fn config(dir: &Path, forge: &Repo) -> TestConfig {

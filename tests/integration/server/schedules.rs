@@ -5,21 +5,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{REPO, Server, app_repo, config_dir, finished, git, image, push_payload};
+use super::{REPO, Server, app_repo_with, config_dir, finished, push_payload};
 
 #[tokio::test]
 async fn a_minutely_schedule_starts_its_pipeline_within_a_minute() {
-    let forge = app_repo("stages:\n  - name: check\n    image: IMAGE\n    run: echo pushed\n");
-    std::fs::write(
-        forge.work().join(".gantry/nightly.yml"),
-        format!(
-            "on:\n  schedule: [{{ cron: \"* * * * *\" }}]\nstages:\n  - name: sweep\n    image: {}\n    run: echo \"swept by $GANTRY_EVENT\"\n",
-            image()
-        ),
-    )
-    .unwrap();
-    git(forge.work(), &["add", "."]);
-    git(forge.work(), &["commit", "-qm", "a schedule"]);
+    let forge = app_repo_with(
+        "stages:\n  - name: check\n    image: IMAGE\n    run: echo pushed\n",
+        &[(
+            ".gantry/nightly.yml",
+            "on:\n  schedule: [{ cron: \"* * * * *\" }]\nstages:\n  - name: sweep\n    image: IMAGE\n    run: echo \"swept by $GANTRY_EVENT\"\n",
+        )],
+    );
     let sha = forge.push("main");
     let (_dir, config) = config_dir(&forge, |config| config);
     let server = Server::start(&config);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use gantry::domain::Forge;
 use serde_json::{Value, json};
 
-use crate::server::{REPO, SECRET, Server, app_repo, finished, git};
+use crate::server::{REPO, SECRET, Server, finished, git};
 use crate::support::config::{TestConfig, quoted, sqlite_in};
 use crate::support::deliveries::Delivery;
 use crate::support::fake_forge::{Accepted, FakeForge, TOKEN};
@@ -26,20 +26,7 @@ const PIPELINES: &[(&str, &str)] = &[
 ];
 
 fn forge_with(files: &[(&str, &str)]) -> Repo {
-    let forge = app_repo(files[0].1);
-    for (path, text) in &files[1..] {
-        std::fs::write(
-            forge.work().join(path),
-            text.replace("IMAGE", &crate::server::image()),
-        )
-        .unwrap();
-    }
-    git(forge.work(), &["add", "."]);
-    git(
-        forge.work(),
-        &["commit", "-q", "--allow-empty", "-m", "pipelines"],
-    );
-    forge
+    crate::server::app_repo_with(files[0].1, &files[1..])
 }
 
 /// A server whose one repo, `kind`'s `REPO`, is `forge`, reporting to the fake at `api`.
