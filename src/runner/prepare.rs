@@ -50,6 +50,61 @@ impl Verdict {
     }
 }
 
+/// Reads the schedules of `repo` from the newest commit Gantry has seen pushed to its
+/// default branch, and makes them the repo's: what a start does for every configured repo,
+/// so that schedules hold even for a repo whose last push came before they were recorded.
+/// Nothing happens for a repo whose default branch no push was seen on.
+pub async fn read_schedules(
+    settings: &Settings,
+    forges: Option<&Forges>,
+    store: &Store,
+    repo: &RepoSettings,
+) -> anyhow::Result<()> {
+    let known = store.known_refs(repo.forge, &repo.name).await?;
+    let pushed_event = |run_id: i64| async move {
+        store
+            .run(run_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|run| run.event)
+    };
+    // The default branch as the repo's pushes reported it, else as configured.
+    let mut reported = None;
+    if let Some(newest) = known.iter().max_by_key(|known| known.run_id) {
+        reported = pushed_event(newest.run_id)
+            .await
+            .and_then(|event| event.repo?.default_branch);
+    }
+    let default_branch = repo.default_branch_or(reported.as_deref());
+    let git_ref = GitRef::Branch(default_branch.to_owned());
+    let Some(head) = known.iter().find(|known| known.git_ref == git_ref.full()) else {
+        return Ok(());
+    };
+    let url = match &repo.clone_url {
+        Some(url) => url.clone(),
+        None => pushed_event(head.run_id)
+            .await
+            .and_then(|event| event.repo?.clone_url)
+            .context("no clone URL for the repo")?,
+    };
+    let token = match forges {
+        Some(forges) => forges.git_token(repo.forge, &repo.name).await,
+        None => forge_token(settings, repo.forge).cloned(),
+    };
+    let token = token.as_ref().map(|token| (repo.forge, token));
+    let checkout = Checkout::fetch(&url, &head.commit_sha, Some(&git_ref.full()), token)
+        .await
+        .with_context(|| format!("checking out {}", head.commit_sha))?;
+    let dir = checkout.dir.path().join(&repo.pipelines);
+    let loaded = if dir.is_dir() {
+        pipeline::load_dir(&dir, &repo.pipelines).context("reading pipeline files")?
+    } else {
+        Vec::new()
+    };
+    record_schedules(store, repo, default_branch, &loaded).await
+}
+
 /// Makes the schedules of the `loaded` pipeline files the repo's.
 async fn record_schedules(
     store: &Store,

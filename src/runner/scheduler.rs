@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::execute::{
     CACHE_VOLUME_PREFIX, CacheSetup, Executor, Observer, PipelineJob, PipelineOutcome, overall,
 };
-use super::prepare::{Prepared, Skip, Verdict, prepare};
+use super::prepare::{Prepared, Skip, Verdict, prepare, read_schedules};
 use super::record::{Recorder, StatusTemplate};
 use crate::config::Settings;
 use crate::domain::{CommitStatus, RunState, StageState, StatusState};
@@ -168,7 +168,27 @@ impl Scheduler {
             .register_runner(&self.identity, self.lease_millis(), all_running)
             .await?;
         self.take_back_lost(all_running).await?;
-        self.reap_leftovers().await
+        self.reap_leftovers().await?;
+        self.read_schedules_in_background();
+        Ok(())
+    }
+
+    /// Reads each configured repo's schedules from its default branch, in the background:
+    /// a start must not wait on git.
+    fn read_schedules_in_background(&self) {
+        let (settings, forges, store) = (
+            self.settings.clone(),
+            self.forges.clone(),
+            self.store.clone(),
+        );
+        tokio::spawn(async move {
+            for repo in &settings.repos {
+                if let Err(err) = read_schedules(&settings, forges.as_ref(), &store, repo).await {
+                    tracing::warn!(repo = %repo.name, error = %format!("{err:#}"),
+                        "reading the repo's schedules at start failed");
+                }
+            }
+        });
     }
 
     /// Works the queue until `drain` is canceled, then drains: takes nothing new, lets the

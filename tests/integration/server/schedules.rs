@@ -64,3 +64,44 @@ async fn a_minutely_schedule_starts_its_pipeline_within_a_minute() {
             .contains("[nightly/sweep] swept by schedule")
     );
 }
+
+/// A start reads each known repo's schedules from its default branch: a repo whose
+/// schedules the store lost (or never had) gets them back without a new push.
+#[tokio::test]
+async fn a_start_reads_the_schedules_of_known_repos() {
+    let forge = app_repo_with(
+        "stages:\n  - name: check\n    image: IMAGE\n    run: echo pushed\n",
+        &[(
+            ".gantry/nightly.yml",
+            "on:\n  schedule: [{ cron: \"0 3 * * *\" }]\nstages:\n  - name: sweep\n    image: IMAGE\n    run: 'true'\n",
+        )],
+    );
+    let sha = forge.push("main");
+    let (dir, config) = config_dir(&forge, |config| config);
+    let mut server = Server::start(&config);
+    let pushed = server.push(push_payload("main", &sha, "push")).await;
+    server.wait_for(pushed, "an end", finished).await;
+    server.kill();
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", dir.path().join("gantry.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("DELETE FROM schedules")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let server = Server::start(&config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = server.text(&format!("/?repo={REPO}")).await;
+        if page.contains("nightly: `0 3 * * *` on main, next at ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no schedule after the start: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
