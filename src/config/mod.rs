@@ -514,6 +514,14 @@ impl Settings {
     }
 
     /// The configured repo that a webhook names, if any. Forge names are case-insensitive.
+    /// The configured repo of that name on whichever forge: for routes that name a repo
+    /// without its forge (badges, manual runs).
+    pub fn repo_named(&self, full_name: &RepoName) -> Option<&RepoSettings> {
+        Forge::ALL
+            .iter()
+            .find_map(|forge| self.repo(*forge, full_name))
+    }
+
     pub fn repo(&self, forge: Forge, full_name: &RepoName) -> Option<&RepoSettings> {
         self.repos.iter().find(|repo| {
             repo.forge == forge && repo.name.as_str().eq_ignore_ascii_case(full_name.as_str())

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::auth::Viewer;
-use crate::domain::{Forge, RepoName, StageState};
+use crate::domain::{RepoName, StageState};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,10 +26,7 @@ pub async fn badge(
     query: web::Query<BadgeQuery>,
 ) -> HttpResponse {
     let name = RepoName::new(repo.into_inner());
-    let Some(configured) = Forge::ALL
-        .iter()
-        .find_map(|forge| state.settings.repo(*forge, &name))
-    else {
+    let Some(configured) = state.settings.repo_named(&name) else {
         return not_found();
     };
     // A badge is an image: whoever may not read the repo's runs learns nothing of it.

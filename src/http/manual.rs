@@ -13,7 +13,7 @@ use super::api::ApiError;
 use super::auth::{actionable_repo, login_url};
 use crate::auth::Viewer;
 use crate::config::RepoSettings;
-use crate::domain::{Forge, GitRef, RepoName};
+use crate::domain::{GitRef, RepoName};
 use crate::webhook::{Event, EventKind, Manual};
 
 /// Most variables one manual run takes.
@@ -175,9 +175,9 @@ async fn start(
 /// The configured repo of that name, on whichever forge.
 fn configured<'s>(state: &'s AppState, repo: &str) -> Result<&'s RepoSettings, ApiError> {
     let name = RepoName::new(repo);
-    Forge::ALL
-        .iter()
-        .find_map(|forge| state.settings.repo(*forge, &name))
+    state
+        .settings
+        .repo_named(&name)
         .ok_or_else(|| ApiError::UnknownRepo(repo.to_owned()))
 }
 

@@ -250,10 +250,7 @@ async fn schedule_lines(state: &AppState, filter: &RunFilter) -> Vec<String> {
     let Some(name) = &filter.repo else {
         return Vec::new();
     };
-    let Some(configured) = Forge::ALL
-        .iter()
-        .find_map(|forge| state.settings.repo(*forge, name))
-    else {
+    let Some(configured) = state.settings.repo_named(name) else {
         return Vec::new();
     };
     if filter
@@ -290,9 +287,7 @@ async fn schedule_lines(state: &AppState, filter: &RunFilter) -> Vec<String> {
 /// and of which pushes are known.
 async fn manual_form(state: &AppState, viewer: &Viewer, repo: Option<&str>) -> Option<ManualForm> {
     let name = RepoName::new(repo.filter(|r| !r.is_empty())?);
-    let configured = Forge::ALL
-        .iter()
-        .find_map(|forge| state.settings.repo(*forge, &name))?;
+    let configured = state.settings.repo_named(&name)?;
     if !matches!(
         state
             .access
