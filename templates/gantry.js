@@ -1,5 +1,6 @@
-// Follows a running run: output and states arrive as Server-Sent Events. Text is only ever
-// set through textContent, so nothing from a log or a payload is read as markup.
+// Follows a running run: output and states arrive as Server-Sent Events. Their text is only
+// ever set through textContent, so nothing from a log or a payload is read as markup. The
+// timeline is the server's own drawing (escaped there), fetched again as the run moves.
 (function () {
   "use strict";
   var root = document.getElementById("run");
@@ -136,6 +137,29 @@
     return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
   }
 
+  // Fetched after each change of state and every two seconds, so running stages' bars grow;
+  // a change that arrives while a fetch is under way is fetched once that one is done.
+  var timeline = document.getElementById("timeline");
+  var fetching = false, again = false;
+  function refreshTimeline() {
+    if (!timeline) { return; }
+    if (fetching) { again = true; return; }
+    fetching = true;
+    fetch("/runs/" + root.dataset.run + "/timeline.svg", { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (text) {
+        if (text === null) { return; }
+        var svg = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
+        if (svg.nodeName === "svg") { timeline.replaceChildren(document.importNode(svg, true)); }
+      })
+      .catch(function () {})
+      .then(function () {
+        fetching = false;
+        if (again) { again = false; refreshTimeline(); }
+      });
+  }
+  var ticking = setInterval(refreshTimeline, 2000);
+
   var source = new EventSource("/api/runs/" + root.dataset.run + "/events?after=" + root.dataset.after);
   source.addEventListener("log", function (event) {
     var data = JSON.parse(event.data);
@@ -158,11 +182,14 @@
         row.querySelector("[data-role=message]").textContent = stage.message || "";
       });
     });
+    refreshTimeline();
   });
   source.addEventListener("end", function (event) {
     source.close();
     var data = JSON.parse(event.data);
     setState(document.getElementById("run-state"), data.state);
     root.dataset.finished = "true";
+    clearInterval(ticking);
+    refreshTimeline();
   });
 })();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{actionable_run, readable_run};
 use super::{AppState, error_body};
 use crate::auth::Viewer;
-use crate::domain::{Decision, RepoName, RunState};
+use crate::domain::{Decision, RepoName, RunState, Trigger};
 use crate::runner::resolve_abandoned_pipelines;
 use crate::store::{
     BumpReport, CacheReport, LogPage, PipelineResult, Run, RunFilter, StatusReport,
@@ -172,8 +172,38 @@ pub(super) async fn decide(
 pub struct ListQuery {
     repo: Option<String>,
     state: Option<String>,
+    /// A branch (`main`) or a full ref (`refs/tags/v1`).
+    branch: Option<String>,
+    /// The kind of event: `push`, `pull_request`, …
+    event: Option<String>,
     before: Option<i64>,
     limit: Option<u32>,
+}
+
+/// The full ref a `branch` filter means: a name is a branch, `refs/…` is taken as it is.
+pub(super) fn ref_filter(branch: Option<&str>) -> Option<String> {
+    let branch = branch.map(str::trim).filter(|branch| !branch.is_empty())?;
+    Some(if branch.starts_with("refs/") {
+        branch.to_owned()
+    } else {
+        format!("refs/heads/{branch}")
+    })
+}
+
+/// The event kind an `event` filter names; an empty one filters nothing.
+fn trigger_filter(event: Option<&str>) -> Result<Option<Trigger>, ApiError> {
+    event
+        .filter(|event| !event.is_empty())
+        .map(|name| {
+            name.parse::<Trigger>().map_err(|_| {
+                let known: Vec<_> = Trigger::ALL.iter().map(|kind| kind.as_str()).collect();
+                ApiError::BadQuery(format!(
+                    "unknown event `{name}`; expected one of {}",
+                    known.join(", ")
+                ))
+            })
+        })
+        .transpose()
 }
 
 pub async fn list_runs(
@@ -196,6 +226,8 @@ pub async fn list_runs(
         })
         .transpose()?;
     let filter = RunFilter {
+        git_ref: ref_filter(query.branch.as_deref()),
+        trigger: trigger_filter(query.event.as_deref())?,
         repo: query.repo.map(RepoName::new),
         state: run_state,
         before: query.before,

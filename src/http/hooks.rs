@@ -182,7 +182,10 @@ async fn accept(
     record_visibility(state, forge, &delivery).await?;
     let run = match delivery.event.run_request() {
         Ok(run) => run,
-        Err(reason) => return Ok(Accepted::NotActedOn(reason)),
+        Err(reason) => {
+            record_closed_pull_request(state, forge, &delivery).await?;
+            return Ok(Accepted::NotActedOn(reason));
+        }
     };
     let repo_name = delivery
         .event
@@ -258,6 +261,37 @@ async fn record_visibility(
     state
         .store
         .record_visibility(forge, &configured.name, visibility)
+        .await
+        .map_err(HookError::Store)
+}
+
+/// Keeps that a configured repo's pull request was closed or merged, so that its overview
+/// stops listing it as open.
+async fn record_closed_pull_request(
+    state: &AppState,
+    forge: Forge,
+    delivery: &webhook::Delivery,
+) -> Result<(), HookError> {
+    let webhook::EventKind::PullRequest(pull_request) = &delivery.event.kind else {
+        return Ok(());
+    };
+    let merged = match pull_request.action {
+        webhook::PullRequestAction::Closed => false,
+        webhook::PullRequestAction::Merged => true,
+        _ => return Ok(()),
+    };
+    let Some(configured) = delivery
+        .event
+        .repo
+        .as_ref()
+        .and_then(|repo| state.settings.repo(forge, &repo.full_name))
+    else {
+        return Ok(());
+    };
+    let number = i64::try_from(pull_request.number).unwrap_or(i64::MAX);
+    state
+        .store
+        .record_pull_request_closed(forge, &configured.name, number, merged)
         .await
         .map_err(HookError::Store)
 }

@@ -10,7 +10,9 @@ mod events;
 mod health;
 mod hooks;
 mod manual;
+mod overview;
 mod pages;
+mod pictures;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -73,6 +75,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/", web::get().to(pages::runs_page))
         .route("/runs/{id}", web::get().to(pages::run_page))
+        .route(
+            "/runs/{id}/timeline.svg",
+            web::get().to(pages::timeline_svg),
+        )
         .route("/hooks/{forge}", web::post().to(hooks::receive))
         .route("/api/runs", web::get().to(api::list_runs))
         .route("/api/runs/{id}", web::get().to(api::get_run))
@@ -99,6 +105,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             "/repos/{repo:.+}/runs",
             web::post().to(manual::start_run_form),
         )
+        .route("/repos/{repo:.+}", web::get().to(overview::repo_page))
         .route("/login", web::get().to(auth::login_page))
         .route("/login", web::post().to(auth::login_with_token))
         .route("/login/{forge}", web::get().to(auth::login_with_forge))

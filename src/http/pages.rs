@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::ansi;
 use super::api::{self, ApiError, LOG_PAGE_CHUNKS};
 use super::auth::{Nav, login_url, page_denied, sign_in_first};
+use super::pictures::timeline;
 use super::{AppState, LOG_TAIL_BYTES};
 use crate::auth::Viewer;
 use crate::domain::{CacheOutcome, Decision, Forge, RepoName, RunState, StageState, Trigger};
@@ -28,6 +29,8 @@ const PAGE_SIZE: u32 = 100;
 pub struct RunsQuery {
     repo: Option<String>,
     state: Option<String>,
+    branch: Option<String>,
+    event: Option<String>,
     /// Runs older than this id: the next page.
     before: Option<i64>,
 }
@@ -51,8 +54,11 @@ struct RunsPage {
     runs: Vec<RunRow>,
     repos: Vec<RepoName>,
     states: Vec<&'static str>,
+    events: Vec<&'static str>,
     repo: String,
     state: String,
+    branch: String,
+    event: String,
     /// The query of the next (older) page, when there may be one.
     older: Option<String>,
     /// The "Run" form, when one repo is shown and the reader may start its runs.
@@ -116,6 +122,8 @@ struct RunPage {
     caches: Vec<CacheView>,
     /// The reader may approve or decline it now.
     may_decide: bool,
+    /// The run on one time axis, as inline SVG.
+    timeline: String,
 }
 
 /// One cache of one pipeline, as the run page shows it.
@@ -178,7 +186,13 @@ pub async fn runs_page(
         Err(err) => return unavailable(err),
     };
     let filter_state = query.state.as_deref().and_then(|s| s.parse().ok());
+    let filter_event = query
+        .event
+        .as_deref()
+        .and_then(|e| e.parse::<Trigger>().ok());
     let filter = RunFilter {
+        git_ref: api::ref_filter(query.branch.as_deref()),
+        trigger: filter_event,
         repo: query
             .repo
             .as_deref()
@@ -200,6 +214,8 @@ pub async fn runs_page(
             url::form_urlencoded::Serializer::new(String::new())
                 .append_pair("repo", query.repo.as_deref().unwrap_or_default())
                 .append_pair("state", query.state.as_deref().unwrap_or_default())
+                .append_pair("branch", query.branch.as_deref().unwrap_or_default())
+                .append_pair("event", query.event.as_deref().unwrap_or_default())
                 .append_pair("before", &before.to_string())
                 .finish()
         });
@@ -236,9 +252,14 @@ pub async fn runs_page(
             .map(|r| r.name.clone())
             .collect(),
         states: RunState::ALL.iter().map(|s| s.as_str()).collect(),
+        events: Trigger::ALL.iter().map(|t| t.as_str()).collect(),
         repo: query.repo.clone().unwrap_or_default(),
         state: filter_state
             .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        branch: query.branch.clone().unwrap_or_default(),
+        event: filter_event
+            .map(|e| e.as_str().to_owned())
             .unwrap_or_default(),
     };
     html(StatusCode::OK, page.render())
@@ -380,6 +401,12 @@ pub async fn run_page(
         }
     };
     let (commit_url, pull_request_url) = forge_links(&run);
+    let timeline = timeline::render(&timeline::Facts {
+        run: &run,
+        pipelines: &results,
+        bumps: &bumps,
+        now: crate::store::now_millis(),
+    });
     let may_decide = run.state == RunState::Blocked
         && matches!(
             state.access.may_act(&viewer, run.forge, &run.repo).await,
@@ -393,6 +420,7 @@ pub async fn run_page(
         },
         caches: caches.iter().map(cache_view).collect(),
         may_decide,
+        timeline,
         nav,
         target: target(&run),
         commit_url,
@@ -409,6 +437,33 @@ pub async fn run_page(
         run,
     };
     html(StatusCode::OK, page.render())
+}
+
+/// `GET /runs/{id}/timeline.svg`: the run page's timeline alone, which the page fetches
+/// again while the run runs; readable as the run is.
+pub async fn timeline_svg(
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let run = super::auth::readable_run(&state, &viewer, id).await?;
+    let pipelines = state
+        .store
+        .pipeline_results(id)
+        .await
+        .map_err(ApiError::Store)?;
+    let bumps = state.store.run_bumps(id).await.map_err(ApiError::Store)?;
+    let svg = timeline::render(&timeline::Facts {
+        run: &run,
+        pipelines: &pipelines,
+        bumps: &bumps,
+        now: crate::store::now_millis(),
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("image/svg+xml; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(svg))
 }
 
 /// `POST /runs/{id}/approve`, the run page's button: approves, then back to the page.
@@ -575,18 +630,13 @@ fn pipeline_view(
 
 fn bump_view(report: &BumpReport) -> BumpView {
     let bump = &report.bumped;
-    let web_base = bump
-        .repo
-        .starts_with("https://")
-        .then(|| bump.repo.trim_end_matches(".git").to_owned());
-    let (outcome, link) = match (&report.error, &bump.pull_request, &bump.commit) {
-        (Some(error), _, _) => (format!("failed: {error}"), None),
-        (None, Some(url), _) => (format!("pull request {url}"), Some(url.clone())),
-        (None, None, Some(commit)) => (
-            format!("commit {}", &commit[..commit.len().min(12)]),
-            web_base.map(|base| format!("{base}/commit/{commit}")),
+    let (outcome, link) = match &report.error {
+        Some(error) => (format!("failed: {error}"), None),
+        None => bump_outcome(
+            &bump.repo,
+            bump.pull_request.as_deref(),
+            bump.commit.as_deref(),
         ),
-        (None, None, None) => ("already up to date".into(), None),
     };
     BumpView {
         place: format!("{} ({}): {}", bump.repo, bump.branch, bump.file),
@@ -605,6 +655,24 @@ fn bump_view(report: &BumpReport) -> BumpView {
             .collect(),
         outcome,
         link,
+    }
+}
+
+/// What a bump that did not fail made: its pull request, or its commit (linked when the
+/// config repo's address is a web one), or nothing.
+pub(super) fn bump_outcome(
+    repo: &str,
+    pull_request: Option<&str>,
+    commit: Option<&str>,
+) -> (String, Option<String>) {
+    match (pull_request, commit) {
+        (Some(url), _) => (format!("pull request {url}"), Some(url.to_owned())),
+        (None, Some(commit)) => (
+            format!("commit {}", &commit[..commit.len().min(12)]),
+            repo.starts_with("https://")
+                .then(|| format!("{}/commit/{commit}", repo.trim_end_matches(".git"))),
+        ),
+        (None, None) => ("already up to date".into(), None),
     }
 }
 
@@ -671,7 +739,7 @@ fn duration(started: Option<&str>, finished: Option<&str>) -> String {
 }
 
 /// `2026-11-26 03:25:08` from a stored RFC 3339 time.
-fn short_time(text: &str) -> String {
+pub(super) fn short_time(text: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|time| time.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|_| text.to_owned())
@@ -694,7 +762,7 @@ pub(super) fn html(status: StatusCode, rendered: Result<String, askama::Error>) 
     }
 }
 
-fn unavailable(err: anyhow::Error) -> HttpResponse {
+pub(super) fn unavailable(err: anyhow::Error) -> HttpResponse {
     tracing::error!(error = ?err, "page store query failed");
     let page = MissingPage {
         nav: Nav::default(),

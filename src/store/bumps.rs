@@ -16,6 +16,8 @@ pub struct BumpReport {
     #[serde(flatten)]
     pub bumped: BumpedFile,
     pub error: Option<String>,
+    /// When it was recorded (right after its push); `None` until it is.
+    pub at: Option<String>,
 }
 
 impl super::Store {
@@ -48,7 +50,7 @@ impl super::Store {
     pub async fn run_bumps(&self, run_id: i64) -> anyhow::Result<Vec<BumpReport>> {
         let rows = sqlx::query(
             "SELECT pipeline, stage, repo, branch, file, image, changes, commit_sha, \
-             pull_request, error FROM bumps WHERE run_id = $1 ORDER BY id",
+             pull_request, error, created_at FROM bumps WHERE run_id = $1 ORDER BY id",
         )
         .bind(run_id)
         .fetch_all(self.pool())
@@ -70,6 +72,7 @@ impl super::Store {
                         pull_request: row.try_get(8)?,
                     },
                     error: row.try_get(9)?,
+                    at: Some(super::runs::timestamp(row.try_get(10)?)),
                 })
             })
             .collect()

@@ -26,6 +26,9 @@ pub struct Run {
     /// How many times a runner took the run (more than one: it was interrupted).
     pub attempts: i64,
     pub delivery_id: String,
+    /// When the delivery that asked for the run arrived (a rerun, manual or scheduled run:
+    /// when it was asked for).
+    pub received_at: String,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -51,6 +54,10 @@ pub struct Approval {
 pub struct RunFilter {
     pub repo: Option<RepoName>,
     pub state: Option<RunState>,
+    /// Only runs of this ref, in full (`refs/heads/main`).
+    pub git_ref: Option<String>,
+    /// Only runs started by this kind of event.
+    pub trigger: Option<Trigger>,
     /// Only runs with an id below this (the last id of the previous page).
     pub before: Option<i64>,
     pub limit: u32,
@@ -58,10 +65,11 @@ pub struct RunFilter {
     pub readable: Option<Vec<(Forge, RepoName)>>,
 }
 
-const RUN_COLUMNS: &str = "runs.id, runs.forge, runs.repo, runs.trigger_kind, runs.git_ref, \
+pub(super) const RUN_COLUMNS: &str = "runs.id, runs.forge, runs.repo, runs.trigger_kind, runs.git_ref, \
     runs.commit_sha, runs.commit_message, runs.pr_number, runs.state, deliveries.delivery_id, \
     runs.created_at, runs.started_at, runs.finished_at, runs.description, runs.attempts, \
-    runs.approval_reason, runs.approval_decision, runs.approval_by, runs.approval_at";
+    runs.approval_reason, runs.approval_decision, runs.approval_by, runs.approval_at, \
+    deliveries.received_at";
 
 impl super::Store {
     pub async fn list_runs(&self, filter: &RunFilter) -> anyhow::Result<Vec<Run>> {
@@ -75,8 +83,8 @@ impl super::Store {
                     .map(|i| {
                         format!(
                             "(runs.forge = ${} AND runs.repo = ${})",
-                            5 + 2 * i,
-                            6 + 2 * i
+                            7 + 2 * i,
+                            8 + 2 * i
                         )
                     })
                     .collect();
@@ -86,13 +94,17 @@ impl super::Store {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs JOIN deliveries ON deliveries.id = runs.delivery \
              WHERE ($1 IS NULL OR runs.repo = $1) AND ($2 IS NULL OR runs.state = $2) \
-             AND ($3 IS NULL OR runs.id < $3){readable} ORDER BY runs.id DESC LIMIT $4"
+             AND ($3 IS NULL OR runs.id < $3) AND ($5 IS NULL OR runs.git_ref = $5) \
+             AND ($6 IS NULL OR runs.trigger_kind = $6){readable} \
+             ORDER BY runs.id DESC LIMIT $4"
         );
         let mut query = sqlx::query(&sql)
             .bind(filter.repo.clone())
             .bind(filter.state)
             .bind(filter.before)
-            .bind(i64::from(filter.limit));
+            .bind(i64::from(filter.limit))
+            .bind(filter.git_ref.clone())
+            .bind(filter.trigger);
         for (forge, repo) in filter.readable.iter().flatten() {
             query = query.bind(*forge).bind(repo.clone());
         }
@@ -185,7 +197,7 @@ pub struct WaitingRuns {
     pub blocked: i64,
 }
 
-fn run_from_row(row: &AnyRow, with_event: bool) -> anyhow::Result<Run> {
+pub(super) fn run_from_row(row: &AnyRow, with_event: bool) -> anyhow::Result<Run> {
     let event = if with_event {
         let json: String = row.try_get("event")?;
         Some(serde_json::from_str(&json).context("decoding stored event")?)
@@ -203,6 +215,7 @@ fn run_from_row(row: &AnyRow, with_event: bool) -> anyhow::Result<Run> {
         pr_number: row.try_get(7)?,
         state: row.try_get(8)?,
         delivery_id: row.try_get(9)?,
+        received_at: timestamp(row.try_get(19)?),
         created_at: timestamp(row.try_get(10)?),
         started_at: row.try_get::<Option<i64>, _>(11)?.map(timestamp),
         finished_at: row.try_get::<Option<i64>, _>(12)?.map(timestamp),

@@ -7,6 +7,10 @@ use crate::pipeline::vars::{IMAGE, IMAGE_DIGEST, IMAGE_TAG};
 use crate::pipeline::{BuildAction, PlannedStage};
 use crate::runner::engine::BuildRequest;
 
+/// How a build stage's message begins once its image is in the registry: the run's
+/// timeline marks the push by it.
+pub const PUSHED: &str = "pushed ";
+
 impl StageContext {
     pub(super) async fn build(&self, stage: &PlannedStage, action: &BuildAction) -> StageEnd {
         let build = &action.build;
@@ -53,7 +57,7 @@ impl StageContext {
                     built.digest.clone().unwrap_or_default(),
                 ));
                 StageEnd::success(Some(match &built.digest {
-                    Some(digest) => format!("pushed {}:{} ({digest})", built.image, built.tag),
+                    Some(digest) => format!("{PUSHED}{}:{} ({digest})", built.image, built.tag),
                     None => format!("built {}:{} (not pushed)", built.image, built.tag),
                 }))
             }

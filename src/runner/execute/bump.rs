@@ -47,6 +47,7 @@ impl StageContext {
                 pull_request: None,
             },
             error: None,
+            at: None,
         };
         let target = &report.bumped;
         self.log(

@@ -5,6 +5,8 @@
 
 mod build;
 mod bump;
+
+pub use build::PUSHED;
 mod caches;
 mod dag;
 mod run;

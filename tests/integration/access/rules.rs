@@ -630,3 +630,47 @@ async fn approving_and_declining_need_write_permission() {
         );
     }
 }
+
+/// A repo's overview and a run's timeline follow the repo's read rule: a visitor is sent to
+/// sign in (the picture alone answers 401), a stranger gets the same 404 as for a repo Gantry
+/// does not know, a reader sees them.
+#[tokio::test]
+async fn overviews_and_timelines_follow_the_read_rule() {
+    let site = Site::start(Forge::Github, |config| config).await;
+    let timeline = |repo| format!("/runs/{}/timeline.svg", site.run(repo));
+    let mut visitor = site.visitor();
+    assert_eq!(visitor.get(&format!("/repos/{PUBLIC}")).await.status, 200);
+    assert_eq!(visitor.get(&timeline(PUBLIC)).await.status, 200);
+    let private = visitor.get(&format!("/repos/{PRIVATE}")).await;
+    assert_eq!(private.status, 303);
+    assert_eq!(
+        private.location.as_deref(),
+        Some("/login?next=%2Frepos%2Facme%2Fprivate-app")
+    );
+    assert_eq!(visitor.get(&timeline(PRIVATE)).await.status, 401);
+    let unknown = visitor.get("/repos/acme/unknown").await;
+    assert_eq!(unknown.status, 404);
+
+    let mut stranger = site.signed_in(&person(302, "stranger")).await;
+    let hidden = stranger.get(&format!("/repos/{PRIVATE}")).await;
+    assert_eq!(hidden.status, 404);
+    assert!(!hidden.body.contains(&format!("#{}", site.run(PRIVATE))));
+    assert_eq!(stranger.get(&timeline(PRIVATE)).await.status, 404);
+
+    let reader = person(301, "reader");
+    site.fake.grant(&reader, PRIVATE, Permission::Read);
+    let mut reader = site.signed_in(&reader).await;
+    let page = reader.get(&format!("/repos/{PRIVATE}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(&format!(
+            "<a href=\"/runs/{0}\">#{0}</a>",
+            site.run(PRIVATE)
+        )),
+        "{}",
+        page.body
+    );
+    let picture = reader.get(&timeline(PRIVATE)).await;
+    assert_eq!(picture.status, 200);
+    assert!(picture.body.starts_with("<svg"), "{}", picture.body);
+}

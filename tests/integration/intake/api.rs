@@ -76,7 +76,7 @@ async fn the_run_list_page_pages_by_a_hundred() {
         .and_then(|rest| rest.split('"').next())
         .expect("a link to older runs")
         .replace("&#38;", "&");
-    assert_eq!(older, "repo=&state=queued&before=2");
+    assert_eq!(older, "repo=&state=queued&branch=&event=&before=2");
     let second = page(format!("/?{older}")).await;
     assert_eq!(second.matches("href=\"/runs/").count(), 1);
     assert!(second.contains("href=\"/runs/1\""));

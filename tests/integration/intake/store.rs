@@ -4,8 +4,8 @@ use gantry::domain::{CommitStatus, Decision, Forge, RunState, StageState, Status
 use gantry::git::GitAuth;
 use gantry::runner::scheduler::resolve_abandoned_pipelines;
 use gantry::store::{
-    AnnouncedPipeline, Hold, LogChunk, LogPage, NewDelivery, Recorded, RunFilter, StageUpdate,
-    Store,
+    AnnouncedPipeline, BumpReport, Hold, LogChunk, LogPage, NewDelivery, Recorded, RunFilter,
+    StageUpdate, Store,
 };
 
 use crate::gitops::repos::kustomization;
@@ -206,6 +206,26 @@ async fn runs_are_listed_newest_first_with_filters_and_pages(backend: Backend) {
             .len(),
         0
     );
+    let pushed_ref = first[0].git_ref.clone();
+    let by = |git_ref: Option<&str>, trigger| RunFilter {
+        git_ref: git_ref.map(str::to_owned),
+        trigger,
+        limit: 10,
+        ..RunFilter::default()
+    };
+    let count = |filter| {
+        let store = store.clone();
+        async move { store.list_runs(&filter).await.unwrap().len() }
+    };
+    assert_eq!(count(by(Some(&pushed_ref), None)).await, 5);
+    assert_eq!(count(by(Some("refs/heads/elsewhere"), None)).await, 0);
+    assert_eq!(count(by(None, Some(Trigger::Push))).await, 5);
+    assert_eq!(count(by(None, Some(Trigger::PullRequest))).await, 0);
+    assert_eq!(
+        count(by(Some(&pushed_ref), Some(Trigger::Push))).await,
+        5,
+        "branch and event filters combine"
+    );
 }
 on_both_backends!(listing, runs_are_listed_newest_first_with_filters_and_pages);
 
@@ -360,7 +380,7 @@ async fn bumps_are_recorded_and_read_back(backend: Backend) {
     else {
         panic!("first delivery must queue a run");
     };
-    let report = gantry::store::BumpReport {
+    let report = BumpReport {
         pipeline: "web".into(),
         stage: "deploy-dev".into(),
         bumped: gantry::domain::BumpedFile {
@@ -378,9 +398,19 @@ async fn bumps_are_recorded_and_read_back(backend: Backend) {
             pull_request: None,
         },
         error: None,
+        at: None,
     };
     store.record_bump(run_id, &report).await.unwrap();
-    assert_eq!(store.run_bumps(run_id).await.unwrap(), vec![report]);
+    let read = store.run_bumps(run_id).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert!(read[0].at.is_some(), "a recorded bump has its time");
+    assert_eq!(
+        BumpReport {
+            at: None,
+            ..read[0].clone()
+        },
+        report
+    );
     assert!(store.run_bumps(run_id + 1).await.unwrap().is_empty());
 }
 on_both_backends!(bumps_recorded, bumps_are_recorded_and_read_back);

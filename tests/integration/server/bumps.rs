@@ -2,11 +2,11 @@
 //! tag to a config repo, recorded on the run.
 
 use crate::server::{Server, app_repo, config_dir, finished, git, push_payload};
-use crate::support::config::quoted;
+use crate::support::config::{TestConfig, quoted};
 use crate::support::git::Repo;
 use crate::support::registry::{PASSWORD, Registry, USER};
 
-const OVERLAY: &str = "apps/app/overlays/dev/kustomization.yaml";
+pub(super) const OVERLAY: &str = "apps/app/overlays/dev/kustomization.yaml";
 
 /// Builds and pushes to REGISTRY, then pins the tag and the pushed digest in the overlay.
 const PIPELINE: &str = "stages:
@@ -23,7 +23,7 @@ const PIPELINE: &str = "stages:
 ";
 
 /// A config repo holding the overlay for `registry`'s image.
-fn config_repo(registry: &str) -> Repo {
+pub(super) fn config_repo(registry: &str) -> Repo {
     Repo::new(&[(
         OVERLAY,
         &format!(
@@ -34,11 +34,16 @@ fn config_repo(registry: &str) -> Repo {
 
 /// The app repo; `push` is the build's `push:` line (empty: push, as on any push event).
 fn app_with_dockerfile(config_url: &str, registry: &str, push: &str) -> Repo {
+    with_dockerfile(&PIPELINE.replace("PUSH", push), config_url, registry)
+}
+
+/// The app repo with `pipeline` (`CONFIG_URL`, `REGISTRY` and `IMAGE` stand for the config
+/// repo, the registry and the test image) and a Dockerfile.
+pub(super) fn with_dockerfile(pipeline: &str, config_url: &str, registry: &str) -> Repo {
     let forge = app_repo(
-        &PIPELINE
+        &pipeline
             .replace("CONFIG_URL", config_url)
-            .replace("REGISTRY", registry)
-            .replace("PUSH", push),
+            .replace("REGISTRY", registry),
     );
     // A context no other test builds: identical builds running at once in other tests
     // would leave the engine two cached layer chains for it, and a re-run could then be
@@ -61,6 +66,20 @@ fn app_with_dockerfile(config_url: &str, registry: &str, push: &str) -> Repo {
     forge
 }
 
+/// `config` with the registry's credentials and the config repo allowed as a bump target.
+pub(super) fn with_registry_and_gitops(
+    config: TestConfig,
+    registry: &str,
+    config_url: &str,
+) -> TestConfig {
+    config
+        .table(&format!(
+            "[registries.\"{registry}\"]\nusername = \"{USER}\"\npassword = \"{PASSWORD}\""
+        ))
+        .text("gitops", "author", "Gantry Bot <bot@example.com>")
+        .set("gitops", "repos", &format!("[{}]", quoted(config_url)))
+}
+
 #[tokio::test]
 async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     let registry = Registry::start();
@@ -69,13 +88,7 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     let forge = app_with_dockerfile(&config_url, &registry.host, "");
     let sha = forge.push("main");
     let (_dir, config_path) = config_dir(&forge, |config| {
-        config
-            .table(&format!(
-                "[registries.\"{}\"]\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"",
-                registry.host
-            ))
-            .text("gitops", "author", "Gantry Bot <bot@example.com>")
-            .set("gitops", "repos", &format!("[{}]", quoted(&config_url)))
+        with_registry_and_gitops(config, &registry.host, &config_url)
     });
     let server = Server::start(&config_path);
     let id = server.push(push_payload("main", &sha, "ship it")).await;

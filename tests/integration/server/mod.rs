@@ -23,6 +23,7 @@ mod logs;
 mod manual;
 mod matrix;
 mod pages;
+mod pictures;
 mod schedules;
 mod services;
 mod sign_in;
