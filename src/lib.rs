@@ -4,12 +4,13 @@
 //! one noun of the design, and they form layers, each using only those below it:
 //! `domain` at the bottom (the shared values and states, importing nothing of the crate);
 //! `config`, `metrics`, `telemetry` and `git`; `webhook`; `pipeline`; `store`; `forge`;
-//! `gitops`; `runner`; `http`; and `startup`, which wires them together.
+//! `gitops`; `deploy`; `runner`; `http`; and `startup`, which wires them together.
 //! `docs/architecture.md` follows one webhook through them.
 
 pub mod approval;
 pub mod auth;
 pub mod config;
+pub mod deploy;
 pub mod domain;
 pub mod forge;
 pub mod git;

@@ -42,6 +42,17 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// Buckets for the time from a bump's push to its deployment, in seconds: Flux and Argo CD
+/// poll every few minutes by default, sooner when a webhook tells them.
+const DEPLOY_BUCKETS: [f64; 10] = [
+    5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0, 14400.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvironmentLabels {
+    pub environment: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ForgeLabels {
     pub forge: &'static str,
@@ -62,6 +73,7 @@ pub struct Metrics {
     pub runs: Family<RunLabels, Counter>,
     pub stage_durations: Family<ResultLabels, Histogram>,
     pub status_failures: Family<ForgeLabels, Counter>,
+    pub deploy_seconds: Family<EnvironmentLabels, Histogram>,
     pub connections_open: Gauge,
     pub connections: Counter,
     pub connections_at_cap: Counter,
@@ -147,6 +159,14 @@ impl Metrics {
             "Commit status requests a forge refused or did not answer (each may be retried)",
             status_failures.clone(),
         );
+        let deploy_seconds = Family::<EnvironmentLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(DEPLOY_BUCKETS)
+        });
+        registry.register(
+            "deploy_seconds",
+            "From a bump's push to the report that its environment applied it, by environment",
+            deploy_seconds.clone(),
+        );
         let connections_open = Gauge::default();
         registry.register(
             "http_connections_open",
@@ -210,6 +230,7 @@ impl Metrics {
             runs,
             stage_durations,
             status_failures,
+            deploy_seconds,
         }
     }
 
@@ -227,6 +248,14 @@ impl Metrics {
 
     pub fn observe_bump(&self, outcome: &'static str) {
         self.bumps.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn observe_deployment(&self, environment: &str, seconds: f64) {
+        self.deploy_seconds
+            .get_or_create(&EnvironmentLabels {
+                environment: environment.to_owned(),
+            })
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -51,6 +51,8 @@ pub struct Application {
     draining: Arc<AtomicBool>,
     scheduler: Option<Arc<Scheduler>>,
     reporter: Option<Reporter>,
+    /// Settles Flux's and Argo CD's reports; where stages run (it needs git).
+    settler: Option<crate::deploy::Settler>,
     /// What the background pruning keeps, and where it counts what it removed.
     retention: Retention,
     metrics: Metrics,
@@ -72,6 +74,7 @@ impl Application {
         };
         let metrics = Metrics::new();
         let mut reporter = None;
+        let mut settler = None;
         let scheduler = match &engine {
             Some(engine) => {
                 let forges =
@@ -97,6 +100,11 @@ impl Application {
                 )
                 .with_metrics(metrics.clone());
                 reporter = Some(Reporter::new(store.clone(), forges).with_metrics(metrics.clone()));
+                settler = Some(crate::deploy::Settler::new(
+                    store.clone(),
+                    settings.clone(),
+                    metrics.clone(),
+                ));
                 // A previous process's leftovers are taken back before anything new runs; an
                 // engine that is down now only delays that to the next start.
                 if let Err(err) = scheduler.recover().await {
@@ -158,6 +166,7 @@ impl Application {
             draining,
             scheduler,
             reporter,
+            settler,
             retention,
             metrics: pruning_metrics,
         })
@@ -207,6 +216,9 @@ impl Application {
         ));
         if let Some(reporter) = self.reporter {
             tokio::spawn(reporter.run(shutdown.clone()));
+        }
+        if let Some(settler) = self.settler {
+            tokio::spawn(settler.run(shutdown.clone()));
         }
         let result = self.server.await.context("HTTP server failed");
         shutdown.cancel();

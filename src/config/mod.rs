@@ -5,9 +5,11 @@
 //! that names the key. `config.example.toml` documents every key.
 
 mod auth;
+mod deploy;
 mod secret;
 
 pub use auth::{AuthSettings, OAuthApp};
+pub use deploy::{DeploySettings, Environment};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -44,6 +46,8 @@ const LIST_KEYS: &[&str] = &[
     "gitea.webhook_secrets",
     "runner.labels",
     "auth.admins",
+    "deploy.flux_secrets",
+    "deploy.argocd_tokens",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,8 @@ pub struct Settings {
     pub gitops: GitopsSettings,
     #[serde(default)]
     pub auth: AuthSettings,
+    #[serde(default)]
+    pub deploy: DeploySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -474,6 +480,7 @@ impl Settings {
             }
         }
         self.auth.check()?;
+        self.deploy.check()?;
         if self.store.keep_runs == 0 {
             return Err(ConfigError::Key {
                 key: "store.keep_runs".into(),

@@ -26,7 +26,8 @@ pub use label::{MAX_LABELS, check_runner_label};
 pub use repo::{CommitSha, GitRef, RepoName, Trigger};
 pub use secret::Secret;
 pub use state::{
-    CacheOutcome, Decision, DeliveryState, RunState, RunnerState, StageState, StatusState,
+    CacheOutcome, Decision, DeliveryState, DeployOutcome, DeploySource, DeployState, RunState,
+    RunnerState, StageState, StatusState,
 };
 pub use status::CommitStatus;
 pub use text::UnknownName;

@@ -115,3 +115,33 @@ named_enum! {
         Miss = "miss",
     }
 }
+
+named_enum! {
+    /// Who reports what a GitOps controller applied.
+    pub enum DeploySource as "deploy source" {
+        Flux = "flux",
+        Argocd = "argocd",
+    }
+}
+
+named_enum! {
+    /// What a controller reported of a revision.
+    pub enum DeployOutcome as "deploy outcome" {
+        /// Applied and healthy.
+        Applied = "applied",
+        /// It could not be applied, or came up unhealthy.
+        Failed = "failed",
+        /// Under way: nothing to tell the commit yet.
+        Progressing = "progressing",
+    }
+}
+
+named_enum! {
+    /// Where one bump stands in one environment.
+    pub enum DeployState as "deploy state" {
+        /// Pushed; no revision that contains it was applied yet.
+        Pending = "pending",
+        Success = "success",
+        Failure = "failure",
+    }
+}

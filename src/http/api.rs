@@ -10,7 +10,7 @@ use crate::auth::Viewer;
 use crate::domain::{Decision, RepoName, RunState, Trigger};
 use crate::runner::resolve_abandoned_pipelines;
 use crate::store::{
-    BumpReport, CacheReport, LogPage, PipelineResult, Run, RunFilter, StatusReport,
+    BumpReport, CacheReport, DeployReport, LogPage, PipelineResult, Run, RunFilter, StatusReport,
 };
 
 /// Runs per page when the caller does not say.
@@ -282,12 +282,18 @@ pub async fn get_run(
         .map_err(ApiError::Store)?;
     let bumps = state.store.run_bumps(id).await.map_err(ApiError::Store)?;
     let caches = state.store.run_caches(id).await.map_err(ApiError::Store)?;
+    let deployments = state
+        .store
+        .run_deployments(id)
+        .await
+        .map_err(ApiError::Store)?;
     Ok(HttpResponse::Ok().json(RunDetail {
         run,
         pipelines,
         statuses,
         bumps,
         caches,
+        deployments,
     }))
 }
 
@@ -313,6 +319,8 @@ struct RunDetail {
     bumps: Vec<BumpReport>,
     /// How each pipeline's caches were restored and saved.
     caches: Vec<CacheReport>,
+    /// Where each bump stands in each environment it deploys to.
+    deployments: Vec<DeployReport>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{AppState, error_body};
 use crate::approval;
+use crate::deploy::ReportError;
 use crate::domain::{Forge, RepoName, RunState};
 use crate::metrics::DeliveryLabels;
 use crate::store::{NewDelivery, Recorded};
@@ -35,13 +36,15 @@ pub enum HookError {
     Webhook(#[from] WebhookError),
     #[error("repo `{repo}` is not configured for {forge}")]
     UnknownRepo { forge: Forge, repo: RepoName },
+    #[error(transparent)]
+    Report(#[from] crate::deploy::ReportError),
     #[error("the store is unavailable; the forge should retry this delivery")]
     Store(#[source] anyhow::Error),
 }
 
 impl HookError {
     /// The outcome label in the deliveries metric.
-    fn outcome(&self) -> &'static str {
+    pub(super) fn outcome(&self) -> &'static str {
         match self {
             HookError::UnknownForge(_) => "unknown_forge",
             HookError::TooLarge { .. } => "too_large",
@@ -51,6 +54,8 @@ impl HookError {
             HookError::Webhook(WebhookError::Unauthorized(_)) => "unauthorized",
             HookError::Webhook(WebhookError::BadPayload(_)) => "bad_payload",
             HookError::UnknownRepo { .. } => "unknown_repo",
+            HookError::Report(ReportError::Unauthorized(_)) => "unauthorized",
+            HookError::Report(ReportError::BadBody(_)) => "bad_payload",
             HookError::Store(_) => "store_error",
         }
     }
@@ -64,8 +69,10 @@ impl ResponseError for HookError {
             HookError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             HookError::Body(_)
             | HookError::Webhook(WebhookError::MissingEventHeader(_))
-            | HookError::Webhook(WebhookError::BadPayload(_)) => StatusCode::BAD_REQUEST,
-            HookError::Webhook(WebhookError::Unauthorized(_)) => StatusCode::UNAUTHORIZED,
+            | HookError::Webhook(WebhookError::BadPayload(_))
+            | HookError::Report(ReportError::BadBody(_)) => StatusCode::BAD_REQUEST,
+            HookError::Webhook(WebhookError::Unauthorized(_))
+            | HookError::Report(ReportError::Unauthorized(_)) => StatusCode::UNAUTHORIZED,
             // A 503 makes the forge retry later; the delivery is not lost.
             HookError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -94,7 +101,7 @@ enum Accepted {
 }
 
 impl Accepted {
-    fn outcome(&self) -> &'static str {
+    pub(super) fn outcome(&self) -> &'static str {
         match self {
             Accepted::Queued { .. } => "queued",
             Accepted::Duplicate => "duplicate",
@@ -163,15 +170,7 @@ async fn accept(
         .parse()
         .map_err(|_| HookError::UnknownForge(forge.to_owned()))?;
     let settings = &state.settings;
-    let deadline = settings.server.request_timeout;
-    let reading = read_body(request.headers(), body, settings.server.max_body_bytes);
-    let body = match tokio::time::timeout(deadline, reading).await {
-        Ok(body) => body?,
-        Err(_) => {
-            state.metrics.requests_timed_out.inc();
-            return Err(HookError::TimedOut(deadline));
-        }
-    };
+    let body = read_body_in_time(state, request, body).await?;
     let delivery = webhook::receive(
         forge,
         &RequestHeaders(request.headers()),
@@ -294,6 +293,23 @@ async fn record_closed_pull_request(
         .record_pull_request_closed(forge, &configured.name, number, merged)
         .await
         .map_err(HookError::Store)
+}
+
+/// Reads the body within `server.request_timeout` and up to `server.max_body_bytes`.
+pub(super) async fn read_body_in_time(
+    state: &AppState,
+    request: &HttpRequest,
+    body: web::Payload,
+) -> Result<BytesMut, HookError> {
+    let server = &state.settings.server;
+    let reading = read_body(request.headers(), body, server.max_body_bytes);
+    match tokio::time::timeout(server.request_timeout, reading).await {
+        Ok(body) => body,
+        Err(_) => {
+            state.metrics.requests_timed_out.inc();
+            Err(HookError::TimedOut(server.request_timeout))
+        }
+    }
 }
 
 /// Reads the body up to `limit` bytes. A `Content-Length` over the limit is refused before a

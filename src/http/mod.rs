@@ -6,6 +6,7 @@ mod ansi;
 mod api;
 mod auth;
 mod badges;
+mod deploy_hooks;
 mod events;
 mod health;
 mod hooks;
@@ -78,6 +79,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route(
             "/runs/{id}/timeline.svg",
             web::get().to(pages::timeline_svg),
+        )
+        // Before `/hooks/{forge}`, which would take these names for forges.
+        .route("/hooks/flux", web::post().to(deploy_hooks::receive_flux))
+        .route(
+            "/hooks/argocd",
+            web::post().to(deploy_hooks::receive_argocd),
         )
         .route("/hooks/{forge}", web::post().to(hooks::receive))
         .route("/api/runs", web::get().to(api::list_runs))

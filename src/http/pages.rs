@@ -16,10 +16,12 @@ use super::auth::{Nav, login_url, page_denied, sign_in_first};
 use super::pictures::timeline;
 use super::{AppState, LOG_TAIL_BYTES};
 use crate::auth::Viewer;
-use crate::domain::{CacheOutcome, Decision, Forge, RepoName, RunState, StageState, Trigger};
+use crate::domain::{
+    CacheOutcome, Decision, DeployState, Forge, RepoName, RunState, StageState, Trigger,
+};
 use crate::store::{
-    Approval, BumpReport, CacheReport, LogPage, PipelineResult, Run, RunFilter, RunnerRecord,
-    StatusReport,
+    Approval, BumpReport, CacheReport, DeployReport, LogPage, PipelineResult, Run, RunFilter,
+    RunnerRecord, StatusReport,
 };
 
 /// Runs listed on the front page.
@@ -124,6 +126,17 @@ struct RunPage {
     may_decide: bool,
     /// The run on one time axis, as inline SVG.
     timeline: String,
+    deployments: Vec<DeploymentView>,
+}
+
+/// One environment's deployment of one bump, as the run page shows it.
+struct DeploymentView {
+    environment: String,
+    state: DeployState,
+    file: String,
+    revision: String,
+    message: String,
+    at: String,
 }
 
 /// One cache of one pipeline, as the run page shows it.
@@ -394,6 +407,10 @@ pub async fn run_page(
         Ok(caches) => caches,
         Err(err) => return unavailable(err),
     };
+    let deployments = match state.store.run_deployments(id).await {
+        Ok(deployments) => deployments,
+        Err(err) => return unavailable(err),
+    };
     let (results, (after, mut lines), bumps, statuses) = match (results, logs, bumps, statuses) {
         (Ok(results), Ok(logs), Ok(bumps), Ok(statuses)) => (results, logs, bumps, statuses),
         (Err(err), ..) | (_, Err(err), ..) | (_, _, Err(err), _) | (.., Err(err)) => {
@@ -405,6 +422,7 @@ pub async fn run_page(
         run: &run,
         pipelines: &results,
         bumps: &bumps,
+        deployments: &deployments,
         now: crate::store::now_millis(),
     });
     let may_decide = run.state == RunState::Blocked
@@ -421,6 +439,7 @@ pub async fn run_page(
         caches: caches.iter().map(cache_view).collect(),
         may_decide,
         timeline,
+        deployments: deployments.iter().map(deployment_view).collect(),
         nav,
         target: target(&run),
         commit_url,
@@ -454,10 +473,16 @@ pub async fn timeline_svg(
         .await
         .map_err(ApiError::Store)?;
     let bumps = state.store.run_bumps(id).await.map_err(ApiError::Store)?;
+    let deployments = state
+        .store
+        .run_deployments(id)
+        .await
+        .map_err(ApiError::Store)?;
     let svg = timeline::render(&timeline::Facts {
         run: &run,
         pipelines: &pipelines,
         bumps: &bumps,
+        deployments: &deployments,
         now: crate::store::now_millis(),
     });
     Ok(HttpResponse::Ok()
@@ -625,6 +650,25 @@ fn pipeline_view(
         file: pipeline.file,
         state: pipeline.state,
         description: pipeline.description.unwrap_or_default(),
+    }
+}
+
+fn deployment_view(report: &DeployReport) -> DeploymentView {
+    DeploymentView {
+        environment: report.environment.clone(),
+        state: report.state,
+        file: report.file.clone(),
+        revision: report
+            .revision
+            .as_deref()
+            .map(|revision| revision[..revision.len().min(12)].to_owned())
+            .unwrap_or_default(),
+        message: report.message.clone().unwrap_or_default(),
+        at: report
+            .settled_at
+            .as_deref()
+            .map(short_time)
+            .unwrap_or_default(),
     }
 }
 

@@ -2,11 +2,13 @@
 //! chunks of many lines), written by one task so stages never wait on the database.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::execute::{Observer, StageOutcome};
+use crate::config::Settings;
 use crate::domain::{CommitStatus, StageState, StatusState};
 use crate::forge::{clamp_description, status_context};
 use crate::store::{BumpReport, CacheReport, Hold, LogChunk, StageUpdate, Store};
@@ -63,14 +65,16 @@ pub struct Recorder {
 impl Recorder {
     /// Starts the writer task. `positions` gives each (pipeline, stage) its place in its
     /// pipeline. The task ends, having written everything, once the recorder is dropped.
+    /// `deploy` says which environments a bump deploys to.
     pub fn start(
         store: Store,
         hold: Hold,
         positions: HashMap<(String, String), i64>,
         statuses: Option<StatusTemplate>,
+        deploy: Arc<Settings>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write(store, hold, positions, statuses, receiver));
+        let task = tokio::spawn(write(store, hold, positions, statuses, deploy, receiver));
         (Self { sender }, task)
     }
 }
@@ -124,6 +128,7 @@ async fn write(
     hold: Hold,
     positions: HashMap<(String, String), i64>,
     statuses: Option<StatusTemplate>,
+    deploy: Arc<Settings>,
     mut receiver: mpsc::UnboundedReceiver<Message>,
 ) {
     let run_id = hold.run_id;
@@ -157,7 +162,22 @@ async fn write(
                 }
             }
             Message::Bump(report) => {
-                if let Err(err) = store.record_bump(run_id, &report).await {
+                let recorded = match store.record_bump(run_id, &report).await {
+                    Ok(bump_id) => {
+                        let status = statuses.as_ref().map(|template| &template.status);
+                        crate::deploy::open_deployments(
+                            &store,
+                            &deploy.deploy,
+                            run_id,
+                            bump_id,
+                            &report,
+                            status,
+                        )
+                        .await
+                    }
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = recorded {
                     tracing::error!(run_id, error = %format!("{err:#}"), "recording a bump failed");
                 }
             }

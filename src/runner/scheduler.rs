@@ -467,6 +467,7 @@ impl Scheduler {
             hold.clone(),
             positions,
             template.clone(),
+            self.settings.clone(),
         );
         let observer: Arc<dyn Observer> = Arc::new(recorder);
         let mut tasks = tokio::task::JoinSet::new();

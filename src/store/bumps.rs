@@ -21,13 +21,14 @@ pub struct BumpReport {
 }
 
 impl super::Store {
-    pub async fn record_bump(&self, run_id: i64, report: &BumpReport) -> anyhow::Result<()> {
+    /// Records a bump stage's result; returns the bump's id.
+    pub async fn record_bump(&self, run_id: i64, report: &BumpReport) -> anyhow::Result<i64> {
         let bumped = &report.bumped;
         let changes = serde_json::to_string(&bumped.changes).context("encoding bump changes")?;
         sqlx::query(
             "INSERT INTO bumps (run_id, pipeline, stage, repo, branch, file, image, changes, \
              commit_sha, pull_request, error, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         )
         .bind(run_id)
         .bind(&report.pipeline)
@@ -41,10 +42,11 @@ impl super::Store {
         .bind(&bumped.pull_request)
         .bind(&report.error)
         .bind(now_millis())
-        .execute(self.pool())
+        .fetch_one(self.pool())
         .await
-        .context("recording a bump")?;
-        Ok(())
+        .context("recording a bump")?
+        .try_get(0)
+        .map_err(Into::into)
     }
 
     pub async fn run_bumps(&self, run_id: i64) -> anyhow::Result<Vec<BumpReport>> {

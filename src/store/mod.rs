@@ -10,6 +10,7 @@ mod announcements;
 mod approvals;
 mod bumps;
 mod caches;
+mod deployments;
 mod intake;
 mod locks;
 mod overview;
@@ -34,6 +35,10 @@ pub use access::{PendingSignIn, SessionRecord};
 pub use announcements::{AbandonedPipeline, AnnouncedPipeline, Resolution, WaitingRun};
 pub use bumps::BumpReport;
 pub use caches::CacheReport;
+pub use deployments::{
+    ClaimedDeployEvent, DeployRecorded, DeployReport, NewDeployEvent, OpenDeployment,
+    SettledDeployment, deploy_context,
+};
 pub use intake::{NewDelivery, Recorded};
 pub use locks::LaneLock;
 pub use overview::{LastBump, PipelineHistory, PipelineOutcome};

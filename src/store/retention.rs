@@ -98,6 +98,7 @@ impl super::Store {
             "stages",
             "run_pipelines",
             "status_updates",
+            "deployments",
             "bumps",
             "run_labels",
             "run_caches",

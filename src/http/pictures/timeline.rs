@@ -10,9 +10,10 @@
 use std::fmt::Write;
 
 use super::{STATE_STYLE, escape, shorten, span_text};
+use crate::domain::DeployState;
 use crate::domain::StageState;
 use crate::runner::execute::PUSHED;
-use crate::store::{BumpReport, PipelineResult, Run};
+use crate::store::{BumpReport, DeployReport, PipelineResult, Run};
 
 /// The picture's width in user units (it scales down with the page).
 pub const WIDTH: f64 = 960.0;
@@ -40,6 +41,8 @@ pub struct Facts<'a> {
     pub run: &'a Run,
     pub pipelines: &'a [PipelineResult],
     pub bumps: &'a [BumpReport],
+    /// Where the bumps went: marks when an environment applied them (or failed to).
+    pub deployments: &'a [DeployReport],
     pub now: i64,
 }
 
@@ -82,7 +85,7 @@ pub fn render(facts: &Facts<'_>) -> String {
     let run = facts.run;
     let _ = write!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline" id="timeline-svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-labelledby="timeline-title timeline-desc" data-origin="{origin}" data-end="{end}" data-scale="{scale}"><title id="timeline-title">Timeline of run #{id}</title><desc id="timeline-desc">{desc}</desc><style>{STATE_STYLE}.lane{{font:12px system-ui,sans-serif;fill:#1d2330}}.note{{font:11px system-ui,sans-serif;fill:#5b6475}}.tick{{stroke:#e4e7ec}}.tick-label{{font:10px system-ui,sans-serif;fill:#5b6475}}.wait{{stroke:#8c959f;stroke-width:2;stroke-dasharray:3 3}}.checkout{{fill:#8fa3bf}}.mark-received,.mark-decided,.mark-finished{{fill:#57606a}}.mark-push{{fill:#8250df}}.mark-bump{{fill:#1a7f37}}.mark-bump-failed{{fill:#cf222e}}</style>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline" id="timeline-svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-labelledby="timeline-title timeline-desc" data-origin="{origin}" data-end="{end}" data-scale="{scale}"><title id="timeline-title">Timeline of run #{id}</title><desc id="timeline-desc">{desc}</desc><style>{STATE_STYLE}.lane{{font:12px system-ui,sans-serif;fill:#1d2330}}.note{{font:11px system-ui,sans-serif;fill:#5b6475}}.tick{{stroke:#e4e7ec}}.tick-label{{font:10px system-ui,sans-serif;fill:#5b6475}}.wait{{stroke:#8c959f;stroke-width:2;stroke-dasharray:3 3}}.checkout{{fill:#8fa3bf}}.mark-received,.mark-decided,.mark-finished{{fill:#57606a}}.mark-push{{fill:#8250df}}.mark-bump{{fill:#1a7f37}}.mark-bump-failed,.mark-deploy-failed{{fill:#cf222e}}.mark-deployed{{fill:#0550ae}}</style>"#,
         id = run.id,
         desc = escape(&describe(facts, &lanes, origin)),
     );
@@ -335,6 +338,33 @@ fn stage_lane(
             (None, None, None) => (
                 "bump",
                 format!("{} in {} already up to date", bumped.file, bumped.repo),
+            ),
+        };
+        pieces.push(Piece::Mark { at, kind, title });
+    }
+    for deployment in facts.deployments.iter().filter(|deployment| {
+        deployment.pipeline == pipeline.pipeline && deployment.stage == stage.stage
+    }) {
+        let Some(at) = deployment.settled_at.as_deref().and_then(millis) else {
+            continue;
+        };
+        let revision = deployment.revision.as_deref().unwrap_or_default();
+        let revision = &revision[..revision.len().min(12)];
+        let (kind, title) = match deployment.state {
+            DeployState::Success => (
+                "deployed",
+                format!(
+                    "deployed to {} (revision {revision})",
+                    deployment.environment
+                ),
+            ),
+            _ => (
+                "deploy-failed",
+                format!(
+                    "{} failed at revision {revision}: {}",
+                    deployment.environment,
+                    deployment.message.as_deref().unwrap_or_default()
+                ),
             ),
         };
         pieces.push(Piece::Mark { at, kind, title });

@@ -415,6 +415,104 @@ async fn bumps_are_recorded_and_read_back(backend: Backend) {
 }
 on_both_backends!(bumps_recorded, bumps_are_recorded_and_read_back);
 
+/// A controller's reports are stored once per change, taken by one settler at a time, and
+/// settle the deployments they name (a success is never undone).
+async fn deploy_reports_settle_deployments(backend: Backend) {
+    use gantry::domain::{DeployOutcome, DeploySource, DeployState};
+    use gantry::store::{DeployRecorded, NewDeployEvent, SettledDeployment};
+    let (store, _dir) = open(backend).await;
+    let run_id = queue_one(&store).await;
+    let report = BumpReport {
+        pipeline: "web".into(),
+        stage: "deploy-dev".into(),
+        bumped: gantry::domain::BumpedFile {
+            repo: "https://git.example.com/acme/config.git".into(),
+            branch: "main".into(),
+            file: "apps/web/dev/kustomization.yaml".into(),
+            image: "registry.example.com/acme/web".into(),
+            changes: Vec::new(),
+            commit: Some("a".repeat(40)),
+            pull_request: None,
+        },
+        error: None,
+        at: None,
+    };
+    let bump_id = store.record_bump(run_id, &report).await.unwrap();
+    store
+        .open_deployments(bump_id, run_id, &[("dev".into(), None)])
+        .await
+        .unwrap();
+    let open = store.open_deployments_of("dev").await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0].bump_id, open[0].state),
+        (bump_id, DeployState::Pending)
+    );
+    let event = |revision: &str, outcome| NewDeployEvent {
+        source: DeploySource::Flux,
+        object: "flux-system/web-dev".into(),
+        environment: "dev".into(),
+        revision: revision.into(),
+        outcome,
+        message: Some("why".into()),
+    };
+    let failed = event(&"b".repeat(40), DeployOutcome::Failed);
+    assert!(matches!(
+        store.record_deploy_event(&failed).await.unwrap(),
+        DeployRecorded::Stored { .. }
+    ));
+    assert_eq!(
+        store.record_deploy_event(&failed).await.unwrap(),
+        DeployRecorded::Repeated
+    );
+    let applied = event(&"b".repeat(40), DeployOutcome::Applied);
+    assert!(matches!(
+        store.record_deploy_event(&applied).await.unwrap(),
+        DeployRecorded::Stored { .. }
+    ));
+
+    let first = store.claim_deploy_event(60_000).await.unwrap().unwrap();
+    let second = store.claim_deploy_event(60_000).await.unwrap().unwrap();
+    assert!(first.id < second.id, "claimed in order, each once");
+    assert!(store.claim_deploy_event(60_000).await.unwrap().is_none());
+    let settle = |state| SettledDeployment {
+        bump_id,
+        run_id,
+        state,
+        description: "told".into(),
+    };
+    let changed = store
+        .settle_deploy_event(&first, &[settle(DeployState::Failure)])
+        .await
+        .unwrap();
+    assert_eq!(changed, vec![bump_id]);
+    let changed = store
+        .settle_deploy_event(&second, &[settle(DeployState::Success)])
+        .await
+        .unwrap();
+    assert_eq!(changed, vec![bump_id]);
+    assert!(store.open_deployments_of("dev").await.unwrap().is_empty());
+    // A later failure leaves a success alone.
+    let late = event(&"c".repeat(40), DeployOutcome::Failed);
+    store.record_deploy_event(&late).await.unwrap();
+    let third = store.claim_deploy_event(60_000).await.unwrap().unwrap();
+    let changed = store
+        .settle_deploy_event(&third, &[settle(DeployState::Failure)])
+        .await
+        .unwrap();
+    assert!(changed.is_empty());
+    let shown = store.run_deployments(run_id).await.unwrap();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].state, DeployState::Success);
+    assert_eq!(shown[0].revision.as_deref(), Some("b".repeat(40).as_str()));
+    assert_eq!(shown[0].stage, "deploy-dev");
+    assert!(store.claim_deploy_event(60_000).await.unwrap().is_none());
+    // Pruning the run takes its deployments with it.
+    assert_eq!(store.remove_runs(&[run_id]).await.unwrap(), 1);
+    assert!(store.run_deployments(run_id).await.unwrap().is_empty());
+}
+on_both_backends!(deploy_reports, deploy_reports_settle_deployments);
+
 /// Two handles on one PostgreSQL database stand for two replicas: the second waits for the
 /// lane until the first lets go. SQLite has no other process to exclude.
 async fn lane_locks_make_replicas_take_turns(backend: Backend) {

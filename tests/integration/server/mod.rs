@@ -18,6 +18,7 @@ mod approval;
 mod badges;
 mod bumps;
 mod caches;
+mod deploys;
 mod fleet;
 mod logs;
 mod manual;

@@ -1,0 +1,133 @@
+//! `POST /hooks/flux` and `POST /hooks/argocd`: what the GitOps controllers applied.
+//! Verified, stored and answered like the forge hooks (202 once on disk, 200 for a report
+//! that repeats the object's last one or names nothing Gantry deploys, never a 500); a
+//! runner settles each stored report (`crate::deploy`).
+
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde_json::json;
+
+use super::AppState;
+use super::hooks::{HookError, read_body_in_time};
+use crate::deploy::{argocd, flux};
+use crate::domain::DeploySource;
+use crate::metrics::DeliveryLabels;
+use crate::store::{DeployRecorded, NewDeployEvent};
+
+pub async fn receive_flux(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    receive(&state, &request, body, DeploySource::Flux).await
+}
+
+pub async fn receive_argocd(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    receive(&state, &request, body, DeploySource::Argocd).await
+}
+
+async fn receive(
+    state: &AppState,
+    request: &HttpRequest,
+    body: web::Payload,
+    source: DeploySource,
+) -> HttpResponse {
+    let started = Instant::now();
+    let (outcome, response) = match accept(state, request, body, source).await {
+        Ok((outcome, response)) => (outcome, response),
+        Err(err) => {
+            if matches!(err, HookError::Store(_)) {
+                tracing::error!(error = ?err, %source, "storing a deploy report failed");
+            } else {
+                tracing::info!(error = %err, %source, "deploy report refused");
+            }
+            (err.outcome(), err.error_response())
+        }
+    };
+    state.metrics.observe_delivery(
+        DeliveryLabels {
+            forge: source.as_str(),
+            outcome,
+        },
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn accept(
+    state: &AppState,
+    request: &HttpRequest,
+    body: web::Payload,
+    source: DeploySource,
+) -> Result<(&'static str, HttpResponse), HookError> {
+    let body = read_body_in_time(state, request, body).await?;
+    let deploy = &state.settings.deploy;
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    let (report, environment) = match source {
+        DeploySource::Flux => {
+            let report = flux::read(&deploy.flux_secrets, header("X-Signature"), &body)?;
+            let environment = deploy.flux_environment(&report.object);
+            (report, environment)
+        }
+        DeploySource::Argocd => {
+            let report = argocd::read(&deploy.argocd_tokens, header("Authorization"), &body)?;
+            let environment = deploy.argocd_environment(&report.object);
+            (report, environment)
+        }
+    };
+    let ignored = |reason: String| {
+        (
+            "not_acted_on",
+            HttpResponse::Ok().json(json!({ "ignored": reason })),
+        )
+    };
+    let Some(environment) = environment else {
+        return Ok(ignored(format!(
+            "no [[deploy.environments]] entry names {source} `{}`",
+            report.object
+        )));
+    };
+    let Some(revision) = report.revision else {
+        return Ok(ignored("the report names no git revision".into()));
+    };
+    let recorded = state
+        .store
+        .record_deploy_event(&NewDeployEvent {
+            source,
+            object: report.object,
+            environment: environment.name.clone(),
+            revision: revision.clone(),
+            outcome: report.outcome,
+            message: report.message,
+        })
+        .await
+        .map_err(HookError::Store)?;
+    Ok(match recorded {
+        DeployRecorded::Stored { id } => {
+            tracing::info!(%source, environment = %environment.name, %revision, outcome = %report.outcome, "deploy report stored");
+            (
+                "queued",
+                HttpResponse::Accepted().json(json!({
+                    "event_id": id,
+                    "environment": environment.name,
+                    "revision": revision,
+                    "outcome": report.outcome,
+                })),
+            )
+        }
+        DeployRecorded::Repeated => (
+            "duplicate",
+            HttpResponse::Ok().json(json!({ "duplicate": true })),
+        ),
+    })
+}
