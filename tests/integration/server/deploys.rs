@@ -295,7 +295,16 @@ async fn a_flux_report_of_a_later_revision_tells_the_app_commit_it_is_deployed()
     )
     .await;
     assert_eq!(status, 200);
-    // Someone else commits on top of the bump; Flux applies that later revision.
+    // A second change is bumped before Flux gets to the first.
+    std::fs::write(forge.work().join("README"), "the app, again\n").unwrap();
+    crate::server::git(forge.work(), &["commit", "-qam", "again"]);
+    let next = forge.push("main");
+    let next_id = server.push(push_payload("main", &next, "again")).await;
+    let next_run = server.wait_for(next_id, "an end", finished).await;
+    assert_eq!(next_run["state"], "success", "{next_run:#}");
+    wait_for_status(&fake, &next, "pending").await;
+    // Someone else commits on top of both bumps; Flux applies that later revision, which
+    // settles both.
     configs.commit(
         &[("apps/other/kustomization.yaml", "kind: Kustomization\n")],
         "other app",
@@ -308,8 +317,10 @@ async fn a_flux_report_of_a_later_revision_tells_the_app_commit_it_is_deployed()
     )
     .await;
     assert_eq!(status, 202, "{answer}");
-    let seen = wait_for_status(&fake, &first, "success").await;
-    assert_eq!(seen.last().unwrap().1, "deployed to dev");
+    for sha in [&first, &next] {
+        let seen = wait_for_status(&fake, sha, "success").await;
+        assert_eq!(seen.last().unwrap().1, "deployed to dev");
+    }
     let run = server.run(id).await;
     let deployment = &run["deployments"][0];
     assert_eq!(deployment["state"], "success", "{run:#}");
@@ -324,12 +335,12 @@ async fn a_flux_report_of_a_later_revision_tells_the_app_commit_it_is_deployed()
         server
             .metric("gantry_deploy_seconds_count{environment=\"dev\"}")
             .await,
-        Some(1.0)
+        Some(2.0)
     );
 
     // A second change: a report of a revision before its bump leaves it pending, a failed
     // reconciliation of its own bump fails it with the controller's message.
-    std::fs::write(forge.work().join("README"), "the app, changed\n").unwrap();
+    std::fs::write(forge.work().join("README"), "the app, changed once more\n").unwrap();
     crate::server::git(forge.work(), &["commit", "-qam", "change"]);
     let second = forge.push("main");
     let id = server.push(push_payload("main", &second, "change")).await;
