@@ -12,7 +12,7 @@ pub enum ChangedPaths {
 }
 
 /// One value a bump changed (or added) in a config file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ValueChange {
     pub line: usize,
     /// Where in the document, e.g. `images[0].newTag`.
@@ -24,7 +24,7 @@ pub struct ValueChange {
 
 /// What one bump did to one file of a config repo: `gantry bump`'s answer, and a bump
 /// stage's record on its run. `changes` is empty when every value was already in place.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BumpedFile {
     /// The config repo's URL.
     pub repo: String,

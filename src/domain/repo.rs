@@ -42,6 +42,7 @@ impl FromStr for RepoName {
 }
 
 text_form!(RepoName);
+text_schema!(RepoName);
 
 /// A full commit id (40 hex digits for SHA-1 repos, 64 for SHA-256), in lower case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -81,6 +82,7 @@ impl FromStr for CommitSha {
 }
 
 text_form!(CommitSha);
+text_schema!(CommitSha);
 
 /// A branch or a tag. Stored events keep the tagged form (`{"kind": "branch", "name": …}`);
 /// everywhere else a ref is written in full (`refs/heads/main`).

@@ -3,14 +3,16 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{actionable_run, readable_run};
-use super::{AppState, error_body};
+use super::{AppState, ErrorBody, error_body};
 use crate::auth::Viewer;
 use crate::domain::{Decision, RepoName, RunState, Trigger};
 use crate::runner::resolve_abandoned_pipelines;
 use crate::store::{
-    BumpReport, CacheReport, DeployReport, LogPage, PipelineResult, Run, RunFilter, StatusReport,
+    BumpReport, CacheReport, DeployReport, LogPage, PipelineResult, Run, RunFilter, RunnerRecord,
+    StatusReport,
 };
 
 /// Runs per page when the caller does not say.
@@ -69,8 +71,56 @@ impl ResponseError for ApiError {
     }
 }
 
-/// `POST /api/runs/{id}/cancel`: a queued run ends at once; a running one is stopped by its
-/// runner within a heartbeat.
+/// `{"canceled": id}`
+#[derive(Serialize, ToSchema)]
+pub struct Canceled {
+    canceled: i64,
+}
+
+/// `{"run_id": new, "rerun_of": id}`
+#[derive(Serialize, ToSchema)]
+pub struct Rerun {
+    run_id: i64,
+    rerun_of: i64,
+}
+
+/// `{"approved": id}`
+#[derive(Serialize, ToSchema)]
+pub struct Approved {
+    approved: i64,
+}
+
+/// `{"declined": id}`
+#[derive(Serialize, ToSchema)]
+pub struct Declined {
+    declined: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunList {
+    /// Newest first.
+    runs: Vec<Run>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunnerList {
+    runners: Vec<RunnerRecord>,
+}
+
+/// A queued run ends at once; a running one is stopped by its runner within a heartbeat.
+#[utoipa::path(
+    post, path = "/api/runs/{id}/cancel", tag = "runs",
+    params(("id" = i64, Path, description = "The run")),
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 202, description = "Cancel requested", body = Canceled),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Read permission only, or a bad CSRF token", body = ErrorBody),
+        (status = 404, description = "No such run, or one the caller may not read", body = ErrorBody),
+        (status = 409, description = "The run has already finished", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn cancel_run(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -86,13 +136,25 @@ pub async fn cancel_run(
         .await
         .map_err(ApiError::Store)?
     {
-        Ok(HttpResponse::Accepted().json(serde_json::json!({ "canceled": id })))
+        Ok(HttpResponse::Accepted().json(Canceled { canceled: id }))
     } else {
         Err(ApiError::Finished(id))
     }
 }
 
-/// `POST /api/runs/{id}/rerun`: the same event queued again as a new run.
+/// The same event queued again as a new run.
+#[utoipa::path(
+    post, path = "/api/runs/{id}/rerun", tag = "runs",
+    params(("id" = i64, Path, description = "The run")),
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 202, description = "Queued again", body = Rerun),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Read permission only, or a bad CSRF token", body = ErrorBody),
+        (status = 404, description = "No such run, or one the caller may not read", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn rerun_run(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -108,10 +170,26 @@ pub async fn rerun_run(
         .await
         .map_err(ApiError::Store)?
         .ok_or(ApiError::NotFound(id))?;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({ "run_id": new_id, "rerun_of": id })))
+    Ok(HttpResponse::Accepted().json(Rerun {
+        run_id: new_id,
+        rerun_of: id,
+    }))
 }
 
-/// `POST /api/runs/{id}/approve`: a blocked run is queued, its approver kept on it.
+/// A blocked run is queued, its approver kept on it.
+#[utoipa::path(
+    post, path = "/api/runs/{id}/approve", tag = "runs",
+    params(("id" = i64, Path, description = "The run")),
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 202, description = "Approved and queued", body = Approved),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Read permission only, or a bad CSRF token", body = ErrorBody),
+        (status = 404, description = "No such run, or one the caller may not read", body = ErrorBody),
+        (status = 409, description = "The run is not waiting for approval", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn approve_run(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -119,10 +197,23 @@ pub async fn approve_run(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = decide(&state, &request, &viewer, None, *id, Decision::Approved).await?;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({ "approved": id })))
+    Ok(HttpResponse::Accepted().json(Approved { approved: id }))
 }
 
-/// `POST /api/runs/{id}/decline`: a blocked run ends `declined`, never having run.
+/// A blocked run ends `declined`, never having run.
+#[utoipa::path(
+    post, path = "/api/runs/{id}/decline", tag = "runs",
+    params(("id" = i64, Path, description = "The run")),
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "Declined", body = Declined),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Read permission only, or a bad CSRF token", body = ErrorBody),
+        (status = 404, description = "No such run, or one the caller may not read", body = ErrorBody),
+        (status = 409, description = "The run is not waiting for approval", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn decline_run(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -130,7 +221,7 @@ pub async fn decline_run(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = decide(&state, &request, &viewer, None, *id, Decision::Declined).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "declined": id })))
+    Ok(HttpResponse::Ok().json(Declined { declined: id }))
 }
 
 /// Approves or declines the blocked run `id` for `viewer`, who must be allowed to act on
@@ -167,16 +258,24 @@ pub(super) async fn decide(
     Ok(id)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only runs of this repo (`owner/name`).
     repo: Option<String>,
+    /// Only runs in this state.
+    #[param(value_type = Option<RunState>)]
     state: Option<String>,
     /// A branch (`main`) or a full ref (`refs/tags/v1`).
     branch: Option<String>,
     /// The kind of event: `push`, `pull_request`, …
+    #[param(value_type = Option<Trigger>)]
     event: Option<String>,
+    /// Only runs older than this id: the next page.
     before: Option<i64>,
+    /// Runs per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
@@ -206,6 +305,18 @@ fn trigger_filter(event: Option<&str>) -> Result<Option<Trigger>, ApiError> {
         .transpose()
 }
 
+/// Run history, newest first, as the caller may read it.
+#[utoipa::path(
+    get, path = "/api/runs", tag = "runs",
+    params(ListQuery),
+    security((), ("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "A page of runs", body = RunList),
+        (status = 400, description = "A filter that means nothing", body = ErrorBody),
+        (status = 401, description = "A token or session that is not valid", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn list_runs(
     state: web::Data<AppState>,
     viewer: Viewer,
@@ -231,10 +342,15 @@ pub async fn list_runs(
         repo: query.repo.map(RepoName::new),
         state: run_state,
         before: query.before,
-        limit: query
-            .limit
-            .unwrap_or(DEFAULT_PAGE_SIZE)
-            .clamp(1, MAX_PAGE_SIZE),
+        limit: match query.limit {
+            None => DEFAULT_PAGE_SIZE,
+            Some(limit @ 1..=MAX_PAGE_SIZE) => limit,
+            Some(limit) => {
+                return Err(ApiError::BadQuery(format!(
+                    "limit {limit} is not between 1 and {MAX_PAGE_SIZE}"
+                )));
+            }
+        },
         readable: state
             .access
             .readable_repos(&viewer)
@@ -246,11 +362,20 @@ pub async fn list_runs(
         .list_runs(&filter)
         .await
         .map_err(ApiError::Store)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "runs": runs })))
+    Ok(HttpResponse::Ok().json(RunList { runs }))
 }
 
 /// The runner fleet: each runner's name, labels, capacity, runs in hand, last heartbeat
 /// and state.
+#[utoipa::path(
+    get, path = "/api/runners", tag = "runners",
+    security((), ("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The runners sharing the store", body = RunnerList),
+        (status = 401, description = "Visitors may not see the fleet here", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn list_runners(
     state: web::Data<AppState>,
     viewer: Viewer,
@@ -260,9 +385,21 @@ pub async fn list_runners(
     }
     let lease = state.settings.runner.lease.as_millis() as i64;
     let runners = state.store.runners(lease).await.map_err(ApiError::Store)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "runners": runners })))
+    Ok(HttpResponse::Ok().json(RunnerList { runners }))
 }
 
+/// One run: its pipelines and stages, statuses, bumps, caches and deployments.
+#[utoipa::path(
+    get, path = "/api/runs/{id}", tag = "runs",
+    params(("id" = i64, Path, description = "The run")),
+    security((), ("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The run", body = RunDetail),
+        (status = 401, description = "Sign in to see this run", body = ErrorBody),
+        (status = 404, description = "No such run, or one the caller may not read", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn get_run(
     state: web::Data<AppState>,
     viewer: Viewer,
@@ -309,8 +446,8 @@ pub(super) async fn existing_run(state: &AppState, id: i64) -> Result<Run, ApiEr
 
 /// One run with what it produced: each pipeline's and stage's result, and the commit
 /// statuses reported for it with their delivery state.
-#[derive(Serialize)]
-struct RunDetail {
+#[derive(Serialize, ToSchema)]
+pub struct RunDetail {
     #[serde(flatten)]
     run: Run,
     pipelines: Vec<PipelineResult>,
@@ -323,16 +460,30 @@ struct RunDetail {
     deployments: Vec<DeployReport>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// `PIPELINE/STAGE`: only that stage's output.
+    #[param(pattern = "^[^/]+/.+$")]
     stage: Option<String>,
 }
 
 /// The run's output as text, each line prefixed with `[pipeline/stage]` (or only one
 /// stage's, bare), streamed page by page from the store: however large the log and however
 /// many read it, each reader holds one page. Gzipped when the client asks.
+#[utoipa::path(
+    get, path = "/api/runs/{id}/log", tag = "runs",
+    params(("id" = i64, Path, description = "The run"), LogQuery),
+    security((), ("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The log", content_type = "text/plain", body = String),
+        (status = 400, description = "A stage that is not `PIPELINE/STAGE`", body = ErrorBody),
+        (status = 401, description = "Sign in to see this run", body = ErrorBody),
+        (status = 404, description = "No such run, or one the caller may not read", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn get_log(
     state: web::Data<AppState>,
     viewer: Viewer,
@@ -351,8 +502,18 @@ pub async fn get_log(
                 })?,
         ),
     };
+    // Stage names come from the query: only safe characters reach the header.
     let filename = match &stage {
-        Some((pipeline, stage)) => format!("run-{id}-{pipeline}-{stage}.log"),
+        Some((pipeline, stage)) => format!("run-{id}-{pipeline}-{stage}.log")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect(),
         None => format!("run-{id}.log"),
     };
     let pages = futures_util::stream::unfold(

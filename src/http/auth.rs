@@ -259,7 +259,14 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-/// `GET /login`: a button per forge people may sign in with, and a field for the API token.
+/// A button per forge people may sign in with, and a field for the API token.
+#[utoipa::path(
+    get, path = "/login", tag = "sign-in",
+    params(("next" = Option<String>, Query, description = "Where to go once signed in (a path on this server)")),
+    responses(
+        (status = 200, description = "The sign-in page", content_type = "text/html", body = String),
+    )
+)]
 pub async fn login_page(
     state: web::Data<AppState>,
     viewer: Viewer,
@@ -311,13 +318,24 @@ fn forge_title(forge: Forge) -> &'static str {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TokenForm {
     token: String,
     next: Option<String>,
 }
 
-/// `POST /login`: sign in with the API token, for operators without OAuth.
+/// Sign in with the API token, for operators without OAuth.
+#[utoipa::path(
+    post, path = "/login", tag = "sign-in",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: back to `next`"),
+        (status = 400, description = "A form without a token", body = super::ErrorBody),
+        (status = 401, description = "Not the API token: the sign-in page again", content_type = "text/html", body = String),
+        (status = 503, description = "The store is unavailable", content_type = "text/html", body = String),
+    )
+)]
 pub async fn login_with_token(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -350,8 +368,19 @@ pub async fn login_with_token(
     }
 }
 
-/// `GET /login/{forge}`: off to the forge's OAuth page, with a fresh `state` bound to this
-/// browser and a PKCE challenge.
+/// Off to the forge's OAuth page, with a fresh `state` bound to this browser and a PKCE
+/// challenge.
+#[utoipa::path(
+    get, path = "/login/{forge}", tag = "sign-in",
+    params(
+        ("forge" = String, Path, description = "github, gitlab or gitea"),
+        ("next" = Option<String>, Query, description = "Where to go once signed in"),
+    ),
+    responses(
+        (status = 303, description = "To the forge's authorization page"),
+        (status = 404, description = "No sign-in with that forge here", content_type = "text/html", body = String),
+    )
+)]
 pub async fn login_with_forge(
     state: web::Data<AppState>,
     forge: web::Path<String>,
@@ -416,9 +445,27 @@ pub struct CallbackQuery {
     error_description: Option<String>,
 }
 
-/// `GET /login/{forge}/callback`: the forge sends the person back with a code. The `state`
-/// must be the one this browser was sent off with, unused and recent; the code is traded
-/// for a token, the token tells who signed in, and a new session starts.
+/// The forge sends the person back with a code. The `state` must be the one this browser
+/// was sent off with, unused and recent; the code is traded for a token, the token tells
+/// who signed in, and a new session starts.
+#[utoipa::path(
+    get, path = "/login/{forge}/callback", tag = "sign-in",
+    params(
+        ("forge" = String, Path, description = "github, gitlab or gitea"),
+        ("code" = Option<String>, Query, description = "The forge's authorization code"),
+        ("state" = Option<String>, Query, description = "The state this browser was sent off with"),
+        ("error" = Option<String>, Query, description = "Why the forge did not sign the person in"),
+        ("error_description" = Option<String>, Query),
+    ),
+    responses(
+        (status = 303, description = "Signed in: to the page asked for"),
+        (status = 400, description = "A refused or stale sign-in", content_type = "text/html", body = String),
+        (status = 403, description = "The forge would not say who signed in", content_type = "text/html", body = String),
+        (status = 404, description = "No sign-in with that forge here", content_type = "text/html", body = String),
+        (status = 502, description = "The forge did not answer as it should", content_type = "text/html", body = String),
+        (status = 503, description = "The store is unavailable", content_type = "text/html", body = String),
+    )
+)]
 pub async fn callback(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -518,12 +565,24 @@ pub async fn callback(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LogoutForm {
     csrf: Option<String>,
 }
 
-/// `POST /logout`: the session ends in the store, and its cookie goes.
+/// The session ends in the store, and its cookie goes.
+#[utoipa::path(
+    post, path = "/logout", tag = "sign-in",
+    request_body(content = LogoutForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("session" = [])),
+    responses(
+        (status = 303, description = "Signed out: to the run list"),
+        (status = 400, description = "A form that is not one", body = super::ErrorBody),
+        (status = 403, description = "A bad CSRF token", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+    )
+)]
 pub async fn logout(
     state: web::Data<AppState>,
     request: HttpRequest,

@@ -9,8 +9,9 @@ use super::AppState;
 use crate::auth::Viewer;
 use crate::domain::{RepoName, StageState};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BadgeQuery {
     /// Default: the repo's `default_branch`, else `main`.
     branch: Option<String>,
@@ -19,6 +20,17 @@ pub struct BadgeQuery {
 
 /// Light enough for an image proxy (GitHub's camo) to fetch often: no body beyond the SVG,
 /// and cache headers that make it ask again rather than keep a stale state.
+#[utoipa::path(
+    get, path = "/badges/{repo}.svg", tag = "pages",
+    params(("repo" = String, Path, description = "`owner/name`"), BadgeQuery),
+    security((), ("session" = [])),
+    responses(
+        (status = 200, description = "The badge", content_type = "image/svg+xml", body = String),
+        (status = 400, description = "A query it does not take", body = super::ErrorBody),
+        (status = 404, description = "No such repo, or one the reader may not read", content_type = "text/plain", body = String),
+        (status = 503, description = "The store is unavailable"),
+    )
+)]
 pub async fn badge(
     state: web::Data<AppState>,
     viewer: Viewer,

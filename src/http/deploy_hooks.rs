@@ -6,7 +6,6 @@
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use serde_json::json;
 
 use super::AppState;
 use super::hooks::{HookError, read_body_in_time};
@@ -15,6 +14,30 @@ use crate::domain::DeploySource;
 use crate::metrics::DeliveryLabels;
 use crate::store::{DeployRecorded, NewDeployEvent};
 
+/// A report stored for a runner to settle.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ReportStored {
+    event_id: i64,
+    environment: String,
+    revision: String,
+    outcome: crate::domain::DeployOutcome,
+}
+
+/// Flux notification-controller's events (`generic-hmac` Provider).
+#[utoipa::path(
+    post, path = "/hooks/flux", tag = "webhooks",
+    params(("X-Signature" = Option<String>, Header, nullable = false, description = "`sha256=<hex>` HMAC of the body")),
+    request_body(content = Object, description = "A Flux event"),
+    responses(
+        (status = 202, description = "Stored for settling", body = ReportStored),
+        (status = 200, description = "A repeat of the object's last report (`duplicate`), or one that names nothing deployed (`ignored`)", body = super::hooks::Ignored),
+        (status = 400, description = "Not a Flux event", body = super::ErrorBody),
+        (status = 401, description = "A missing or wrong signature", body = super::ErrorBody),
+        (status = 408, description = "The body did not arrive within `server.request_timeout`", body = super::ErrorBody),
+        (status = 413, description = "Larger than `server.max_body_bytes`", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+    )
+)]
 pub async fn receive_flux(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -23,6 +46,21 @@ pub async fn receive_flux(
     receive(&state, &request, body, DeploySource::Flux).await
 }
 
+/// Argo CD notifications, with the template in the README.
+#[utoipa::path(
+    post, path = "/hooks/argocd", tag = "webhooks",
+    request_body(content = Object, description = "The README template's body"),
+    security(("argocd" = [])),
+    responses(
+        (status = 202, description = "Stored for settling", body = ReportStored),
+        (status = 200, description = "A repeat of the app's last report (`duplicate`), or one that names nothing deployed (`ignored`)", body = super::hooks::Ignored),
+        (status = 400, description = "Not the template's body", body = super::ErrorBody),
+        (status = 401, description = "A missing or wrong bearer token", body = super::ErrorBody),
+        (status = 408, description = "The body did not arrive within `server.request_timeout`", body = super::ErrorBody),
+        (status = 413, description = "Larger than `server.max_body_bytes`", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+    )
+)]
 pub async fn receive_argocd(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -85,12 +123,7 @@ async fn accept(
             (report, environment)
         }
     };
-    let ignored = |reason: String| {
-        (
-            "not_acted_on",
-            HttpResponse::Ok().json(json!({ "ignored": reason })),
-        )
-    };
+    let ignored = |reason: String| ("not_acted_on", super::hooks::ignored(reason));
     let Some(environment) = environment else {
         return Ok(ignored(format!(
             "no [[deploy.environments]] entry names {source} `{}`",
@@ -117,17 +150,14 @@ async fn accept(
             tracing::info!(%source, environment = %environment.name, %revision, outcome = %report.outcome, "deploy report stored");
             (
                 "queued",
-                HttpResponse::Accepted().json(json!({
-                    "event_id": id,
-                    "environment": environment.name,
-                    "revision": revision,
-                    "outcome": report.outcome,
-                })),
+                HttpResponse::Accepted().json(ReportStored {
+                    event_id: id,
+                    environment: environment.name.clone(),
+                    revision,
+                    outcome: report.outcome,
+                }),
             )
         }
-        DeployRecorded::Repeated => (
-            "duplicate",
-            HttpResponse::Ok().json(json!({ "duplicate": true })),
-        ),
+        DeployRecorded::Repeated => ("duplicate", super::hooks::duplicate()),
     })
 }

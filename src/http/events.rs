@@ -32,9 +32,22 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 /// Events buffered for a slow client before the stream waits for it.
 const BUFFERED_EVENTS: usize = 64;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// The last output chunk the client has (a page that rendered the log so far).
     after: Option<i64>,
+}
+
+/// One event of the stream: `state` (data: the run's and every pipeline's and stage's
+/// state), `log` (data: output lines; id: the chunk's) or `end` (data: the final state).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SseEvent {
+    event: String,
+    /// JSON.
+    data: String,
+    id: Option<String>,
 }
 
 /// The `data` of a `log` event.
@@ -54,6 +67,24 @@ struct StateEvent {
     pipelines: Vec<PipelineResult>,
 }
 
+/// The run live: `state` events with every pipeline's and stage's state, `log` events with
+/// output lines (their id the chunk's, for `Last-Event-ID`), and `end` once it finished.
+#[utoipa::path(
+    get, path = "/api/runs/{id}/events", tag = "runs",
+    params(
+        ("id" = i64, Path, description = "The run"),
+        EventsQuery,
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, description = "Replays only what came after it"),
+    ),
+    security((), ("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "Server-Sent Events", content_type = "text/event-stream", body = SseEvent),
+        (status = 400, description = "A query or header of the wrong type", body = super::ErrorBody),
+        (status = 401, description = "Sign in to see this run", body = super::ErrorBody),
+        (status = 404, description = "No such run, or one the caller may not read", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+    )
+)]
 pub async fn run_events(
     state: web::Data<AppState>,
     viewer: Viewer,
@@ -66,8 +97,14 @@ pub async fn run_events(
     let header = request
         .headers()
         .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok());
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<i64>().ok())
+                .ok_or_else(|| ApiError::BadQuery("Last-Event-ID is not an event id".into()))
+        })
+        .transpose()?;
     let after = header.or(query.after).unwrap_or(0).max(0);
     let (sender, receiver) = mpsc::channel::<web::Bytes>(BUFFERED_EVENTS);
     tokio::spawn(stream(state.store.clone(), id, after, sender));

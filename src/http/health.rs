@@ -6,13 +6,35 @@ use serde_json::json;
 use super::AppState;
 use crate::domain::describe;
 
+/// What `/readyz` says of each thing it checked.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ok` or `unreachable`.
+    store: &'static str,
+    /// `ok`, `not used` (this process runs no stages) or `unreachable: …`.
+    docker: String,
+    /// The process was told to stop and finishes what it holds.
+    draining: bool,
+}
+
 /// Alive: the process answers HTTP.
+#[utoipa::path(
+    get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = Object, example = json!({"status": "ok"})))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// Ready: the store answers, and so does the Docker engine where this process runs stages,
 /// and the process is not shutting down.
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: the store or the engine is unreachable, or the process is draining", body = Readiness),
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store_ok = state.store.is_reachable().await;
     let docker = match &state.engine {
@@ -26,11 +48,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Some(Err(err)) => format!("unreachable: {}", describe(err)),
     };
     let draining = state.draining.load(std::sync::atomic::Ordering::SeqCst);
-    let body = json!({
-        "store": if store_ok { "ok" } else { "unreachable" },
-        "docker": docker_text,
-        "draining": draining,
-    });
+    let body = Readiness {
+        store: if store_ok { "ok" } else { "unreachable" },
+        docker: docker_text,
+        draining,
+    };
     if store_ok && docker_ok && !draining {
         HttpResponse::Ok().json(body)
     } else {
@@ -40,6 +62,14 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus metrics; behind `server.metrics_token` when it is set, since they name every
 /// repo.
+#[utoipa::path(
+    get, path = "/metrics", tag = "health",
+    security((), ("metrics" = [])),
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "`server.metrics_token` is set and was not given", body = super::ErrorBody),
+    )
+)]
 pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     if let Some(token) = &state.settings.server.metrics_token {
         let presented = super::bearer_token(&request);

@@ -7,7 +7,6 @@ use actix_web::http::header::{CONTENT_LENGTH, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use serde_json::json;
 
 use super::{AppState, error_body};
 use crate::approval;
@@ -88,6 +87,35 @@ impl ResponseError for HookError {
     }
 }
 
+/// A delivery stored with its run: `state` is `queued`, or `blocked` while it waits for
+/// approval.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Queued {
+    run_id: i64,
+    delivery_id: String,
+    state: RunState,
+}
+
+/// `{"duplicate": true}`: delivered before; nothing was stored again.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Duplicate {
+    duplicate: bool,
+}
+
+/// `{"ignored": why}`: verified, and nothing to do.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Ignored {
+    ignored: String,
+}
+
+pub(super) fn duplicate() -> HttpResponse {
+    HttpResponse::Ok().json(Duplicate { duplicate: true })
+}
+
+pub(super) fn ignored(reason: String) -> HttpResponse {
+    HttpResponse::Ok().json(Ignored { ignored: reason })
+}
+
 /// The 2xx answers.
 enum Accepted {
     Queued {
@@ -115,17 +143,45 @@ impl Accepted {
                 run_id,
                 delivery_id,
                 blocked,
-            } => HttpResponse::Accepted().json(json!({
-                "run_id": run_id,
-                "delivery_id": delivery_id,
-                "state": if blocked { RunState::Blocked } else { RunState::Queued },
-            })),
-            Accepted::Duplicate => HttpResponse::Ok().json(json!({ "duplicate": true })),
-            Accepted::NotActedOn(reason) => HttpResponse::Ok().json(json!({ "ignored": reason })),
+            } => HttpResponse::Accepted().json(Queued {
+                run_id,
+                delivery_id,
+                state: if blocked {
+                    RunState::Blocked
+                } else {
+                    RunState::Queued
+                },
+            }),
+            Accepted::Duplicate => duplicate(),
+            Accepted::NotActedOn(reason) => ignored(reason),
         }
     }
 }
 
+/// A forge's webhook: verified by its signature or token, parsed, and stored with its run
+/// before the answer.
+#[utoipa::path(
+    post, path = "/hooks/{forge}", tag = "webhooks",
+    params(
+        ("forge" = String, Path, description = "github, gitlab or gitea"),
+        ("X-GitHub-Event" = Option<String>, Header, nullable = false), ("X-GitHub-Delivery" = Option<String>, Header, nullable = false),
+        ("X-Hub-Signature-256" = Option<String>, Header, nullable = false, description = "`sha256=<hex>` HMAC of the body"),
+        ("X-Gitlab-Event" = Option<String>, Header, nullable = false), ("X-Gitlab-Token" = Option<String>, Header, nullable = false),
+        ("X-Gitea-Event" = Option<String>, Header, nullable = false), ("X-Gitea-Signature" = Option<String>, Header, nullable = false),
+        ("X-Forgejo-Event" = Option<String>, Header, nullable = false), ("X-Forgejo-Signature" = Option<String>, Header, nullable = false),
+    ),
+    request_body(content = Object, description = "The forge's event payload"),
+    responses(
+        (status = 202, description = "Stored with its run", body = Queued),
+        (status = 200, description = "A redelivery (`duplicate`), or an event Gantry does not act on (`ignored`)", body = Ignored),
+        (status = 400, description = "No event header, or a body that is not the event's JSON", body = super::ErrorBody),
+        (status = 401, description = "A missing or wrong signature or token", body = super::ErrorBody),
+        (status = 404, description = "An unknown forge, or a repo that is not configured", body = super::ErrorBody),
+        (status = 408, description = "The body did not arrive within `server.request_timeout`", body = super::ErrorBody),
+        (status = 413, description = "Larger than `server.max_body_bytes`", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable: the forge should retry", body = super::ErrorBody),
+    )
+)]
 pub async fn receive(
     state: web::Data<AppState>,
     forge: web::Path<String>,

@@ -21,7 +21,7 @@ const MAX_VARIABLES: usize = 32;
 /// Longest value of one variable.
 const MAX_VALUE_BYTES: usize = 4096;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManualRequest {
     /// `refs/heads/main`, `refs/tags/v1`, or a bare branch name.
@@ -31,7 +31,28 @@ pub struct ManualRequest {
     variables: BTreeMap<String, String>,
 }
 
-/// `POST /api/repos/{owner}/{repo}/runs`: 202 with the run's id.
+/// `{"run_id": id}`
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Started {
+    run_id: i64,
+}
+
+/// A manual run of a ref's newest known commit, with variables: 202 with the run's id.
+#[utoipa::path(
+    post, path = "/api/repos/{repo}/runs", tag = "runs",
+    params(("repo" = String, Path, description = "`owner/name` (GitLab: `group/subgroup/name`)")),
+    request_body = ManualRequest,
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 202, description = "Queued", body = Started),
+        (status = 400, description = "A body that is not a manual run request, or bad variables", body = super::ErrorBody),
+        (status = 401, description = "Not signed in", body = super::ErrorBody),
+        (status = 403, description = "Read permission only, or a bad CSRF token", body = super::ErrorBody),
+        (status = 404, description = "No such repo, or one the caller may not read", body = super::ErrorBody),
+        (status = 422, description = "No pipeline runs on `manual`, or no commit of that ref is known", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+    )
+)]
 pub async fn start_run(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -51,10 +72,11 @@ pub async fn start_run(
         variables,
     )
     .await?;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({ "run_id": id })))
+    Ok(HttpResponse::Accepted().json(Started { run_id: id }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ManualForm {
     csrf: Option<String>,
     #[serde(rename = "ref")]
@@ -64,7 +86,21 @@ pub struct ManualForm {
     variables: String,
 }
 
-/// `POST /repos/{owner}/{repo}/runs`, the run list's form: starts, then to the run's page.
+/// The run list's "Run" form: starts a manual run, then to the run's page.
+#[utoipa::path(
+    post, path = "/repos/{repo}/runs", tag = "pages",
+    params(("repo" = String, Path, description = "`owner/name`")),
+    request_body(content = ManualForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("session" = [])),
+    responses(
+        (status = 303, description = "Started: to the run's page; or a visitor sent to sign in"),
+        (status = 400, description = "A form that is not one, or a variable that is not `NAME=value`", body = super::ErrorBody),
+        (status = 403, description = "Read permission only, or a bad CSRF token", body = super::ErrorBody),
+        (status = 404, description = "No such repo, or one the reader may not read", body = super::ErrorBody),
+        (status = 422, description = "No pipeline runs on `manual`, or no commit of that ref is known", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+    )
+)]
 pub async fn start_run_form(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -78,6 +114,8 @@ pub async fn start_run_form(
             .insert_header(("Location", login_url(&back)))
             .finish());
     }
+    // An unknown repo is named as such before its variables are read.
+    configured(&state, &repo)?;
     let mut variables = Vec::new();
     for line in form
         .variables

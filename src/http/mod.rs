@@ -11,6 +11,7 @@ mod events;
 mod health;
 mod hooks;
 mod manual;
+pub mod openapi;
 mod overview;
 mod pages;
 mod pictures;
@@ -19,6 +20,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::StatusCode;
 use actix_web::web;
 
 use crate::auth::Access;
@@ -71,53 +73,51 @@ pub struct AppState {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Webhook intake and the API: served by the `all` and `intake` roles.
+/// Webhook intake and the API: served by the `all` and `intake` roles. Each path is one
+/// resource with its methods, so another method on it is answered 405.
 pub fn routes(config: &mut web::ServiceConfig) {
+    use web::{get, post, resource};
     config
-        .route("/", web::get().to(pages::runs_page))
-        .route("/runs/{id}", web::get().to(pages::run_page))
-        .route(
-            "/runs/{id}/timeline.svg",
-            web::get().to(pages::timeline_svg),
-        )
+        .app_data(bad_json())
+        .app_data(bad_query())
+        .app_data(bad_form())
+        .app_data(bad_path())
+        .service(resource("/api/openapi.json").route(get().to(openapi::openapi_json)))
+        .service(resource("/").route(get().to(pages::runs_page)))
+        .service(resource("/runs/{id}").route(get().to(pages::run_page)))
+        .service(resource("/runs/{id}/timeline.svg").route(get().to(pages::timeline_svg)))
         // Before `/hooks/{forge}`, which would take these names for forges.
-        .route("/hooks/flux", web::post().to(deploy_hooks::receive_flux))
-        .route(
-            "/hooks/argocd",
-            web::post().to(deploy_hooks::receive_argocd),
-        )
-        .route("/hooks/{forge}", web::post().to(hooks::receive))
-        .route("/api/runs", web::get().to(api::list_runs))
-        .route("/api/runs/{id}", web::get().to(api::get_run))
+        .service(resource("/hooks/flux").route(post().to(deploy_hooks::receive_flux)))
+        .service(resource("/hooks/argocd").route(post().to(deploy_hooks::receive_argocd)))
+        .service(resource("/hooks/{forge}").route(post().to(hooks::receive)))
+        .service(resource("/api/runs").route(get().to(api::list_runs)))
+        .service(resource("/api/runs/{id}").route(get().to(api::get_run)))
         .service(
-            web::resource("/api/runs/{id}/log")
+            resource("/api/runs/{id}/log")
                 .wrap(actix_web::middleware::Compress::default())
-                .route(web::get().to(api::get_log)),
+                .route(get().to(api::get_log)),
         )
-        .route("/api/runs/{id}/events", web::get().to(events::run_events))
-        .route("/api/runs/{id}/cancel", web::post().to(api::cancel_run))
-        .route("/api/runs/{id}/rerun", web::post().to(api::rerun_run))
-        .route("/api/runs/{id}/approve", web::post().to(api::approve_run))
-        .route("/api/runs/{id}/decline", web::post().to(api::decline_run))
-        .route("/runs/{id}/approve", web::post().to(pages::approve_form))
-        .route("/runs/{id}/decline", web::post().to(pages::decline_form))
-        .route("/api/runners", web::get().to(api::list_runners))
-        .route("/runners", web::get().to(pages::runners_page))
-        .route("/badges/{repo:.+}.svg", web::get().to(badges::badge))
-        .route(
-            "/api/repos/{repo:.+}/runs",
-            web::post().to(manual::start_run),
+        .service(resource("/api/runs/{id}/events").route(get().to(events::run_events)))
+        .service(resource("/api/runs/{id}/cancel").route(post().to(api::cancel_run)))
+        .service(resource("/api/runs/{id}/rerun").route(post().to(api::rerun_run)))
+        .service(resource("/api/runs/{id}/approve").route(post().to(api::approve_run)))
+        .service(resource("/api/runs/{id}/decline").route(post().to(api::decline_run)))
+        .service(resource("/runs/{id}/approve").route(post().to(pages::approve_form)))
+        .service(resource("/runs/{id}/decline").route(post().to(pages::decline_form)))
+        .service(resource("/api/runners").route(get().to(api::list_runners)))
+        .service(resource("/runners").route(get().to(pages::runners_page)))
+        .service(resource("/badges/{repo:.+}.svg").route(get().to(badges::badge)))
+        .service(resource("/api/repos/{repo:.+}/runs").route(post().to(manual::start_run)))
+        .service(resource("/repos/{repo:.+}/runs").route(post().to(manual::start_run_form)))
+        .service(resource("/repos/{repo:.+}").route(get().to(overview::repo_page)))
+        .service(
+            resource("/login")
+                .route(get().to(auth::login_page))
+                .route(post().to(auth::login_with_token)),
         )
-        .route(
-            "/repos/{repo:.+}/runs",
-            web::post().to(manual::start_run_form),
-        )
-        .route("/repos/{repo:.+}", web::get().to(overview::repo_page))
-        .route("/login", web::get().to(auth::login_page))
-        .route("/login", web::post().to(auth::login_with_token))
-        .route("/login/{forge}", web::get().to(auth::login_with_forge))
-        .route("/login/{forge}/callback", web::get().to(auth::callback))
-        .route("/logout", web::post().to(auth::logout));
+        .service(resource("/login/{forge}").route(get().to(auth::login_with_forge)))
+        .service(resource("/login/{forge}/callback").route(get().to(auth::callback)))
+        .service(resource("/logout").route(post().to(auth::logout)));
 }
 
 /// The token of an `Authorization: Bearer …` header, if the request has one.
@@ -139,10 +139,11 @@ fn may_see_fleet(state: &AppState, viewer: &crate::auth::Viewer) -> bool {
 
 /// Health and metrics: served by every role.
 pub fn health_routes(config: &mut web::ServiceConfig) {
+    use web::{get, resource};
     config
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics));
+        .service(resource("/healthz").route(get().to(health::healthz)))
+        .service(resource("/readyz").route(get().to(health::readyz)))
+        .service(resource("/metrics").route(get().to(health::metrics)));
 }
 
 /// The most of each stage's output the run page shows, and the event stream replays, before
@@ -151,6 +152,37 @@ pub fn health_routes(config: &mut web::ServiceConfig) {
 const LOG_TAIL_BYTES: i64 = 512 * 1024;
 
 /// The JSON body of every error answer: `{"error": "…"}`.
-fn error_body(message: &str) -> serde_json::Value {
-    serde_json::json!({ "error": message })
+/// A body, query or path its handler cannot read is refused as the API refuses anything:
+/// JSON with the reason (a path that is not one names nothing: 404).
+fn bad_json() -> web::JsonConfig {
+    web::JsonConfig::default().error_handler(|err, _| refusal(StatusCode::BAD_REQUEST, &err))
+}
+
+fn bad_query() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _| refusal(StatusCode::BAD_REQUEST, &err))
+}
+
+fn bad_form() -> web::FormConfig {
+    web::FormConfig::default().error_handler(|err, _| refusal(StatusCode::BAD_REQUEST, &err))
+}
+
+fn bad_path() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _| refusal(StatusCode::NOT_FOUND, &err))
+}
+
+fn refusal(status: StatusCode, err: &dyn std::fmt::Display) -> actix_web::Error {
+    let response = actix_web::HttpResponse::build(status).json(error_body(&err.to_string()));
+    actix_web::error::InternalError::from_response(err.to_string(), response).into()
+}
+
+/// What every refusal answers: `{"error": "…"}`, a sentence for people.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: String,
+}
+
+fn error_body(message: &str) -> ErrorBody {
+    ErrorBody {
+        error: message.to_owned(),
+    }
 }

@@ -63,6 +63,20 @@ struct RepoPage {
     trends: Vec<TrendRow>,
 }
 
+/// One repo at a glance.
+#[utoipa::path(
+    get, path = "/repos/{repo}", tag = "pages",
+    params(("repo" = String, Path, description = "`owner/name` (GitLab: `group/subgroup/name`)")),
+    security((), ("session" = [])),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "A visitor who must sign in first"),
+        (status = 404, description = "No such repo here, or one the reader may not read", content(
+            (String = "text/html"), (super::ErrorBody = "application/json"),
+        )),
+        (status = 503, description = "The store is unavailable", content_type = "text/html", body = String),
+    )
+)]
 pub async fn repo_page(
     state: web::Data<AppState>,
     request: HttpRequest,

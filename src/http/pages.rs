@@ -27,11 +27,16 @@ use crate::store::{
 /// Runs listed on the front page.
 const PAGE_SIZE: u32 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
+    /// Only runs of this repo.
     repo: Option<String>,
+    /// Only runs in this state (an unknown one filters nothing).
     state: Option<String>,
+    /// A branch (`main`) or a full ref.
     branch: Option<String>,
+    /// The kind of event (an unknown one filters nothing).
     event: Option<String>,
     /// Runs older than this id: the next page.
     before: Option<i64>,
@@ -189,6 +194,18 @@ struct MissingPage {
     message: String,
 }
 
+/// The run list: a hundred runs a page, filtered by repo, state, branch and event; the
+/// "Run" form and the schedules when one repo is shown.
+#[utoipa::path(
+    get, path = "/", tag = "pages",
+    params(RunsQuery),
+    security((), ("session" = [])),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 400, description = "A filter of the wrong type", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable", content_type = "text/html", body = String),
+    )
+)]
 pub async fn runs_page(
     state: web::Data<AppState>,
     viewer: Viewer,
@@ -351,6 +368,15 @@ struct RunnersPage {
 }
 
 /// The runner fleet.
+#[utoipa::path(
+    get, path = "/runners", tag = "pages",
+    security((), ("session" = [])),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "Visitors may not see the fleet here: to sign-in"),
+        (status = 503, description = "The store is unavailable", content_type = "text/html", body = String),
+    )
+)]
 pub async fn runners_page(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -380,6 +406,21 @@ pub async fn runners_page(
     }
 }
 
+/// One run: its facts, timeline, approval, bumps, deployments, caches, statuses, stages
+/// and the end of each stage's log, followed live while it runs.
+#[utoipa::path(
+    get, path = "/runs/{id}", tag = "pages",
+    params(("id" = i64, Path, description = "The run")),
+    security((), ("session" = [])),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "A visitor who must sign in first"),
+        (status = 404, description = "No such run, or one the reader may not read", content(
+            (String = "text/html"), (super::ErrorBody = "application/json"),
+        )),
+        (status = 503, description = "The store is unavailable", content_type = "text/html", body = String),
+    )
+)]
 pub async fn run_page(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -458,8 +499,19 @@ pub async fn run_page(
     html(StatusCode::OK, page.render())
 }
 
-/// `GET /runs/{id}/timeline.svg`: the run page's timeline alone, which the page fetches
-/// again while the run runs; readable as the run is.
+/// The run page's timeline alone, which the page fetches again while the run runs;
+/// readable as the run is.
+#[utoipa::path(
+    get, path = "/runs/{id}/timeline.svg", tag = "pages",
+    params(("id" = i64, Path, description = "The run")),
+    security((), ("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The timeline", content_type = "image/svg+xml", body = String),
+        (status = 401, description = "Sign in to see this run", body = super::ErrorBody),
+        (status = 404, description = "No such run, or one the reader may not read", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+    )
+)]
 pub async fn timeline_svg(
     state: web::Data<AppState>,
     viewer: Viewer,
@@ -491,7 +543,21 @@ pub async fn timeline_svg(
         .body(svg))
 }
 
-/// `POST /runs/{id}/approve`, the run page's button: approves, then back to the page.
+/// The run page's "Approve and run" button: approves, then back to the page.
+#[utoipa::path(
+    post, path = "/runs/{id}/approve", tag = "pages",
+    params(("id" = i64, Path, description = "The run")),
+    request_body(content = DecisionForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("session" = [])),
+    responses(
+        (status = 303, description = "Approved: back to the run; or a visitor sent to sign in"),
+        (status = 400, description = "A form that is not one", body = super::ErrorBody),
+        (status = 403, description = "Read permission only, or a bad CSRF token", body = super::ErrorBody),
+        (status = 404, description = "No such run, or one the reader may not read", body = super::ErrorBody),
+        (status = 409, description = "The run is not waiting for approval", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+    )
+)]
 pub async fn approve_form(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -502,7 +568,21 @@ pub async fn approve_form(
     decide_form(&state, &request, &viewer, *id, &form, Decision::Approved).await
 }
 
-/// `POST /runs/{id}/decline`, the run page's button: declines, then back to the page.
+/// The run page's "Decline" button: declines, then back to the page.
+#[utoipa::path(
+    post, path = "/runs/{id}/decline", tag = "pages",
+    params(("id" = i64, Path, description = "The run")),
+    request_body(content = DecisionForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("session" = [])),
+    responses(
+        (status = 303, description = "Declined: back to the run; or a visitor sent to sign in"),
+        (status = 400, description = "A form that is not one", body = super::ErrorBody),
+        (status = 403, description = "Read permission only, or a bad CSRF token", body = super::ErrorBody),
+        (status = 404, description = "No such run, or one the reader may not read", body = super::ErrorBody),
+        (status = 409, description = "The run is not waiting for approval", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+    )
+)]
 pub async fn decline_form(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -513,7 +593,8 @@ pub async fn decline_form(
     decide_form(&state, &request, &viewer, *id, &form, Decision::Declined).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DecisionForm {
     csrf: Option<String>,
 }

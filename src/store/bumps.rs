@@ -8,7 +8,7 @@ use super::now_millis;
 use crate::domain::BumpedFile;
 
 /// One bump stage's result, as the run shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BumpReport {
     pub pipeline: String,
     pub stage: String,

@@ -7,7 +7,7 @@ use sqlx::Row;
 use crate::domain::CacheOutcome;
 
 /// One cache of one pipeline of a run: how it was restored, and whether it was saved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CacheReport {
     pub pipeline: String,
     /// The key, its `${hash:…}`s resolved.

@@ -67,7 +67,7 @@ pub struct SettledDeployment {
 }
 
 /// One environment's deployment of one of a run's bumps, as the run shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeployReport {
     pub environment: String,
     /// The bump stage: its pipeline and name.

@@ -338,36 +338,37 @@ impl super::Store {
     /// again, one of an approved run carries its approval.
     pub async fn rerun(&self, run_id: i64) -> anyhow::Result<Option<i64>> {
         let mut tx = self.pool().begin().await.context("starting a rerun")?;
-        let Some(old) = sqlx::query(
+        // The delivery is written first, from the old run's row: a SQLite transaction that
+        // read first could not write once another writer had committed since its read.
+        let now = now_millis();
+        let Some(delivery) = sqlx::query(
+            "INSERT INTO deliveries (forge, delivery_id, event_name, repo, received_at) \
+             SELECT forge, $1, 'rerun', repo, $2 FROM runs WHERE id = $3 RETURNING id",
+        )
+        .bind(format!(
+            "rerun-of-{run_id}-{}",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .bind(now)
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("recording the rerun")?
+        else {
+            return Ok(None);
+        };
+        let delivery: i64 = delivery.try_get(0)?;
+        let old = sqlx::query(
             "SELECT forge, repo, trigger_kind, git_ref, commit_sha, commit_message, pr_number, \
              event, approval_reason, approval_decision, approval_by, approval_at \
              FROM runs WHERE id = $1",
         )
         .bind(run_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .with_context(|| format!("reading run {run_id}"))?
-        else {
-            return Ok(None);
-        };
-        let now = now_millis();
-        let forge: Forge = old.try_get(0)?;
-        let repo: RepoName = old.try_get(1)?;
-        let delivery: i64 = sqlx::query(
-            "INSERT INTO deliveries (forge, delivery_id, event_name, repo, received_at) \
-             VALUES ($1, $2, 'rerun', $3, $4) RETURNING id",
-        )
-        .bind(forge)
-        .bind(format!(
-            "rerun-of-{run_id}-{}",
-            uuid::Uuid::new_v4().simple()
-        ))
-        .bind(&repo)
-        .bind(now)
         .fetch_one(&mut *tx)
         .await
-        .context("recording the rerun")?
-        .try_get(0)?;
+        .with_context(|| format!("reading run {run_id}"))?;
+        let forge: Forge = old.try_get(0)?;
+        let repo: RepoName = old.try_get(1)?;
         let reason: Option<String> = old.try_get(8)?;
         let approved = old.try_get::<Option<Decision>, _>(9)? == Some(Decision::Approved);
         let state = match (&reason, approved) {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::{Backend, Hold, now_millis};
 use crate::domain::StageState;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PipelineResult {
     pub pipeline: String,
     pub file: String,
@@ -18,7 +18,7 @@ pub struct PipelineResult {
     pub stages: Vec<StageResult>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StageResult {
     pub stage: String,
     pub state: StageState,

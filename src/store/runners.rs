@@ -22,7 +22,7 @@ pub struct RunnerIdentity {
 }
 
 /// A runner as `/api/runners` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunnerRecord {
     pub name: String,
     pub labels: Vec<String>,

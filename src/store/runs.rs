@@ -9,7 +9,7 @@ use crate::domain::{CommitSha, Decision, Forge, RepoName, RunState, StageState, 
 use crate::webhook::Event;
 
 /// A run as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Run {
     pub id: i64,
     pub forge: Forge,
@@ -36,11 +36,12 @@ pub struct Run {
     pub approval: Option<Approval>,
     /// The whole event; only filled when one run is asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub event: Option<Event>,
 }
 
 /// A run that had to wait for approval: why, and who decided what, when.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Approval {
     pub reason: String,
     /// `None` while the run waits (or once it was canceled or superseded while waiting).

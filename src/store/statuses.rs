@@ -21,7 +21,7 @@ pub struct ClaimedStatus {
 }
 
 /// The latest update of one context of a run, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StatusReport {
     pub context: String,
     pub state: StatusState,

@@ -6,6 +6,7 @@ mod access;
 mod architecture;
 mod gitops;
 mod intake;
+mod openapi;
 mod pipeline;
 mod runner;
 mod server;
