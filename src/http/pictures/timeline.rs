@@ -472,3 +472,110 @@ fn millis(text: &str) -> Option<i64> {
         .ok()
         .map(|at| at.timestamp_millis())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CommitSha, Decision, Forge, RepoName, RunState, Trigger};
+    use crate::store::{Approval, StageResult};
+
+    fn at(seconds: i64) -> String {
+        chrono::DateTime::from_timestamp_millis(seconds * 1000)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    fn run() -> Run {
+        Run {
+            id: 7,
+            forge: Forge::Github,
+            repo: RepoName::new("acme/app"),
+            trigger: Trigger::PullRequest,
+            git_ref: "refs/heads/feature".into(),
+            commit_sha: CommitSha::parse(&"a".repeat(40)).unwrap(),
+            commit_message: None,
+            pr_number: Some(3),
+            state: RunState::Running,
+            description: None,
+            attempts: 1,
+            delivery_id: "d".into(),
+            received_at: at(0),
+            created_at: at(0),
+            started_at: Some(at(20)),
+            finished_at: None,
+            approval: Some(Approval {
+                reason: "a pull request from a fork".into(),
+                decision: Some(Decision::Approved),
+                by: Some("maintainer".into()),
+                at: Some(at(10)),
+            }),
+            event: None,
+        }
+    }
+
+    fn stage(
+        name: &str,
+        state: StageState,
+        times: Option<(i64, i64)>,
+        attempts: i64,
+    ) -> StageResult {
+        StageResult {
+            stage: name.into(),
+            state,
+            exit_code: None,
+            message: None,
+            attempts,
+            started_at: times.map(|(start, _)| at(start)),
+            finished_at: times.and_then(|(_, end)| (end > 0).then(|| at(end))),
+            log_dropped: 0,
+        }
+    }
+
+    #[test]
+    fn approval_waits_retries_and_waiting_stages_show() {
+        let pipelines = [PipelineResult {
+            pipeline: "ci".into(),
+            file: ".gantry/ci.yml".into(),
+            state: StageState::Running,
+            description: None,
+            stages: vec![
+                stage("flaky", StageState::Success, Some((22, 30)), 3),
+                stage("test", StageState::Running, Some((30, 0)), 1),
+                stage("deploy", StageState::Pending, None, 0),
+            ],
+        }];
+        let facts = Facts {
+            run: &run(),
+            pipelines: &pipelines,
+            bumps: &[],
+            deployments: &[],
+            now: 40_000,
+        };
+        let svg = render(&facts);
+        // The wait for approval, its decision, the queue and the checkout, on the run's lane.
+        assert!(
+            svg.contains("waited 10s for approval: a pull request from a fork"),
+            "{svg}"
+        );
+        assert!(svg.contains(r#"data-mark="decided""#));
+        assert!(svg.contains("approved by maintainer"));
+        assert!(svg.contains("queued 10s for a runner"));
+        assert!(svg.contains("checkout and planning: 2.0s"));
+        // Retries are counted on the bar and beside it.
+        assert!(
+            svg.contains("ci / flaky: success, 8.0s in 3 attempts"),
+            "{svg}"
+        );
+        assert!(svg.contains(">×3</text>"));
+        // A running stage's bar reaches now; a stage that waits shows its wait.
+        let scale = PLOT_WIDTH / 40_000.0;
+        let running = format!(
+            r#"data-stage="ci/test" x="{:.2}" y="#,
+            PLOT_LEFT + 30_000.0 * scale
+        );
+        assert!(svg.contains(&running), "{svg}");
+        assert!(svg.contains(&format!(r#"width="{:.2}""#, 10_000.0 * scale)));
+        assert!(svg.contains("ci / deploy waited 18s for the stages it needs or a free slot"));
+        assert!(svg.contains("ci / test waited 8.0s"), "{svg}");
+    }
+}
