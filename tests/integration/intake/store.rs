@@ -374,32 +374,45 @@ on_both_backends!(
     reopening_keeps_everything_and_migrations_are_idempotent
 );
 
+/// A bump stage's result for `file` of the config repo.
+fn bump_report(
+    file: &str,
+    changes: Vec<gantry::domain::ValueChange>,
+    commit: Option<String>,
+) -> BumpReport {
+    BumpReport {
+        pipeline: "web".into(),
+        stage: "deploy-dev".into(),
+        bumped: gantry::domain::BumpedFile {
+            repo: "https://git.example.com/acme/config.git".into(),
+            branch: "main".into(),
+            file: file.into(),
+            image: "registry.example.com/acme/web".into(),
+            changes,
+            commit,
+            pull_request: None,
+        },
+        error: None,
+        at: None,
+    }
+}
+
 async fn bumps_are_recorded_and_read_back(backend: Backend) {
     let (store, _dir) = open(backend).await;
     let Recorded::Queued { run_id } = store.record_delivery(push_delivery(None)).await.unwrap()
     else {
         panic!("first delivery must queue a run");
     };
-    let report = BumpReport {
-        pipeline: "web".into(),
-        stage: "deploy-dev".into(),
-        bumped: gantry::domain::BumpedFile {
-            repo: "https://git.example.com/acme/config.git".into(),
-            branch: "main".into(),
-            file: "apps/web/kustomization.yaml".into(),
-            image: "registry.example.com/acme/web".into(),
-            changes: vec![gantry::domain::ValueChange {
-                line: 7,
-                place: "images[0].newTag".into(),
-                old: Some("v1".into()),
-                new: "v2".into(),
-            }],
-            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
-            pull_request: None,
-        },
-        error: None,
-        at: None,
-    };
+    let report = bump_report(
+        "apps/web/kustomization.yaml",
+        vec![gantry::domain::ValueChange {
+            line: 7,
+            place: "images[0].newTag".into(),
+            old: Some("v1".into()),
+            new: "v2".into(),
+        }],
+        Some("0123456789abcdef0123456789abcdef01234567".into()),
+    );
     store.record_bump(run_id, &report).await.unwrap();
     let read = store.run_bumps(run_id).await.unwrap();
     assert_eq!(read.len(), 1);
@@ -422,21 +435,11 @@ async fn deploy_reports_settle_deployments(backend: Backend) {
     use gantry::store::{DeployRecorded, NewDeployEvent, SettledDeployment};
     let (store, _dir) = open(backend).await;
     let run_id = queue_one(&store).await;
-    let report = BumpReport {
-        pipeline: "web".into(),
-        stage: "deploy-dev".into(),
-        bumped: gantry::domain::BumpedFile {
-            repo: "https://git.example.com/acme/config.git".into(),
-            branch: "main".into(),
-            file: "apps/web/dev/kustomization.yaml".into(),
-            image: "registry.example.com/acme/web".into(),
-            changes: Vec::new(),
-            commit: Some("a".repeat(40)),
-            pull_request: None,
-        },
-        error: None,
-        at: None,
-    };
+    let report = bump_report(
+        "apps/web/dev/kustomization.yaml",
+        Vec::new(),
+        Some("a".repeat(40)),
+    );
     let bump_id = store.record_bump(run_id, &report).await.unwrap();
     store
         .open_deployments(bump_id, run_id, &[("dev".into(), None)])

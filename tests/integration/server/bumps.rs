@@ -66,6 +66,44 @@ pub(super) fn with_dockerfile(pipeline: &str, config_url: &str, registry: &str) 
     forge
 }
 
+/// The hand-off on real parts: a registry, a config repo, the app repo with `pipeline` (see
+/// [`with_dockerfile`]) pushed to main as `sha`, and a server whose config has the registry
+/// and the config repo, then `edit`'s changes (given the config repo's URL).
+pub(super) struct GitopsLoop {
+    pub registry: Registry,
+    pub configs: Repo,
+    pub forge: Repo,
+    pub sha: String,
+    pub server: Server,
+    _dir: tempfile::TempDir,
+}
+
+pub(super) fn gitops_loop(
+    pipeline: &str,
+    edit: impl FnOnce(TestConfig, &str) -> TestConfig,
+) -> GitopsLoop {
+    let registry = Registry::start();
+    let configs = config_repo(&registry.host);
+    let config_url = configs.url();
+    let forge = with_dockerfile(pipeline, &config_url, &registry.host);
+    let sha = forge.push("main");
+    let (dir, config_path) = config_dir(&forge, |config| {
+        edit(
+            with_registry_and_gitops(config, &registry.host, &config_url),
+            &config_url,
+        )
+    });
+    let server = Server::start(&config_path);
+    GitopsLoop {
+        registry,
+        configs,
+        forge,
+        sha,
+        server,
+        _dir: dir,
+    }
+}
+
 /// `config` with the registry's credentials and the config repo allowed as a bump target.
 pub(super) fn with_registry_and_gitops(
     config: TestConfig,
@@ -82,21 +120,20 @@ pub(super) fn with_registry_and_gitops(
 
 #[tokio::test]
 async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
-    let registry = Registry::start();
-    let configs = config_repo(&registry.host);
-    let config_url = configs.url();
-    let forge = app_with_dockerfile(&config_url, &registry.host, "");
-    let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |config| {
-        with_registry_and_gitops(config, &registry.host, &config_url)
-    });
-    let server = Server::start(&config_path);
-    let id = server.push(push_payload("main", &sha, "ship it")).await;
+    // Held whole: its parts (the repos' folders, the store) live as long as it does.
+    let gitops = gitops_loop(&PIPELINE.replace("PUSH", ""), |config, _| config);
+    let (registry, configs, sha, server) = (
+        &gitops.registry,
+        &gitops.configs,
+        &gitops.sha,
+        &gitops.server,
+    );
+    let id = server.push(push_payload("main", sha, "ship it")).await;
     let run = server.wait_for(id, "an end", finished).await;
     assert_eq!(run["state"], "success", "{run:#}");
 
     let bare = &configs.bare;
-    let digest = registry.manifest_digest("acme/app", &sha).await;
+    let digest = registry.manifest_digest("acme/app", sha).await;
     let file = git(bare, &["show", &format!("main:{OVERLAY}")]);
     let file = file.trim_end();
     assert!(
@@ -136,7 +173,7 @@ async fn a_merge_bumps_the_config_repo_and_the_run_records_it() {
     );
 
     // The same commit again (a re-run) changes nothing and commits nothing.
-    let again = server.push(push_payload("main", &sha, "ship it")).await;
+    let again = server.push(push_payload("main", sha, "ship it")).await;
     let run = server.wait_for(again, "an end", finished).await;
     assert_eq!(run["state"], "success", "{run:#}");
     assert_eq!(

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 use gantry::domain::Forge;
 use serde_json::Value;
 
-use super::bumps::{OVERLAY, config_repo, with_dockerfile, with_registry_and_gitops};
+use super::bumps::{OVERLAY, config_repo, gitops_loop};
 use crate::server::{REPO, SECRET, Server, config_dir, finished, push_payload};
 use crate::support::config::{TestConfig, quoted};
 use crate::support::deliveries::fixture_dir;
 use crate::support::fake_forge::{FakeForge, TOKEN};
-use crate::support::registry::Registry;
 
 const FLUX_KEY: &str = "flux-hmac-key";
 /// The key of notification-controller's own signature test.
@@ -253,32 +252,20 @@ const PIPELINE: &str = "stages:
 
 #[tokio::test]
 async fn a_flux_report_of_a_later_revision_tells_the_app_commit_it_is_deployed() {
-    let registry = Registry::start();
-    let configs = config_repo(&registry.host);
-    let config_url = configs.url();
     let fake = FakeForge::start(Forge::Github, REPO).await;
-    let forge = with_dockerfile(
-        &PIPELINE.replace("IMAGE", &super::image()),
-        &config_url,
-        &registry.host,
-    );
-    let first = forge.push("main");
     let api = fake.api_url();
-    let (_dir, config_path) = config_dir(&forge, |config| {
-        with_deploy(
-            with_registry_and_gitops(config, &registry.host, &config_url),
-            &config_url,
-        )
-        .forge(Forge::Github, SECRET, Some((TOKEN, &api)))
+    let gitops = gitops_loop(PIPELINE, |config, config_url| {
+        with_deploy(config, config_url).forge(Forge::Github, SECRET, Some((TOKEN, &api)))
     });
-    let server = Server::start(&config_path);
-    let id = server.push(push_payload("main", &first, "ship it")).await;
+    let (configs, forge, first, server) =
+        (&gitops.configs, &gitops.forge, &gitops.sha, &gitops.server);
+    let id = server.push(push_payload("main", first, "ship it")).await;
     let run = server.wait_for(id, "an end", finished).await;
     assert_eq!(run["state"], "success", "{run:#}");
     let bump = run["bumps"][0]["commit"].as_str().unwrap().to_owned();
     assert_eq!(run["deployments"][0]["environment"], "dev", "{run:#}");
     assert_eq!(run["deployments"][0]["state"], "pending");
-    let pending = wait_for_status(&fake, &first, "pending").await;
+    let pending = wait_for_status(&fake, first, "pending").await;
     assert_eq!(
         pending,
         vec![(
@@ -289,7 +276,7 @@ async fn a_flux_report_of_a_later_revision_tells_the_app_commit_it_is_deployed()
 
     // An unrelated object changes nothing.
     let (status, _) = flux(
-        &server,
+        server,
         FLUX_KEY,
         &flux_event("flux-system/other", &bump, false),
     )
@@ -311,13 +298,13 @@ async fn a_flux_report_of_a_later_revision_tells_the_app_commit_it_is_deployed()
     );
     let later = configs.head();
     let (status, answer) = flux(
-        &server,
+        server,
         FLUX_KEY,
         &flux_event("flux-system/web-dev", &later, false),
     )
     .await;
     assert_eq!(status, 202, "{answer}");
-    for sha in [&first, &next] {
+    for sha in [first, &next] {
         let seen = wait_for_status(&fake, sha, "success").await;
         assert_eq!(seen.last().unwrap().1, "deployed to dev");
     }
@@ -349,7 +336,7 @@ async fn a_flux_report_of_a_later_revision_tells_the_app_commit_it_is_deployed()
     let bump = run["bumps"][0]["commit"].as_str().unwrap().to_owned();
     wait_for_status(&fake, &second, "pending").await;
     let (status, _) = flux(
-        &server,
+        server,
         FLUX_KEY,
         &flux_event("flux-system/web-dev", &later, true),
     )
@@ -362,7 +349,7 @@ async fn a_flux_report_of_a_later_revision_tells_the_app_commit_it_is_deployed()
         "a revision without the bump settles nothing"
     );
     let (status, _) = flux(
-        &server,
+        server,
         FLUX_KEY,
         &flux_event("flux-system/web-dev", &bump, true),
     )
@@ -383,7 +370,7 @@ async fn a_flux_report_of_a_later_revision_tells_the_app_commit_it_is_deployed()
             .contains("timeout waiting for")
     );
     // The first change stays deployed: what ran before still runs.
-    assert_eq!(fake.statuses(&first, CONTEXT).len(), 2);
+    assert_eq!(fake.statuses(first, CONTEXT).len(), 2);
     assert!(fake.unexpected().is_empty(), "{:?}", fake.unexpected());
     let overlay = configs.file(OVERLAY);
     assert!(overlay.contains(&second), "{overlay}");

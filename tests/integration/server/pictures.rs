@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::bumps::{config_repo, with_dockerfile, with_registry_and_gitops};
+use super::bumps::gitops_loop;
 use crate::server::{Server, app_repo, config_dir, finished, push_payload};
 use crate::support::chromium::Browser;
-use crate::support::registry::Registry;
 
 /// Where the timeline's time axis starts and how wide it is (`src/http/pictures/timeline.rs`).
 const PLOT_LEFT: f64 = 210.0;
@@ -50,20 +49,9 @@ fn number(node: roxmltree::Node<'_, '_>, attribute: &str) -> f64 {
 
 #[tokio::test]
 async fn the_timeline_draws_stages_to_scale_on_their_own_lanes_with_push_and_bump_marks() {
-    let registry = Registry::start();
-    let configs = config_repo(&registry.host);
-    let config_url = configs.url();
-    let forge = with_dockerfile(
-        &PIPELINE.replace("IMAGE", &super::image()),
-        &config_url,
-        &registry.host,
-    );
-    let sha = forge.push("main");
-    let (_dir, config_path) = config_dir(&forge, |config| {
-        with_registry_and_gitops(config, &registry.host, &config_url)
-    });
-    let server = Server::start(&config_path);
-    let id = server.push(push_payload("main", &sha, "ship it")).await;
+    let gitops = gitops_loop(PIPELINE, |config, _| config);
+    let (configs, sha, server) = (&gitops.configs, gitops.sha.as_str(), &gitops.server);
+    let id = server.push(push_payload("main", sha, "ship it")).await;
     let run = server.wait_for(id, "an end", finished).await;
     assert_eq!(run["state"], "success", "{run:#}");
 
@@ -133,7 +121,7 @@ async fn the_timeline_draws_stages_to_scale_on_their_own_lanes_with_push_and_bum
     assert_eq!(lane_of(push), "ci / image");
     let push_title = push.first_element_child().unwrap().text().unwrap();
     assert!(push_title.starts_with("pushed "), "{push_title}");
-    assert!(push_title.contains(&sha), "{push_title}");
+    assert!(push_title.contains(sha), "{push_title}");
     let bump = mark("bump");
     assert_eq!(lane_of(bump), "ci / deploy-dev");
     let head = crate::server::git(&configs.bare, &["rev-parse", "main"]);
