@@ -226,3 +226,30 @@ async fn cancel_and_rerun_need_the_api_token() {
     let (status, _) = post(&app, "/api/runs/999999/rerun", token).await;
     assert_eq!(status, 404);
 }
+
+/// A stage name from the query names the downloaded file, reduced to safe characters: a
+/// quote or a line break can never reach the header.
+#[tokio::test]
+async fn a_log_downloads_name_keeps_only_safe_characters() {
+    let app = TestApp::spawn().await;
+    let body = fixture("github/push/goscm__push.json");
+    let accepted = app.post_hook("github", &github("push", &body)).await;
+    let id = accepted.json::<serde_json::Value>().await.unwrap()["run_id"]
+        .as_i64()
+        .unwrap();
+    let response = app
+        .client
+        .get(format!(
+            "{}/api/runs/{id}/log?stage=ci%2Fa%22%0D%0Ab%3Bc",
+            app.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let disposition = response.headers()["content-disposition"].to_str().unwrap();
+    assert_eq!(
+        disposition,
+        format!("attachment; filename=\"run-{id}-ci-a___b_c.log\"")
+    );
+}
