@@ -109,19 +109,9 @@ fn svg(label: &str, state: Option<StageState>) -> String {
     )
 }
 
-/// Text for SVG: a pipeline name comes from the query string.
+/// Text for SVG: a pipeline name comes from the query string, cut to 40 characters.
 fn escape(text: &str) -> String {
-    text.chars()
-        .take(40)
-        .map(|c| match c {
-            '&' => "&amp;".to_owned(),
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&#39;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
+    super::pictures::escape(&text.chars().take(40).collect::<String>())
 }
 
 #[cfg(test)]

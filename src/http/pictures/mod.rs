@@ -8,7 +8,7 @@ pub mod timeline;
 use std::fmt::Write;
 
 /// Text or an attribute value for SVG (an XML document on its own, an HTML fragment inline).
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
