@@ -20,28 +20,18 @@ struct Notification {
     message: String,
 }
 
-/// Checks the bearer token, then reads the notification.
-pub fn read(
-    tokens: &[Secret],
-    authorization: Option<&str>,
-    body: &[u8],
-) -> Result<Report, ReportError> {
+/// Checks the bearer token (the one `Authorization: Bearer …` gave), then reads the
+/// notification.
+pub fn read(tokens: &[Secret], bearer: Option<&str>, body: &[u8]) -> Result<Report, ReportError> {
     if tokens.is_empty() {
         return Err(ReportError::Unauthorized(
             "no deploy.argocd_tokens are configured".into(),
         ));
     }
-    let token = authorization
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ReportError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
-        })?;
-    // Every token is compared, so the time taken does not tell which one matched.
-    let matched = tokens.iter().fold(false, |matched, known| {
-        matched | known.matches(token.as_bytes())
-    });
-    if !matched {
+    let token = bearer.ok_or_else(|| {
+        ReportError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
+    })?;
+    if !crate::domain::matches_any(tokens, token.as_bytes()) {
         return Err(ReportError::Unauthorized(
             "the bearer token does not match".into(),
         ));

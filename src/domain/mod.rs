@@ -24,7 +24,7 @@ pub use error::describe;
 pub use forge::Forge;
 pub use label::{MAX_LABELS, check_runner_label};
 pub use repo::{CommitSha, GitRef, RepoName, Trigger};
-pub use secret::Secret;
+pub use secret::{Secret, matches_any};
 pub use state::{
     CacheOutcome, Decision, DeliveryState, DeployOutcome, DeploySource, DeployState, RunState,
     RunnerState, StageState, StatusState,

@@ -28,6 +28,14 @@ impl Secret {
     }
 }
 
+/// Whether `candidate` is one of `secrets` (a rotation may configure several). Every one is
+/// compared, so the time taken does not tell which matched.
+pub fn matches_any(secrets: &[Secret], candidate: &[u8]) -> bool {
+    secrets
+        .iter()
+        .fold(false, |matched, secret| matched | secret.matches(candidate))
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")

@@ -118,7 +118,7 @@ async fn accept(
             (report, environment)
         }
         DeploySource::Argocd => {
-            let report = argocd::read(&deploy.argocd_tokens, header("Authorization"), &body)?;
+            let report = argocd::read(&deploy.argocd_tokens, super::bearer_token(request), &body)?;
             let environment = deploy.argocd_environment(&report.object);
             (report, environment)
         }

@@ -61,16 +61,12 @@ fn authenticate(
              signing token on the webhook)"
         )));
     }
-    if let Some(token) = token {
-        let mut matched = false;
-        for configured in &settings.webhook_tokens {
-            matched |= configured.matches(token.as_bytes());
-        }
-        if !matched {
-            return Err(WebhookError::Unauthorized(format!(
-                "`{TOKEN_HEADER}` matches no configured token"
-            )));
-        }
+    if let Some(token) = token
+        && !crate::domain::matches_any(&settings.webhook_tokens, token.as_bytes())
+    {
+        return Err(WebhookError::Unauthorized(format!(
+            "`{TOKEN_HEADER}` matches no configured token"
+        )));
     }
     if signed {
         verify_signature(headers, body, &settings.signing_tokens, now)?;
