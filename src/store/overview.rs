@@ -92,33 +92,18 @@ impl super::Store {
         forge: Forge,
         repo: &RepoName,
     ) -> anyhow::Result<Vec<Run>> {
-        let mut runs = self
-            .newest_runs(
-                "SELECT MAX(id) FROM runs WHERE forge = $1 AND repo = $2 \
-                 AND pr_number IS NOT NULL GROUP BY pr_number",
-                forge,
-                repo,
-            )
-            .await
-            .context("reading the newest run of each pull request")?;
-        let closed = sqlx::query(
-            "SELECT number, closed_at FROM pull_request_closes WHERE forge = $1 AND repo = $2",
+        self.newest_runs(
+            "SELECT newest.id FROM (SELECT pr_number, MAX(id) AS id, MAX(created_at) AS at \
+             FROM runs WHERE forge = $1 AND repo = $2 AND pr_number IS NOT NULL \
+             GROUP BY pr_number) AS newest \
+             WHERE NOT EXISTS (SELECT 1 FROM pull_request_closes AS c \
+             WHERE c.forge = $1 AND c.repo = $2 AND c.number = newest.pr_number \
+             AND c.closed_at >= newest.at)",
+            forge,
+            repo,
         )
-        .bind(forge)
-        .bind(repo)
-        .fetch_all(self.pool())
         .await
-        .context("reading closed pull requests")?
-        .iter()
-        .map(|row| Ok((row.try_get::<i64, _>(0)?, timestamp(row.try_get(1)?))))
-        .collect::<anyhow::Result<std::collections::HashMap<_, _>>>()?;
-        // Both times are RFC 3339 in UTC with milliseconds: they compare as text.
-        runs.retain(|run| {
-            run.pr_number
-                .and_then(|number| closed.get(&number))
-                .is_none_or(|closed_at| *closed_at < run.created_at)
-        });
-        Ok(runs)
+        .context("reading the newest run of each open pull request")
     }
 
     async fn newest_runs(
