@@ -100,11 +100,10 @@ impl Application {
                 )
                 .with_metrics(metrics.clone());
                 reporter = Some(Reporter::new(store.clone(), forges).with_metrics(metrics.clone()));
-                settler = Some(crate::deploy::Settler::new(
-                    store.clone(),
-                    settings.clone(),
-                    metrics.clone(),
-                ));
+                // Without environments the hooks store no report: nothing to poll for.
+                settler = (!settings.deploy.environments.is_empty()).then(|| {
+                    crate::deploy::Settler::new(store.clone(), settings.clone(), metrics.clone())
+                });
                 // A previous process's leftovers are taken back before anything new runs; an
                 // engine that is down now only delays that to the next start.
                 if let Err(err) = scheduler.recover().await {
