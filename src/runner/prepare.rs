@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::checkout::{Checkout, forge_token};
 use crate::config::{RepoSettings, Settings};
-use crate::domain::{ChangedPaths, GitRef, StageState};
+use crate::domain::{ChangedPaths, Forge, GitRef, RepoName, Secret, StageState};
 use crate::forge::Forges;
 use crate::pipeline::{self, Plan, RunContext, skip_ci_requested};
 use crate::store::{ClaimedRun, ScheduleEntry, Store};
@@ -88,10 +88,7 @@ pub async fn read_schedules(
             .and_then(|event| event.repo?.clone_url)
             .context("no clone URL for the repo")?,
     };
-    let token = match forges {
-        Some(forges) => forges.git_token(repo.forge, &repo.name).await,
-        None => forge_token(settings, repo.forge).cloned(),
-    };
+    let token = git_token(settings, forges, repo.forge, &repo.name).await;
     let token = token.as_ref().map(|token| (repo.forge, token));
     let checkout = Checkout::fetch(&url, &head.commit_sha, Some(&git_ref.full()), token)
         .await
@@ -103,6 +100,20 @@ pub async fn read_schedules(
         Vec::new()
     };
     record_schedules(store, repo, default_branch, &loaded).await
+}
+
+/// The token git fetches `repo` with: the forge clients' (a GitHub App's installation
+/// token), else the forge's configured token.
+async fn git_token(
+    settings: &Settings,
+    forges: Option<&Forges>,
+    forge: Forge,
+    repo: &RepoName,
+) -> Option<Secret> {
+    match forges {
+        Some(forges) => forges.git_token(forge, repo).await,
+        None => forge_token(settings, forge).cloned(),
+    }
 }
 
 /// Makes the schedules of the `loaded` pipeline files the repo's.
@@ -192,10 +203,7 @@ pub async fn prepare(
         _ => (None, None, None, false),
     };
     let url = url.context("the event names no clone URL and the repo config sets none")?;
-    let token = match forges {
-        Some(forges) => forges.git_token(event.forge, &run.repo).await,
-        None => forge_token(settings, event.forge).cloned(),
-    };
+    let token = git_token(settings, forges, event.forge, &run.repo).await;
     let token = token.as_ref().map(|token| (event.forge, token));
     let checkout = Checkout::fetch(&url, &request.commit_sha, fallback_ref.as_deref(), token)
         .await
