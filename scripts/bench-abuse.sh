@@ -3,7 +3,7 @@
 # byte every five seconds, while wrk posts valid signed deliveries to `gantry serve --role
 # intake` (SQLite). Reports the valid deliveries' latency and errors during the attack, and
 # the server's open file descriptors and resident memory before, during and after it (the
-# slow connections are closed by server.request_timeout).
+# slow connections are closed by server.request_timeout), then after a second wave alone.
 #
 #   scripts/bench-abuse.sh [SLOW] [WRK_SECONDS] [WRK_CONNECTIONS]
 #
@@ -46,9 +46,11 @@ gantry=$!
 pids+=("$gantry")
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
 
+# Resident memory in all, and its anonymous part (the heap; the rest is the binary's pages).
 usage() {
-  printf '%s fds, %s' "$(ls /proc/$gantry/fd | wc -l)" \
-    "$(awk '/VmRSS/ {printf "%.1f MiB RSS", $2/1024}' /proc/$gantry/status)"
+  printf '%s fds, %s' "$(ls /proc/$gantry/fd | wc -l)" "$(awk '
+    /^VmRSS/ {rss = $2} /^RssAnon/ {anon = $2}
+    END {printf "%.1f MiB RSS (%.1f MiB anonymous)", rss / 1024, anon / 1024}' /proc/$gantry/status)"
 }
 echo "idle:            $(usage)"
 
@@ -115,4 +117,9 @@ sleep 5
 echo "6 s after:       $(usage)"
 sleep 10
 echo "16 s after:      $(usage)"
+# A second wave alone: what the first left behind must not grow.
+python3 "$work/slow.py" >"$work/slow.out"
+sleep 6
+echo "second wave:     $(cat "$work/slow.out")"
+echo "6 s after it:    $(usage)"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^gantry_http_(connections_open|requests_timed_out)' | sed 's/^/  /'

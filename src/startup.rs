@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
@@ -139,6 +139,10 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::default())
+                .wrap_fn(|mut request, app| {
+                    http::own_headers(request.head_mut());
+                    app.call(request)
+                })
                 .app_data(state.clone())
                 .configure(|config| {
                     http::health_routes(config);
@@ -266,9 +270,10 @@ fn allow_open_files(max_connections: usize) {
 /// How often freed memory is handed back to the operating system.
 const RELEASE_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Hands memory that bursts freed back to the operating system, so resident memory falls
-/// back to idle after thousands of connections close: glibc's allocator otherwise keeps the
-/// freed pages of every thread's arena.
+/// Hands memory that SQLite freed back to the operating system, so that resident memory
+/// falls back after a burst closed the store's extra connections and their page caches.
+/// Rust's allocations go to jemalloc (`main.rs`), which returns pages on its own; C code
+/// (SQLite) still allocates from glibc, which otherwise keeps freed pages in its arenas.
 async fn release_memory(shutdown: CancellationToken) {
     loop {
         tokio::select! {
