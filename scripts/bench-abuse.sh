@@ -2,8 +2,9 @@
 # Intake under abuse: SLOW connections (default 5,000) send a webhook's headers and then a
 # byte every five seconds, while wrk posts valid signed deliveries to `gantry serve --role
 # intake` (SQLite). Reports the valid deliveries' latency and errors during the attack, and
-# the server's open file descriptors and resident memory before, during and after it (the
-# slow connections are closed by server.request_timeout), then after a second wave alone.
+# the server's open file descriptors and resident memory: idle, after 3 s of valid deliveries
+# alone ("warm idle"), during the attack and after it (the slow connections are closed by
+# server.request_timeout), then after a second wave alone.
 #
 #   scripts/bench-abuse.sh [SLOW] [WRK_SECONDS] [WRK_CONNECTIONS]
 #
@@ -54,6 +55,30 @@ usage() {
 }
 echo "idle:            $(usage)"
 
+signature=$(openssl dgst -sha256 -hmac "$SECRET" -hex <"$PAYLOAD" | awk '{print $NF}')
+cat >"$work/post.lua" <<LUA
+local body = io.open("$PAYLOAD"):read("*a")
+local counter = 0
+function init(args) statuses = {} end
+function request()
+  counter = counter + 1
+  return wrk.format("POST", wrk.path, {
+    ["Content-Type"] = "application/json",
+    ["X-GitHub-Event"] = "push",
+    ["X-GitHub-Delivery"] = string.format("%d-%d", counter, math.random(1, 1e9)),
+    ["X-Hub-Signature-256"] = "sha256=$signature",
+  }, body)
+end
+function response(status) statuses[status] = (statuses[status] or 0) + 1 end
+LUA
+
+# Valid deliveries alone first: what any traffic leaves behind (the binary's pages touched,
+# the store's and the HTTP server's pools) is not the attack's.
+wrk -t2 -c"$CONNECTIONS" -d3s -s "$work/post.lua" "http://127.0.0.1:$PORT/hooks/github" >/dev/null
+# The store closes its extra connections 5 to 10 s after they were last used.
+sleep 11
+echo "warm idle:       $(usage)"
+
 # The slow clients: headers promising a body, then a byte every five seconds.
 cat >"$work/slow.py" <<PY
 import asyncio, sys
@@ -86,22 +111,6 @@ pids+=("$slow")
 sleep 3
 echo "slow held:       $(usage)"
 
-signature=$(openssl dgst -sha256 -hmac "$SECRET" -hex <"$PAYLOAD" | awk '{print $NF}')
-cat >"$work/post.lua" <<LUA
-local body = io.open("$PAYLOAD"):read("*a")
-local counter = 0
-function init(args) statuses = {} end
-function request()
-  counter = counter + 1
-  return wrk.format("POST", wrk.path, {
-    ["Content-Type"] = "application/json",
-    ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = string.format("%d-%d", counter, math.random(1, 1e9)),
-    ["X-Hub-Signature-256"] = "sha256=$signature",
-  }, body)
-end
-function response(status) statuses[status] = (statuses[status] or 0) + 1 end
-LUA
 wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/post.lua" \
   "http://127.0.0.1:$PORT/hooks/github" >"$work/wrk.out" &
 wrk_pid=$!

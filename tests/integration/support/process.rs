@@ -29,6 +29,12 @@ fn spawn(args: &[&str], config: &Path, keep: bool) -> (Child, String, LogLines) 
         .arg(config)
         .env("GANTRY__LOG__FORMAT", "json")
         .env("RUST_LOG", "info")
+        // A child a test kills leaves its checkouts behind: in the test's folder (beside the
+        // config) they go when the test's folder does, instead of piling up in /tmp.
+        .env(
+            "TMPDIR",
+            config.parent().expect("the config is in the test's folder"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
