@@ -20,8 +20,9 @@ const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Largest page served: keeps one request's work bounded.
 const MAX_PAGE_SIZE: u32 = 500;
 /// Output chunks read from the store per page of a streamed log: chunks are at most 64 KiB
-/// (and a line), so a reader holds about 256 KiB at a time (twice, while it is formatted).
-pub(super) const LOG_PAGE_CHUNKS: i64 = 4;
+/// (and a line), so a reader holds about 128 KiB at a time (twice, while it is formatted,
+/// and more while the store's driver copies rows).
+pub(super) const LOG_PAGE_CHUNKS: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -537,16 +538,7 @@ pub async fn get_log(
                     }
                 };
                 let last = chunks.last()?.0;
-                let mut text = String::new();
-                for (_, chunk) in &chunks {
-                    for line in chunk.text.lines() {
-                        if filter.is_none() {
-                            text.push_str(&format!("[{}/{}] ", chunk.pipeline, chunk.stage));
-                        }
-                        text.push_str(line);
-                        text.push('\n');
-                    }
-                }
+                let text = log_page_text(chunks.iter().map(|(_, chunk)| chunk), filter.is_none());
                 let page: Result<web::Bytes, actix_web::Error> = Ok(web::Bytes::from(text));
                 Some((page, (store, last, false)))
             }
@@ -559,4 +551,67 @@ pub async fn get_log(
             format!("attachment; filename=\"{filename}\""),
         ))
         .streaming(pages))
+}
+
+/// A page of a downloaded log as text, each line prefixed with `[pipeline/stage] ` when the
+/// download is the whole run's. Sized before it is written: eight slow readers of a large
+/// log each hold one page, not the page and the copies of growing it.
+fn log_page_text<'a>(
+    chunks: impl Iterator<Item = &'a crate::store::LogChunk> + Clone,
+    prefixed: bool,
+) -> String {
+    let prefix = |chunk: &crate::store::LogChunk| {
+        if prefixed {
+            chunk.pipeline.len() + chunk.stage.len() + 4
+        } else {
+            0
+        }
+    };
+    let size = chunks
+        .clone()
+        .map(|chunk| chunk.text.len() + 1 + chunk.text.lines().count() * prefix(chunk))
+        .sum();
+    let mut text = String::with_capacity(size);
+    for chunk in chunks {
+        for line in chunk.text.lines() {
+            if prefixed {
+                text.push('[');
+                text.push_str(&chunk.pipeline);
+                text.push('/');
+                text.push_str(&chunk.stage);
+                text.push_str("] ");
+            }
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::LogChunk;
+
+    use super::log_page_text;
+
+    fn chunk(stage: &str, text: &str) -> LogChunk {
+        LogChunk {
+            run_id: 1,
+            pipeline: "ci".into(),
+            stage: stage.into(),
+            first_line: 1,
+            line_count: text.lines().count() as i64,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_log_page_is_written_into_room_made_for_it() {
+        let chunks = [chunk("test", "one\ntwo\r\n"), chunk("build", "three")];
+        let whole = log_page_text(chunks.iter(), true);
+        assert_eq!(whole, "[ci/test] one\n[ci/test] two\n[ci/build] three\n");
+        assert!(whole.capacity() >= whole.len() && whole.capacity() <= whole.len() + 4);
+        let one_stage = log_page_text(chunks[..1].iter(), false);
+        assert_eq!(one_stage, "one\ntwo\n");
+    }
 }
