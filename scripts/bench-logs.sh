@@ -14,6 +14,9 @@ cd "$(dirname "$0")/.."
 SIZE=${1:-300000000}
 DOWNLOADS=${2:-8}
 SECRET=bench-secret
+# Repos are private unless said otherwise: reads go with the API token.
+TOKEN=bench-token
+auth=(-H "Authorization: Bearer $TOKEN")
 PORT=18081
 
 eval "$(scripts/test-services.sh)"
@@ -41,6 +44,7 @@ sha=$(git -C "$work/app" rev-parse HEAD)
 cat >"$work/gantry.toml" <<TOML
 [server]
 listen = "127.0.0.1:$PORT"
+api_token = "$TOKEN"
 [store]
 url = "sqlite://$work/gantry.db"
 [runner]
@@ -65,20 +69,20 @@ run_id=$(curl -sf "http://127.0.0.1:$PORT/hooks/github" -H "X-GitHub-Event: push
   -H "X-GitHub-Delivery: bench-$RANDOM" -H "X-Hub-Signature-256: sha256=$signature" \
   -H "Content-Type: application/json" -d "$body" | python3 -c 'import json,sys; print(json.load(sys.stdin)["run_id"])')
 while :; do
-  state=$(curl -sf "http://127.0.0.1:$PORT/api/runs/$run_id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+  state=$(curl -sf "${auth[@]}" "http://127.0.0.1:$PORT/api/runs/$run_id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
   [[ $state != queued && $state != running ]] && break
   sleep 0.5
 done
 finished=$(date +%s.%N)
 peak() { awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$pid/status"; }
 peak_after_run=$(peak)
-dropped=$(curl -sf "http://127.0.0.1:$PORT/api/runs/$run_id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pipelines"][0]["stages"][0]["log_dropped"])')
+dropped=$(curl -sf "${auth[@]}" "http://127.0.0.1:$PORT/api/runs/$run_id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pipelines"][0]["stages"][0]["log_dropped"])')
 mib() { awk '{printf "%.1f MiB", $1/1048576}' <<<"$(stat -c %s "$1" 2>/dev/null || echo 0)"; }
 store="$(mib "$work/gantry.db") (and a write-ahead log of $(mib "$work/gantry.db-wal"), reused)"
-page=$(curl -sf "http://127.0.0.1:$PORT/runs/$run_id" | wc -c)
+page=$(curl -sf "${auth[@]}" "http://127.0.0.1:$PORT/runs/$run_id" | wc -c)
 
 for i in $(seq "$DOWNLOADS"); do
-  curl -sf -o /dev/null -w "%{time_starttransfer} %{time_total} %{size_download}\n" \
+  curl -sf "${auth[@]}" -o /dev/null -w "%{time_starttransfer} %{time_total} %{size_download}\n" \
     "http://127.0.0.1:$PORT/api/runs/$run_id/log" >"$work/download-$i" &
 done
 wait $(jobs -p | grep -v "^$pid$") 2>/dev/null || true
