@@ -567,9 +567,13 @@ fn log_page_text<'a>(
             0
         }
     };
+    // The stored line count, not a second pass over the text: it only sizes the string.
     let size = chunks
         .clone()
-        .map(|chunk| chunk.text.len() + 1 + chunk.text.lines().count() * prefix(chunk))
+        .map(|chunk| {
+            let lines = usize::try_from(chunk.line_count).unwrap_or(0);
+            chunk.text.len() + 1 + lines * prefix(chunk)
+        })
         .sum();
     let mut text = String::with_capacity(size);
     for chunk in chunks {
