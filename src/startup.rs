@@ -138,7 +138,7 @@ impl Application {
             http::count_connection(state.metrics.clone(), server_settings.max_connections);
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<http::spans::RequestSpans>::new())
                 .wrap_fn(|mut request, app| {
                     http::own_headers(request.head_mut());
                     app.call(request)

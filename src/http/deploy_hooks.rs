@@ -6,9 +6,10 @@
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use bytes::BytesMut;
 
 use super::AppState;
-use super::hooks::{HookError, read_body_in_time};
+use super::hooks::{HookError, read_then};
 use crate::deploy::{argocd, flux};
 use crate::domain::DeploySource;
 use crate::metrics::DeliveryLabels;
@@ -76,7 +77,11 @@ async fn receive(
     source: DeploySource,
 ) -> HttpResponse {
     let started = Instant::now();
-    let (outcome, response) = match accept(state, request, body, source).await {
+    let (span, result) = read_then(state, request, body, |body| {
+        accept(state, request, body, source)
+    })
+    .await;
+    let (outcome, response) = span.in_scope(|| match result {
         Ok((outcome, response)) => (outcome, response),
         Err(err) => {
             if matches!(err, HookError::Store(_)) {
@@ -86,7 +91,7 @@ async fn receive(
             }
             (err.outcome(), err.error_response())
         }
-    };
+    });
     state.metrics.observe_delivery(
         DeliveryLabels {
             forge: source.as_str(),
@@ -100,10 +105,9 @@ async fn receive(
 async fn accept(
     state: &AppState,
     request: &HttpRequest,
-    body: web::Payload,
+    body: BytesMut,
     source: DeploySource,
 ) -> Result<(&'static str, HttpResponse), HookError> {
-    let body = read_body_in_time(state, request, body).await?;
     let deploy = &state.settings.deploy;
     let header = |name: &str| {
         request

@@ -2,23 +2,21 @@
 
 use std::time::{Instant, SystemTime};
 
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use bytes::BytesMut;
-use futures_util::StreamExt;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use tracing::{Instrument, Span};
 
-use super::{AppState, error_body};
+use super::{AppState, error_body, spans};
 use crate::approval;
 use crate::deploy::ReportError;
 use crate::domain::{Forge, RepoName, RunState};
 use crate::metrics::DeliveryLabels;
 use crate::store::{NewDelivery, Recorded};
 use crate::webhook::{self, WebhookError};
-
-/// Room made for a body before its bytes arrive; a real delivery is a few KiB to a few
-/// hundred.
-const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
 
 /// Why a delivery got no 2xx. Mapped once to a status below; never a 500 for bad input.
 #[derive(Debug, thiserror::Error)]
@@ -190,8 +188,20 @@ pub async fn receive(
 ) -> HttpResponse {
     let started = Instant::now();
     let forge_name = forge.into_inner();
-    let result = accept(&state, &forge_name, &request, body).await;
-    let (outcome, response) = match result {
+    let forge = forge_name.parse::<Forge>().ok();
+    let (span, result) = match forge {
+        Some(forge) => {
+            read_then(&state, &request, body, |body| {
+                accept(&state, forge, &request, body)
+            })
+            .await
+        }
+        None => (
+            Span::none(),
+            Err(HookError::UnknownForge(forge_name.clone())),
+        ),
+    };
+    let (outcome, response) = span.in_scope(|| match result {
         Ok(accepted) => (accepted.outcome(), accepted.into_response()),
         Err(err) => {
             if matches!(err, HookError::Store(_)) {
@@ -201,14 +211,10 @@ pub async fn receive(
             }
             (err.outcome(), err.error_response())
         }
-    };
-    let forge_label = forge_name
-        .parse::<Forge>()
-        .map(Forge::as_str)
-        .unwrap_or("unknown");
+    });
     state.metrics.observe_delivery(
         DeliveryLabels {
-            forge: forge_label,
+            forge: forge.map_or("unknown", Forge::as_str),
             outcome,
         },
         started.elapsed().as_secs_f64(),
@@ -218,15 +224,11 @@ pub async fn receive(
 
 async fn accept(
     state: &AppState,
-    forge: &str,
+    forge: Forge,
     request: &HttpRequest,
-    body: web::Payload,
+    body: BytesMut,
 ) -> Result<Accepted, HookError> {
-    let forge: Forge = forge
-        .parse()
-        .map_err(|_| HookError::UnknownForge(forge.to_owned()))?;
     let settings = &state.settings;
-    let body = read_body_in_time(state, request, body).await?;
     let delivery = webhook::receive(
         forge,
         &RequestHeaders(request.headers()),
@@ -351,8 +353,30 @@ async fn record_closed_pull_request(
         .map_err(HookError::Store)
 }
 
+/// Reads a delivery's body, then hands it to `handle` in the delivery's span, which it
+/// returns for the answer's own events. A body that does not arrive has no span
+/// (`spans.rs`: a slow upload must leave nothing in the log subscriber behind).
+pub(super) async fn read_then<T, Handled>(
+    state: &AppState,
+    request: &HttpRequest,
+    body: web::Payload,
+    handle: impl FnOnce(BytesMut) -> Handled,
+) -> (Span, Result<T, HookError>)
+where
+    Handled: Future<Output = Result<T, HookError>>,
+{
+    match read_body_in_time(state, request, body).await {
+        Ok(body) => {
+            let span = spans::delivery(request);
+            let result = handle(body).instrument(span.clone()).await;
+            (span, result)
+        }
+        Err(err) => (Span::none(), Err(err)),
+    }
+}
+
 /// Reads the body within `server.request_timeout` and up to `server.max_body_bytes`.
-pub(super) async fn read_body_in_time(
+async fn read_body_in_time(
     state: &AppState,
     request: &HttpRequest,
     body: web::Payload,
@@ -372,9 +396,10 @@ pub(super) async fn read_body_in_time(
 /// byte is read; a chunked body is cut off as soon as it passes the limit.
 async fn read_body(
     headers: &HeaderMap,
-    mut payload: web::Payload,
+    payload: impl Stream<Item = Result<Bytes, PayloadError>>,
     limit: usize,
 ) -> Result<BytesMut, HookError> {
+    let mut payload = std::pin::pin!(payload);
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -382,8 +407,9 @@ async fn read_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(HookError::TooLarge { limit });
     }
-    // The declared length is the sender's word: room for it is made as bytes arrive.
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(INITIAL_BODY_CAPACITY));
+    // The declared length is the sender's word: room is made as bytes arrive, so that a
+    // slow upload holds what it sent and no more (thousands may be held at once).
+    let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|err| HookError::Body(err.to_string()))?;
         if body.len() + chunk.len() > limit {
@@ -399,5 +425,56 @@ struct RequestHeaders<'a>(&'a HeaderMap);
 impl webhook::Headers for RequestHeaders<'_> {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::HeaderValue;
+    use futures_util::stream;
+
+    use super::*;
+
+    fn declaring(length: usize) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        headers
+    }
+
+    #[tokio::test]
+    async fn a_body_holds_what_arrived_not_what_was_declared() {
+        let chunks = stream::iter([Ok(Bytes::from_static(b"{"))]);
+        let body = read_body(&declaring(1_000_000), chunks, 2_000_000)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"{");
+        assert!(
+            body.capacity() < 1024,
+            "a one-byte body took {} bytes of room",
+            body.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_arriving_in_pieces_is_whole() {
+        let text = b"{\"zen\": \"Keep it logically awesome.\"}";
+        let chunks = stream::iter(
+            text.chunks(3)
+                .map(|piece| Ok(Bytes::copy_from_slice(piece))),
+        );
+        let body = read_body(&declaring(text.len()), chunks, 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], text);
+    }
+
+    #[tokio::test]
+    async fn a_body_is_cut_off_past_the_limit() {
+        let chunks = stream::iter([
+            Ok(Bytes::from_static(b"0123")),
+            Ok(Bytes::from_static(b"4567")),
+        ]);
+        let refused = read_body(&HeaderMap::new(), chunks, 6).await;
+        assert!(matches!(refused, Err(HookError::TooLarge { limit: 6 })));
     }
 }

@@ -15,6 +15,7 @@ pub mod openapi;
 mod overview;
 mod pages;
 mod pictures;
+pub mod spans;
 
 use std::any::Any;
 use std::sync::Arc;

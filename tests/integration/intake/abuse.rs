@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::intake::helpers::{TestApp, config, fixture, github};
-use crate::support::process::spawn_gantry;
+use crate::support::process::{spawn_gantry, spawn_gantry_logged};
 
 const SLOW_UPLOADS: usize = 300;
 const IDLE: usize = 100;
@@ -173,6 +173,58 @@ async fn slow_and_idle_connections_are_closed_and_real_deliveries_still_land() {
         .await;
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["state"], "queued");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A slow upload holds no span (the log subscriber keeps a slot for every span open at once,
+/// for good), while a delivery's events still carry its request's fields.
+#[tokio::test]
+async fn a_delivery_is_logged_in_its_request_span_once_its_body_is_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("gantry.db").display());
+    let config = config(&store_url)
+        .text("server", "request_timeout", "1s")
+        .write(dir.path());
+    let (mut child, base, log) = spawn_gantry_logged(&["--role", "intake"], &config);
+    let address = base.trim_start_matches("http://").to_owned();
+
+    assert_eq!(slow_upload(&address).await, Ended::TimedOut);
+    let app = TestApp::attach(base.clone());
+    let response = github("push", &fixture("github/push/goscm__push.json"))
+        .post(&app.client, &base)
+        .await;
+    assert_eq!(response.status().as_u16(), 202);
+
+    let event = |message: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = log.lock().unwrap().iter().find_map(|line| {
+                let entry = serde_json::from_str::<serde_json::Value>(line).ok()?;
+                (entry["fields"]["message"] == message).then_some(entry)
+            });
+            if let Some(entry) = found {
+                return entry;
+            }
+            assert!(Instant::now() < deadline, "no `{message}` in the log");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let refused = event("delivery refused");
+    assert!(
+        refused.get("span").is_none(),
+        "a body that never arrived was logged in a span: {refused}"
+    );
+    assert_eq!(refused["fields"]["forge"], "github");
+    let queued = event("run queued");
+    let span = &queued["span"];
+    assert_eq!(span["name"], "HTTP request", "{queued}");
+    assert_eq!(span["http.route"], "/hooks/{forge}", "{queued}");
+    assert_eq!(span["http.method"], "POST", "{queued}");
+    assert!(
+        span["request_id"].as_str().is_some_and(|id| id.len() == 36),
+        "{queued}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }
