@@ -4,9 +4,9 @@
 # intake` (SQLite). Reports the valid deliveries' latency and errors during the attack, and
 # the server's open file descriptors and resident memory: idle, after 3 s of valid deliveries
 # alone ("warm idle"), during the attack and after it (the slow connections are closed by
-# server.request_timeout), then after a second wave alone.
+# server.request_timeout), then after each further wave alone (WAVES in all, default 2).
 #
-#   scripts/bench-abuse.sh [SLOW] [WRK_SECONDS] [WRK_CONNECTIONS]
+#   scripts/bench-abuse.sh [SLOW] [WRK_SECONDS] [WRK_CONNECTIONS] [WAVES]
 #
 # Needs wrk (a Debian package; installed if missing, as root).
 set -euo pipefail
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 SLOW=${1:-5000}
 DURATION=${2:-10}
 CONNECTIONS=${3:-16}
+WAVES=${4:-2}
 SECRET=bench-secret
 PAYLOAD=tests/fixtures/webhooks/github/push/octokit__with-new-branch.json
 PORT=18082
@@ -126,9 +127,13 @@ sleep 5
 echo "6 s after:       $(usage)"
 sleep 10
 echo "16 s after:      $(usage)"
-# A second wave alone: what the first left behind must not grow.
-python3 "$work/slow.py" >"$work/slow.out"
-sleep 6
-echo "second wave:     $(cat "$work/slow.out")"
-echo "6 s after it:    $(usage)"
+# More waves alone: what the first left behind must not grow.
+for wave in $(seq 2 "$WAVES"); do
+  python3 "$work/slow.py" >"$work/slow.out"
+  echo "wave $wave:          $(cat "$work/slow.out")"
+  sleep 6
+  echo "6 s after it:    $(usage)"
+  sleep 10
+  echo "16 s after it:   $(usage)"
+done
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^gantry_http_(connections_open|requests_timed_out)' | sed 's/^/  /'

@@ -30,8 +30,8 @@ pub const DEFAULT_MAX_LOG_SIZE: u64 = 16 * 1024 * 1024;
 
 /// Connections served at once by default: enough that thousands of slow or idle ones (each
 /// closed by its deadline) leave room for real deliveries, few enough that a small VM's
-/// memory holds them: a slow upload holds about 20 KiB (`scripts/bench-abuse.sh`), so 8192
-/// of them about 160 MiB.
+/// memory holds them: a slow upload holds about 14 KiB (`scripts/bench-abuse.sh`), so 8192
+/// of them about 115 MiB.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
 
 /// Prefix of environment overrides: `GANTRY__SERVER__LISTEN=0.0.0.0:8080`.
