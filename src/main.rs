@@ -125,6 +125,7 @@ enum Command {
 const DEFAULT_CONFIG_FILE: &str = "gantry.toml";
 
 fn main() -> ExitCode {
+    gantry::memory::use_one_c_arena();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, role } => serve(config, role),

@@ -210,7 +210,7 @@ impl Application {
             let _ = worker.await;
             server.stop(true).await;
         });
-        tokio::spawn(release_memory(shutdown.clone()));
+        tokio::spawn(crate::memory::release_c_memory(shutdown.clone()));
         tokio::spawn(crate::housekeeping::run(
             self.store.clone(),
             self.retention,
@@ -264,32 +264,5 @@ fn allow_open_files(max_connections: usize) {
         ),
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "could not raise the open-files limit"),
-    }
-}
-
-/// How often freed memory is handed back to the operating system.
-const RELEASE_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Hands memory that SQLite freed back to the operating system, so that resident memory
-/// falls back after a burst closed the store's extra connections and their page caches.
-/// Rust's allocations go to jemalloc (`main.rs`), which returns pages on its own; C code
-/// (SQLite) still allocates from glibc, which otherwise keeps freed pages in its arenas.
-async fn release_memory(shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(RELEASE_MEMORY_EVERY) => {}
-        }
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        {
-            unsafe extern "C" {
-                fn malloc_trim(pad: usize) -> i32;
-            }
-            // SAFETY: malloc_trim only returns free pages to the kernel; it takes no pointer
-            // and is safe to call from any thread at any time.
-            unsafe {
-                malloc_trim(0);
-            }
-        }
     }
 }
