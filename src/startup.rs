@@ -139,6 +139,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::<http::spans::RequestSpans>::new())
+                // Outside the log span: a body that is slow to arrive holds no span.
+                .wrap(actix_web::middleware::from_fn(http::body::in_time))
                 .wrap_fn(|mut request, app| {
                     http::own_headers(request.head_mut());
                     app.call(request)

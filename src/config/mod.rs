@@ -100,7 +100,7 @@ pub struct ServerSettings {
     /// When set, `/metrics` answers only `Authorization: Bearer <metrics_token>`: it names
     /// every repo.
     pub metrics_token: Option<Secret>,
-    /// How long a webhook's body may take to arrive (its headers have 5 s before that):
+    /// How long a request's body may take to arrive (its headers have 5 s before that):
     /// past it, 408 and the connection is closed. The forges give up after 10 s anyway.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,

@@ -2,14 +2,13 @@
 
 use std::time::{Instant, SystemTime};
 
-use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_LENGTH, HeaderMap};
+use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use bytes::BytesMut;
 use tracing::{Instrument, Span};
 
+use super::body::{self, BodyError};
 use super::{AppState, error_body, spans};
 use crate::approval;
 use crate::deploy::ReportError;
@@ -23,12 +22,8 @@ use crate::webhook::{self, WebhookError};
 pub enum HookError {
     #[error("unknown forge `{0}`: use /hooks/github, /hooks/gitlab or /hooks/gitea")]
     UnknownForge(String),
-    #[error("body is larger than server.max_body_bytes ({limit} bytes)")]
-    TooLarge { limit: usize },
-    #[error("reading body: {0}")]
-    Body(String),
-    #[error("the body did not arrive within server.request_timeout ({}s)", .0.as_secs())]
-    TimedOut(std::time::Duration),
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     #[error("repo `{repo}` is not configured for {forge}")]
@@ -44,9 +39,9 @@ impl HookError {
     pub(super) fn outcome(&self) -> &'static str {
         match self {
             HookError::UnknownForge(_) => "unknown_forge",
-            HookError::TooLarge { .. } => "too_large",
-            HookError::Body(_) => "bad_body",
-            HookError::TimedOut(_) => "timed_out",
+            HookError::Body(BodyError::TooLarge { .. }) => "too_large",
+            HookError::Body(BodyError::Broken(_)) => "bad_body",
+            HookError::Body(BodyError::TimedOut(_)) => "timed_out",
             HookError::Webhook(WebhookError::MissingEventHeader(_)) => "missing_event",
             HookError::Webhook(WebhookError::Unauthorized(_)) => "unauthorized",
             HookError::Webhook(WebhookError::BadPayload(_)) => "bad_payload",
@@ -62,10 +57,8 @@ impl ResponseError for HookError {
     fn status_code(&self) -> StatusCode {
         match self {
             HookError::UnknownForge(_) | HookError::UnknownRepo { .. } => StatusCode::NOT_FOUND,
-            HookError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            HookError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-            HookError::Body(_)
-            | HookError::Webhook(WebhookError::MissingEventHeader(_))
+            HookError::Body(err) => err.status_code(),
+            HookError::Webhook(WebhookError::MissingEventHeader(_))
             | HookError::Webhook(WebhookError::BadPayload(_))
             | HookError::Report(ReportError::BadBody(_)) => StatusCode::BAD_REQUEST,
             HookError::Webhook(WebhookError::Unauthorized(_))
@@ -76,12 +69,10 @@ impl ResponseError for HookError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        // A body that never finished is not read further: the connection goes with it.
-        if matches!(self, HookError::TimedOut(_)) {
-            response.force_close();
+        match self {
+            HookError::Body(err) => err.error_response(),
+            _ => HttpResponse::build(self.status_code()).json(error_body(&self.to_string())),
         }
-        response.json(error_body(&self.to_string()))
     }
 }
 
@@ -365,59 +356,18 @@ pub(super) async fn read_then<T, Handled>(
 where
     Handled: Future<Output = Result<T, HookError>>,
 {
-    match read_body_in_time(state, request, body).await {
+    let limit = (
+        "server.max_body_bytes",
+        state.settings.server.max_body_bytes,
+    );
+    match body::read_in_time(state, request.headers(), body, limit).await {
         Ok(body) => {
             let span = spans::delivery(request);
             let result = handle(body).instrument(span.clone()).await;
             (span, result)
         }
-        Err(err) => (Span::none(), Err(err)),
+        Err(err) => (Span::none(), Err(err.into())),
     }
-}
-
-/// Reads the body within `server.request_timeout` and up to `server.max_body_bytes`.
-async fn read_body_in_time(
-    state: &AppState,
-    request: &HttpRequest,
-    body: web::Payload,
-) -> Result<BytesMut, HookError> {
-    let server = &state.settings.server;
-    let reading = read_body(request.headers(), body, server.max_body_bytes);
-    match tokio::time::timeout(server.request_timeout, reading).await {
-        Ok(body) => body,
-        Err(_) => {
-            state.metrics.requests_timed_out.inc();
-            Err(HookError::TimedOut(server.request_timeout))
-        }
-    }
-}
-
-/// Reads the body up to `limit` bytes. A `Content-Length` over the limit is refused before a
-/// byte is read; a chunked body is cut off as soon as it passes the limit.
-async fn read_body(
-    headers: &HeaderMap,
-    payload: impl Stream<Item = Result<Bytes, PayloadError>>,
-    limit: usize,
-) -> Result<BytesMut, HookError> {
-    let mut payload = std::pin::pin!(payload);
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(HookError::TooLarge { limit });
-    }
-    // The declared length is the sender's word: room is made as bytes arrive, so that a
-    // slow upload holds what it sent and no more (thousands may be held at once).
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|err| HookError::Body(err.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(HookError::TooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 struct RequestHeaders<'a>(&'a HeaderMap);
@@ -425,56 +375,5 @@ struct RequestHeaders<'a>(&'a HeaderMap);
 impl webhook::Headers for RequestHeaders<'_> {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).and_then(|value| value.to_str().ok())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use actix_web::http::header::HeaderValue;
-    use futures_util::stream;
-
-    use super::*;
-
-    fn declaring(length: usize) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
-        headers
-    }
-
-    #[tokio::test]
-    async fn a_body_holds_what_arrived_not_what_was_declared() {
-        let chunks = stream::iter([Ok(Bytes::from_static(b"{"))]);
-        let body = read_body(&declaring(1_000_000), chunks, 2_000_000)
-            .await
-            .unwrap();
-        assert_eq!(&body[..], b"{");
-        assert!(
-            body.capacity() < 1024,
-            "a one-byte body took {} bytes of room",
-            body.capacity()
-        );
-    }
-
-    #[tokio::test]
-    async fn a_body_arriving_in_pieces_is_whole() {
-        let text = b"{\"zen\": \"Keep it logically awesome.\"}";
-        let chunks = stream::iter(
-            text.chunks(3)
-                .map(|piece| Ok(Bytes::copy_from_slice(piece))),
-        );
-        let body = read_body(&declaring(text.len()), chunks, 1024)
-            .await
-            .unwrap();
-        assert_eq!(&body[..], text);
-    }
-
-    #[tokio::test]
-    async fn a_body_is_cut_off_past_the_limit() {
-        let chunks = stream::iter([
-            Ok(Bytes::from_static(b"0123")),
-            Ok(Bytes::from_static(b"4567")),
-        ]);
-        let refused = read_body(&HeaderMap::new(), chunks, 6).await;
-        assert!(matches!(refused, Err(HookError::TooLarge { limit: 6 })));
     }
 }

@@ -6,6 +6,7 @@ mod ansi;
 mod api;
 mod auth;
 mod badges;
+pub mod body;
 mod deploy_hooks;
 mod events;
 mod health;
@@ -180,7 +181,9 @@ const LOG_TAIL_BYTES: i64 = 512 * 1024;
 /// A body, query or path its handler cannot read is refused as the API refuses anything:
 /// JSON with the reason (a path that is not one names nothing: 404).
 fn bad_json() -> web::JsonConfig {
-    web::JsonConfig::default().error_handler(|err, _| refusal(StatusCode::BAD_REQUEST, &err))
+    web::JsonConfig::default()
+        .limit(body::API_MAX_BODY_BYTES)
+        .error_handler(|err, _| refusal(StatusCode::BAD_REQUEST, &err))
 }
 
 fn bad_query() -> web::QueryConfig {

@@ -12,8 +12,7 @@ use actix_web::{Error, HttpMessage, HttpRequest};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 
-/// The path under which webhooks arrive: forge events and deploy reports.
-const DELIVERIES: &str = "/hooks/";
+use super::body::DELIVERIES;
 
 /// tracing-actix-web's root span for every request except deliveries, which open
 /// [`delivery`] themselves once their body is in.

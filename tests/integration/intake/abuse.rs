@@ -26,11 +26,20 @@ enum Ended {
 /// A webhook upload that promises 200 KB (under the test config's body cap) and sends a byte
 /// every half second.
 async fn slow_upload(address: &str) -> Ended {
+    slow_post(
+        address,
+        "/hooks/github",
+        "X-GitHub-Event: push\r\nContent-Type: application/json\r\nContent-Length: 200000",
+    )
+    .await
+}
+
+/// A POST to `path` with `headers` whose body comes a byte every half second.
+async fn slow_post(address: &str, path: &str, headers: &str) -> Ended {
     let mut stream = TcpStream::connect(address).await.unwrap();
     stream
         .write_all(
-            b"POST /hooks/github HTTP/1.1\r\nHost: gantry\r\nX-GitHub-Event: push\r\n\
-              Content-Type: application/json\r\nContent-Length: 200000\r\n\r\n{",
+            format!("POST {path} HTTP/1.1\r\nHost: gantry\r\n{headers}\r\n\r\n{{").as_bytes(),
         )
         .await
         .unwrap();
@@ -224,6 +233,77 @@ async fn a_delivery_is_logged_in_its_request_span_once_its_body_is_in() {
     assert!(
         span["request_id"].as_str().is_some_and(|id| id.len() == 36),
         "{queued}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The API's and the pages' bodies have the same deadline, and a cap of their own.
+#[tokio::test]
+async fn a_slow_or_huge_body_to_the_api_or_a_page_is_refused_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("gantry.db").display());
+    let config = config(&store_url)
+        .text("server", "request_timeout", "1s")
+        .write(dir.path());
+    let (mut child, base) = spawn_gantry(&["--role", "intake"], &config);
+    let address = base.trim_start_matches("http://").to_owned();
+
+    let form = "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000";
+    let json = "Content-Type: application/json\r\nContent-Length: 1000";
+    let started = Instant::now();
+    let (login, manual) = tokio::join!(
+        slow_post(&address, "/login", form),
+        slow_post(&address, "/api/repos/acme/widgets/runs", json),
+    );
+    assert_eq!((login, manual), (Ended::TimedOut, Ended::TimedOut));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let client = reqwest::Client::new();
+    let huge = client
+        .post(format!("{base}/api/repos/acme/widgets/runs"))
+        .header("Content-Type", "application/json")
+        .body(vec![b' '; 300 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status().as_u16(), 413);
+    let refusal = huge.json::<serde_json::Value>().await.unwrap();
+    assert!(
+        refusal["error"].as_str().unwrap().contains("larger than"),
+        "{refusal}"
+    );
+
+    // A body that arrives is still the handler's: the login form reads the token in it.
+    let login = client
+        .post(format!("{base}/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("token=not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 401);
+    assert!(
+        login
+            .text()
+            .await
+            .unwrap()
+            .contains("That is not the API token.")
+    );
+
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gantry_http_requests_timed_out_total 2"),
+        "{metrics}"
     );
     child.kill().unwrap();
     child.wait().unwrap();
