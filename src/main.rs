@@ -25,8 +25,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// - `slab_sizes`: actix-web gives each connection two 8 KiB buffers (a third one of 10 KiB
 ///   when it reads more) and each request 2 and 3 KiB objects. jemalloc's default slabs hold
 ///   one to four of these, and it never returns the bookkeeping of a slab it once made, so
-///   thousands of connections held open at once left megabytes of it behind. Slabs of 16 or
-///   32 need a tenth as many.
+///   thousands of connections held open at once left megabytes of it behind. Each entry's
+///   last number is pages per slab: with 4 KiB pages, 16 to 32 objects, a tenth as many
+///   slabs.
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: &[u8] = b"abort_conf:true,background_thread:true,dirty_decay_ms:1000,\

@@ -189,7 +189,7 @@ impl Metrics {
         let requests_timed_out = Counter::default();
         registry.register(
             "http_requests_timed_out",
-            "Webhook requests whose body did not arrive within server.request_timeout (408)",
+            "Requests whose body did not arrive within server.request_timeout (408)",
             requests_timed_out.clone(),
         );
         let store_bytes = Gauge::default();

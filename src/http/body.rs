@@ -10,7 +10,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING};
+use actix_web::http::header::{CONTENT_LENGTH, HeaderMap};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use bytes::{Bytes, BytesMut};
@@ -22,8 +22,12 @@ use super::{AppState, error_body};
 /// The JSON extractor's limit (`http::bad_json`) is the same.
 pub const API_MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// The path under which webhooks arrive; their handlers read their bodies themselves.
-pub const DELIVERIES: &str = "/hooks/";
+/// Whether the request is a webhook delivery (under `/hooks/`), whose handler reads its body
+/// itself. Judged on the path routing sees (percent-decoded), so that no spelling of a hook's
+/// path is treated as another route's.
+pub fn is_delivery(request: &ServiceRequest) -> bool {
+    request.match_info().as_str().starts_with("/hooks/")
+}
 
 /// Why a body was not read.
 #[derive(Debug, thiserror::Error)]
@@ -113,15 +117,18 @@ pub async fn in_time(
     mut request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let has_body = declared_length(request.headers()).is_some_and(|length| length > 0)
-        || request.headers().contains_key(TRANSFER_ENCODING);
-    if !has_body || request.path().starts_with(DELIVERIES) {
-        return Ok(next.call(request).await?.map_into_left_body());
-    }
-    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let payload = request.take_payload();
+    // The parser decides which requests have a body (a length, chunks, or an upgrade's
+    // stream); the headers alone would let some through unread.
+    let (Some(state), false) = (state, matches!(payload, Payload::None)) else {
+        request.set_payload(payload);
         return Ok(next.call(request).await?.map_into_left_body());
     };
-    let payload = request.take_payload();
+    if is_delivery(&request) {
+        request.set_payload(payload);
+        return Ok(next.call(request).await?.map_into_left_body());
+    }
     let limit = ("the API's limit", API_MAX_BODY_BYTES);
     match read_in_time(&state, request.headers(), payload, limit).await {
         Ok(body) => {
@@ -129,7 +136,12 @@ pub async fn in_time(
             Ok(next.call(request).await?.map_into_left_body())
         }
         Err(err) => {
-            tracing::info!(path = %request.path(), error = %err, "request body refused");
+            tracing::info!(
+                path = %request.path(),
+                client_ip = request.connection_info().realip_remote_addr().unwrap_or(""),
+                error = %err,
+                "request body refused"
+            );
             Ok(request
                 .into_response(err.error_response())
                 .map_into_right_body())

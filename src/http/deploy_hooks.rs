@@ -87,7 +87,8 @@ async fn receive(
             if matches!(err, HookError::Store(_)) {
                 tracing::error!(error = ?err, %source, "storing a deploy report failed");
             } else {
-                tracing::info!(error = %err, %source, "deploy report refused");
+                let client_ip = super::spans::client_ip(request);
+                tracing::info!(error = %err, %source, %client_ip, "deploy report refused");
             }
             (err.outcome(), err.error_response())
         }

@@ -198,7 +198,9 @@ pub async fn receive(
             if matches!(err, HookError::Store(_)) {
                 tracing::error!(error = ?err, "storing a delivery failed");
             } else {
-                tracing::info!(forge = %forge_name, error = %err, "delivery refused");
+                // Without the span when the body never came: who sent it is said here.
+                let client_ip = spans::client_ip(&request);
+                tracing::info!(forge = %forge_name, %client_ip, error = %err, "delivery refused");
             }
             (err.outcome(), err.error_response())
         }
