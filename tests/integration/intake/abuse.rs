@@ -7,10 +7,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::intake::helpers::{TestApp, config, fixture, github};
+use crate::support::config::TestConfig;
 use crate::support::process::{spawn_gantry, spawn_gantry_logged};
 
 const SLOW_UPLOADS: usize = 300;
 const IDLE: usize = 100;
+
+/// The test config for a store in `dir`, with bodies due within `request_timeout`.
+fn timed_config(dir: &std::path::Path, request_timeout: &str) -> TestConfig {
+    let store_url = format!("sqlite://{}", dir.join("gantry.db").display());
+    config(&store_url).text("server", "request_timeout", request_timeout)
+}
+
+async fn metrics_of(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
 
 /// How a connection the test held ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,9 +110,7 @@ async fn idle_keep_alive(address: &str) -> Ended {
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed_and_real_deliveries_still_land() {
     let dir = tempfile::tempdir().unwrap();
-    let store_url = format!("sqlite://{}", dir.path().join("gantry.db").display());
-    let config = config(&store_url)
-        .text("server", "request_timeout", "2s")
+    let config = timed_config(dir.path(), "2s")
         .text("server", "keep_alive", "2s")
         .write(dir.path());
     let (mut child, base) = spawn_gantry(&["--role", "intake"], &config);
@@ -149,12 +163,7 @@ async fn slow_and_idle_connections_are_closed_and_real_deliveries_still_land() {
         "{idle_ends:?}"
     );
 
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&base).await;
     let sample = |name: &str| {
         metrics
             .lines()
@@ -191,10 +200,7 @@ async fn slow_and_idle_connections_are_closed_and_real_deliveries_still_land() {
 #[tokio::test]
 async fn a_delivery_is_logged_in_its_request_span_once_its_body_is_in() {
     let dir = tempfile::tempdir().unwrap();
-    let store_url = format!("sqlite://{}", dir.path().join("gantry.db").display());
-    let config = config(&store_url)
-        .text("server", "request_timeout", "1s")
-        .write(dir.path());
+    let config = timed_config(dir.path(), "1s").write(dir.path());
     let (mut child, base, log) = spawn_gantry_logged(&["--role", "intake"], &config);
     let address = base.trim_start_matches("http://").to_owned();
 
@@ -242,10 +248,7 @@ async fn a_delivery_is_logged_in_its_request_span_once_its_body_is_in() {
 #[tokio::test]
 async fn a_slow_or_huge_body_to_the_api_or_a_page_is_refused_too() {
     let dir = tempfile::tempdir().unwrap();
-    let store_url = format!("sqlite://{}", dir.path().join("gantry.db").display());
-    let config = config(&store_url)
-        .text("server", "request_timeout", "1s")
-        .write(dir.path());
+    let config = timed_config(dir.path(), "1s").write(dir.path());
     let (mut child, base) = spawn_gantry(&["--role", "intake"], &config);
     let address = base.trim_start_matches("http://").to_owned();
 
@@ -297,12 +300,7 @@ async fn a_slow_or_huge_body_to_the_api_or_a_page_is_refused_too() {
             .contains("That is not the API token.")
     );
 
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&base).await;
     assert!(
         metrics.contains("gantry_http_requests_timed_out_total 2"),
         "{metrics}"
