@@ -22,11 +22,14 @@ use super::{AppState, error_body};
 /// The JSON extractor's limit (`http::bad_json`) is the same.
 pub const API_MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// Whether the request is a webhook delivery (under `/hooks/`), whose handler reads its body
-/// itself. Judged on the path routing sees (percent-decoded), so that no spelling of a hook's
-/// path is treated as another route's.
+/// The path under which webhooks arrive; their handlers read their bodies themselves.
+pub const DELIVERIES: &str = "/hooks/";
+
+/// Whether the request is a webhook delivery, whose handler reads its body itself. Judged on
+/// the path routing sees (percent-decoded), so that no spelling of a hook's path is treated
+/// as another route's.
 pub fn is_delivery(request: &ServiceRequest) -> bool {
-    request.match_info().as_str().starts_with("/hooks/")
+    request.match_info().as_str().starts_with(DELIVERIES)
 }
 
 /// Why a body was not read.

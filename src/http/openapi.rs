@@ -53,7 +53,7 @@ use super::{api, auth, badges, deploy_hooks, events, health, hooks, manual, over
         auth::callback,
         auth::logout,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &BodyRefusals),
     tags(
         (name = "runs", description = "Run history, logs, live events and what can be done to a run"),
         (name = "runners", description = "The runner fleet"),
@@ -95,6 +95,43 @@ impl Modify for SecuritySchemes {
         );
         components.add_security_scheme("metrics", bearer("`server.metrics_token`"));
         components.add_security_scheme("argocd", bearer("One of `deploy.argocd_tokens`"));
+    }
+}
+
+/// What `body::in_time` answers for any POST but a webhook's (which lists its own): a body
+/// that is late or too large never reaches the handler.
+struct BodyRefusals;
+
+impl Modify for BodyRefusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let refusal = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(post) = item.post.as_mut() else {
+                continue;
+            };
+            if path.starts_with(super::body::DELIVERIES) {
+                continue;
+            }
+            let responses = &mut post.responses.responses;
+            responses.entry("408".into()).or_insert_with(|| {
+                refusal("The body did not arrive within `server.request_timeout`").into()
+            });
+            responses.entry("413".into()).or_insert_with(|| {
+                let limit = super::body::API_MAX_BODY_BYTES / 1024;
+                refusal(&format!("The body is larger than {limit} KiB")).into()
+            });
+        }
     }
 }
 
