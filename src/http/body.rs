@@ -120,18 +120,15 @@ pub async fn in_time(
     mut request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let state = request.app_data::<web::Data<AppState>>().cloned();
     let payload = request.take_payload();
     // The parser decides which requests have a body (a length, chunks, or an upgrade's
     // stream); the headers alone would let some through unread.
-    let (Some(state), false) = (state, matches!(payload, Payload::None)) else {
+    let ours = !matches!(payload, Payload::None) && !is_delivery(&request);
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let (true, Some(state)) = (ours, state) else {
         request.set_payload(payload);
         return Ok(next.call(request).await?.map_into_left_body());
     };
-    if is_delivery(&request) {
-        request.set_payload(payload);
-        return Ok(next.call(request).await?.map_into_left_body());
-    }
     let limit = ("the API's limit", API_MAX_BODY_BYTES);
     match read_in_time(&state, request.headers(), payload, limit).await {
         Ok(body) => {
@@ -141,7 +138,7 @@ pub async fn in_time(
         Err(err) => {
             tracing::info!(
                 path = %request.path(),
-                client_ip = request.connection_info().realip_remote_addr().unwrap_or(""),
+                client_ip = %super::spans::client_ip(request.request()),
                 error = %err,
                 "request body refused"
             );
