@@ -3,8 +3,10 @@
 # byte every five seconds, while wrk posts valid signed deliveries to `gantry serve --role
 # intake` (SQLite). Reports the valid deliveries' latency and errors during the attack, and
 # the server's open file descriptors and resident memory: idle, after 3 s of valid deliveries
-# alone ("warm idle"), during the attack and after it (the slow connections are closed by
-# server.request_timeout), then after each further wave alone (WAVES in all, default 2).
+# alone ("warm idle"), after a burst of valid deliveries over as many connections as the
+# attack holds (what serving that many at once leaves: actix-web's request pools, the
+# allocator's bookkeeping), during the attack and after it (the slow connections are closed
+# by server.request_timeout), then after each further wave alone (WAVES in all, default 2).
 #
 #   scripts/bench-abuse.sh [SLOW] [WRK_SECONDS] [WRK_CONNECTIONS] [WAVES]
 #
@@ -37,6 +39,8 @@ listen = "127.0.0.1:$PORT"
 request_timeout = "${TIMEOUT}s"
 [store]
 url = "sqlite://$work/gantry.db"
+# Housekeeping would prune most of the bench's ~100k deliveries: with this it finds nothing.
+keep_runs = 10000000
 [github]
 webhook_secrets = ["$SECRET"]
 [[repos]]
@@ -47,6 +51,7 @@ target/release/gantry serve --role intake -c "$work/gantry.toml" 2>"$work/gantry
 gantry=$!
 pids+=("$gantry")
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
+started=$SECONDS
 
 # Resident memory in all, and its anonymous part (the heap; the rest is the binary's pages).
 usage() {
@@ -79,6 +84,15 @@ wrk -t2 -c"$CONNECTIONS" -d3s -s "$work/post.lua" "http://127.0.0.1:$PORT/hooks/
 # The store closes its extra connections 5 to 10 s after they were last used.
 sleep 11
 echo "warm idle:       $(usage)"
+
+wrk -t2 -c"$SLOW" -d3s -s "$work/post.lua" "http://127.0.0.1:$PORT/hooks/github" >"$work/burst.out"
+grep -E "Requests/sec|Non-2xx|Socket errors" "$work/burst.out" | sed 's/^/  valid burst: /'
+sleep 16
+echo "after the burst: $(usage)"
+# The first housekeeping pass, 60 s after start, holds store connections for a few seconds:
+# the attack comes after it.
+sleep $((started + 75 - SECONDS > 0 ? started + 75 - SECONDS : 0))
+echo "before attack:   $(usage)"
 
 # The slow clients: headers promising a body, then a byte every five seconds.
 cat >"$work/slow.py" <<PY

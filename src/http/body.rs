@@ -123,11 +123,19 @@ pub async fn in_time(
     let payload = request.take_payload();
     // The parser decides which requests have a body (a length, chunks, or an upgrade's
     // stream); the headers alone would let some through unread.
-    let ours = !matches!(payload, Payload::None) && !is_delivery(&request);
+    let delivery = is_delivery(&request);
+    let ours = !matches!(payload, Payload::None) && !delivery;
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let (true, Some(state)) = (ours, state) else {
         request.set_payload(payload);
-        return Ok(next.call(request).await?.map_into_left_body());
+        let response = next.call(request).await?;
+        // A delivery's handlers keep nothing of its request, so here it is the only one.
+        let response = if delivery {
+            without_headers(response)
+        } else {
+            response
+        };
+        return Ok(response.map_into_left_body());
     };
     let limit = ("the API's limit", API_MAX_BODY_BYTES);
     match read_in_time(&state, request.headers(), payload, limit).await {
@@ -142,11 +150,21 @@ pub async fn in_time(
                 error = %err,
                 "request body refused"
             );
+            super::release_headers(request.head_mut());
             Ok(request
                 .into_response(err.error_response())
                 .map_into_right_body())
         }
     }
+}
+
+/// The response, its request's headers released ([`super::release_headers`]).
+fn without_headers<B>(response: ServiceResponse<B>) -> ServiceResponse<B> {
+    let (request, response) = response.into_parts();
+    let mut request = ServiceRequest::from_request(request);
+    super::release_headers(request.head_mut());
+    let (request, _) = request.into_parts();
+    ServiceResponse::new(request, response)
 }
 
 #[cfg(test)]
@@ -210,5 +228,42 @@ mod tests {
             matches!(refused, Err(BodyError::TooLarge { limit: 6, .. })),
             "{refused:?}"
         );
+    }
+
+    /// Answers with how many headers its handler saw.
+    async fn count_headers(request: actix_web::HttpRequest) -> HttpResponse {
+        HttpResponse::Accepted().body(request.headers().len().to_string())
+    }
+
+    #[actix_web::test]
+    async fn a_delivery_hands_back_its_headers_once_answered_and_no_sooner() {
+        use actix_web::{App, test};
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(in_time))
+                .route("/hooks/{forge}", web::post().to(count_headers))
+                .route("/api/runs", web::get().to(count_headers)),
+        )
+        .await;
+        let delivery = test::TestRequest::post()
+            .uri("/hooks/github")
+            .insert_header(("X-GitHub-Event", "push"))
+            .insert_header(("X-GitHub-Delivery", "1"))
+            .to_request();
+        let answered = test::call_service(&app, delivery).await;
+        assert!(
+            answered.request().headers().is_empty(),
+            "the finished delivery kept {:?}",
+            answered.request().headers()
+        );
+        assert_eq!(test::read_body(answered).await, "2");
+
+        // Any other request may still be held by its handler: its headers stay.
+        let page = test::TestRequest::get()
+            .uri("/api/runs")
+            .insert_header(("Accept", "application/json"))
+            .to_request();
+        let answered = test::call_service(&app, page).await;
+        assert_eq!(answered.request().headers().len(), 1);
     }
 }
