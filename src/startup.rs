@@ -130,6 +130,7 @@ impl Application {
             metrics,
             engine,
             draining: draining.clone(),
+            deliveries: Arc::new(tokio::sync::Semaphore::new(http::DELIVERIES_AT_ONCE)),
         });
         let takes_webhooks = role.takes_webhooks();
         let server_settings = state.settings.server.clone();

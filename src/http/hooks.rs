@@ -346,9 +346,16 @@ async fn record_closed_pull_request(
         .map_err(HookError::Store)
 }
 
-/// Reads a delivery's body, then hands it to `handle` in the delivery's span, which it
-/// returns for the answer's own events. A body that does not arrive has no span
-/// (`spans.rs`: a slow upload must leave nothing in the log subscriber behind).
+/// Deliveries verified, parsed and stored at once, each in its log span. Two of the store's
+/// batches (`store::intake`), so that one fills while the other commits; the rest wait for a
+/// turn with their body and nothing else. A burst of thousands at once otherwise held as many
+/// parsed payloads and log spans, and the log subscriber keeps a slot for every span that was
+/// ever open at the same time: 2.4 MiB stayed after 5,000 (`scripts/bench-abuse.sh`).
+pub const DELIVERIES_AT_ONCE: usize = 512;
+
+/// Reads a delivery's body, waits for its turn, then hands it to `handle` in the delivery's
+/// span, which it returns for the answer's own events. A body that does not arrive has no
+/// span (`spans.rs`: a slow upload must leave nothing in the log subscriber behind).
 pub(super) async fn read_then<T, Handled>(
     state: &AppState,
     request: &HttpRequest,
@@ -364,6 +371,8 @@ where
     );
     match body::read_in_time(state, request.headers(), body, limit).await {
         Ok(body) => {
+            // The semaphore is never closed: this always gets a turn.
+            let _turn = state.deliveries.acquire().await;
             let span = spans::delivery(request);
             let result = handle(body).instrument(span.clone()).await;
             (span, result)

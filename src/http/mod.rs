@@ -11,6 +11,7 @@ mod deploy_hooks;
 mod events;
 mod health;
 mod hooks;
+pub use hooks::DELIVERIES_AT_ONCE;
 mod manual;
 pub mod openapi;
 mod overview;
@@ -109,6 +110,8 @@ pub struct AppState {
     /// Set once the process was told to stop: `/readyz` answers 503 from then on, so load
     /// balancers stop sending work while runs in hand finish.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Turns for deliveries whose body is in ([`DELIVERIES_AT_ONCE`]).
+    pub deliveries: Arc<tokio::sync::Semaphore>,
 }
 
 /// Webhook intake and the API: served by the `all` and `intake` roles. Each path is one

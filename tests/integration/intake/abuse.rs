@@ -195,6 +195,51 @@ async fn slow_and_idle_connections_are_closed_and_real_deliveries_still_land() {
     child.wait().unwrap();
 }
 
+/// More deliveries at once than there are turns (`DELIVERIES_AT_ONCE`): the rest wait for a
+/// turn, none is lost, and the turns come back.
+#[tokio::test]
+async fn a_burst_wider_than_the_turns_is_stored_whole() {
+    let app = TestApp::spawn().await;
+    let body = fixture("github/push/goscm__push.json");
+    let burst = gantry::http::DELIVERIES_AT_ONCE + 100;
+    let sending: Vec<_> = (0..burst)
+        .map(|_| {
+            let delivery = github("push", &body);
+            let (client, address) = (app.client.clone(), app.address.clone());
+            tokio::spawn(async move {
+                let response = delivery.post(&client, &address).await;
+                let status = response.status().as_u16();
+                let answer = response.json::<serde_json::Value>().await.unwrap();
+                (status, answer["run_id"].as_i64())
+            })
+        })
+        .collect();
+    let answers = tokio::time::timeout(
+        Duration::from_secs(120),
+        futures_util::future::join_all(sending),
+    )
+    .await
+    .expect("every delivery of the burst is answered");
+    let mut run_ids = Vec::new();
+    for answer in answers {
+        let (status, run_id) = answer.unwrap();
+        assert_eq!(status, 202);
+        run_ids.push(run_id.expect("a run id"));
+    }
+    run_ids.sort_unstable();
+    run_ids.dedup();
+    assert_eq!(run_ids.len(), burst, "one run per delivery");
+    // The turns came back: one more delivery is taken at once.
+    let sent = Instant::now();
+    let response = github("push", &body).post(&app.client, &app.address).await;
+    assert_eq!(response.status().as_u16(), 202);
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        sent.elapsed()
+    );
+}
+
 /// A slow upload holds no span (the log subscriber keeps a slot for every span open at once,
 /// for good), while a delivery's events still carry its request's fields.
 #[tokio::test]
