@@ -36,7 +36,7 @@ pub struct ReportStored {
         (status = 401, description = "A missing or wrong signature", body = super::ErrorBody),
         (status = 408, description = "The body did not arrive within `server.request_timeout`", body = super::ErrorBody),
         (status = 413, description = "Larger than `server.max_body_bytes`", body = super::ErrorBody),
-        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable, or no turn came within `server.request_timeout`", body = super::ErrorBody),
     )
 )]
 pub async fn receive_flux(
@@ -59,7 +59,7 @@ pub async fn receive_flux(
         (status = 401, description = "A missing or wrong bearer token", body = super::ErrorBody),
         (status = 408, description = "The body did not arrive within `server.request_timeout`", body = super::ErrorBody),
         (status = 413, description = "Larger than `server.max_body_bytes`", body = super::ErrorBody),
-        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable, or no turn came within `server.request_timeout`", body = super::ErrorBody),
     )
 )]
 pub async fn receive_argocd(

@@ -1,11 +1,12 @@
 //! `POST /hooks/{forge}`: verify, parse, store, answer.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::BytesMut;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::{Instrument, Span};
 
 use super::body::{self, BodyError};
@@ -32,6 +33,12 @@ pub enum HookError {
     Report(#[from] crate::deploy::ReportError),
     #[error("the store is unavailable; the forge should retry this delivery")]
     Store(#[source] anyhow::Error),
+    #[error(
+        "{DELIVERIES_AT_ONCE} deliveries were being handled for {}s; the forge should retry \
+         this one",
+        .0.as_secs()
+    )]
+    Busy(Duration),
 }
 
 impl HookError {
@@ -49,6 +56,7 @@ impl HookError {
             HookError::Report(ReportError::Unauthorized(_)) => "unauthorized",
             HookError::Report(ReportError::BadBody(_)) => "bad_payload",
             HookError::Store(_) => "store_error",
+            HookError::Busy(_) => "busy",
         }
     }
 }
@@ -64,7 +72,7 @@ impl ResponseError for HookError {
             HookError::Webhook(WebhookError::Unauthorized(_))
             | HookError::Report(ReportError::Unauthorized(_)) => StatusCode::UNAUTHORIZED,
             // A 503 makes the forge retry later; the delivery is not lost.
-            HookError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HookError::Store(_) | HookError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -168,7 +176,7 @@ impl Accepted {
         (status = 404, description = "An unknown forge, or a repo that is not configured", body = super::ErrorBody),
         (status = 408, description = "The body did not arrive within `server.request_timeout`", body = super::ErrorBody),
         (status = 413, description = "Larger than `server.max_body_bytes`", body = super::ErrorBody),
-        (status = 503, description = "The store is unavailable: the forge should retry", body = super::ErrorBody),
+        (status = 503, description = "The store is unavailable, or no turn came within `server.request_timeout`: the forge should retry", body = super::ErrorBody),
     )
 )]
 pub async fn receive(
@@ -347,11 +355,22 @@ async fn record_closed_pull_request(
 }
 
 /// Deliveries verified, parsed and stored at once, each in its log span. Two of the store's
-/// batches (`store::intake`), so that one fills while the other commits; the rest wait for a
-/// turn with their body and nothing else. A burst of thousands at once otherwise held as many
-/// parsed payloads and log spans, and the log subscriber keeps a slot for every span that was
-/// ever open at the same time: 2.4 MiB stayed after 5,000 (`scripts/bench-abuse.sh`).
+/// batches of queued runs (`store::intake`), so that one fills while the other commits; the
+/// rest wait for a turn holding their connection, request and body, but no log span and no
+/// parsed payload. A burst of 5,000 at once otherwise held as many of both, and the log
+/// subscriber keeps a slot for every span that was ever open at the same time: about 1 MiB
+/// more stayed after it (`scripts/bench-abuse.sh`).
 pub const DELIVERIES_AT_ONCE: usize = 512;
+
+/// Waits up to `wait` (`server.request_timeout`) for a delivery's turn; past it, the forge is
+/// told to retry, so that a stalled store does not gather deliveries without end.
+async fn take_turn(turns: &Semaphore, wait: Duration) -> Result<SemaphorePermit<'_>, HookError> {
+    match tokio::time::timeout(wait, turns.acquire()).await {
+        Ok(Ok(turn)) => Ok(turn),
+        // The turns are never closed; were they, that too is a reason to retry.
+        Ok(Err(_)) | Err(_) => Err(HookError::Busy(wait)),
+    }
+}
 
 /// Reads a delivery's body, waits for its turn, then hands it to `handle` in the delivery's
 /// span, which it returns for the answer's own events. A body that does not arrive has no
@@ -371,8 +390,11 @@ where
     );
     match body::read_in_time(state, request.headers(), body, limit).await {
         Ok(body) => {
-            // The semaphore is never closed: this always gets a turn.
-            let _turn = state.deliveries.acquire().await;
+            let wait = state.settings.server.request_timeout;
+            let _turn = match take_turn(&state.deliveries, wait).await {
+                Ok(turn) => turn,
+                Err(err) => return (Span::none(), Err(err)),
+            };
             let span = spans::delivery(request);
             let result = handle(body).instrument(span.clone()).await;
             (span, result)
@@ -386,5 +408,23 @@ struct RequestHeaders<'a>(&'a HeaderMap);
 impl webhook::Headers for RequestHeaders<'_> {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_delivery_that_gets_no_turn_in_time_is_told_to_retry() {
+        let wait = Duration::from_millis(50);
+        let turns = Semaphore::new(1);
+        let held = take_turn(&turns, wait).await.unwrap();
+        let refused = take_turn(&turns, wait).await.unwrap_err();
+        assert!(matches!(refused, HookError::Busy(_)), "{refused}");
+        assert_eq!(refused.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.outcome(), "busy");
+        drop(held);
+        let _turn = take_turn(&turns, wait).await.unwrap();
     }
 }

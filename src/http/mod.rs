@@ -77,9 +77,10 @@ pub fn own_headers(head: &mut actix_web::dev::RequestHead) {
 }
 
 /// Empties a finished request's header map, so that the pools of finished requests (see
-/// [`own_headers`]) keep no headers: each map holds room for at least eight entries of four
-/// values, 1,792 B even for a request of four headers, and after thousands of slow uploads
-/// the 512 pooled heads kept 0.9 MB of them. A reused head grows a map again as it parses.
+/// [`own_headers`]) keep none of a delivery's or a refused body's headers: each map holds
+/// room for at least eight entries of four values, 1,792 B even for a request of four
+/// headers, and after thousands of slow uploads the 512 pooled heads kept 0.9 MB of them. A
+/// reused head grows a map again as it parses. Other requests' maps are still pooled.
 ///
 /// Only for a request nothing else holds (`ServiceRequest::head_mut` panics otherwise): one
 /// refused before any handler saw it, or a webhook's, whose handlers keep nothing of it.

@@ -22,8 +22,8 @@ use crate::webhook::{Delivery, RunRequest};
 /// the parameters of one statement (256 × 12, far under SQLite's 32,766 and PostgreSQL's
 /// 65,535).
 const MAX_BATCH: usize = 256;
-/// Deliveries waiting for the writer before callers wait for room: back-pressure on the
-/// HTTP workers instead of unbounded memory.
+/// Deliveries waiting for the writer before callers wait for room. More than the hooks'
+/// turns (`http::DELIVERIES_AT_ONCE`), so the hooks wait for a turn, not here.
 const QUEUE_CAPACITY: usize = 4096;
 
 /// What the intake stores for one delivery that asks for a run.
