@@ -34,8 +34,8 @@ pub enum HookError {
     #[error("the store is unavailable; the forge should retry this delivery")]
     Store(#[source] anyhow::Error),
     #[error(
-        "{DELIVERIES_AT_ONCE} deliveries were being handled for {}s; the forge should retry \
-         this one",
+        "all {DELIVERIES_AT_ONCE} turns for deliveries stayed taken for {}s; the forge should \
+         retry this delivery",
         .0.as_secs()
     )]
     Busy(Duration),

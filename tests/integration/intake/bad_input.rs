@@ -397,6 +397,35 @@ async fn unknown_forge_is_not_found() {
     .await;
 }
 
+/// Other methods and paths under /hooks/ are answered on one kept-alive connection: the
+/// requests they leave are released like a delivery's (`http::release_headers`), which must
+/// not cost the connection.
+#[tokio::test]
+async fn other_methods_and_paths_under_hooks_are_answered_on_a_kept_connection() {
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    for (method, path, status) in [
+        (Method::HEAD, "/hooks/github", 405),
+        (Method::GET, "/hooks/github", 405),
+        (Method::OPTIONS, "/hooks/flux", 405),
+        (Method::POST, "/hooks/a/b", 404),
+        (Method::POST, "/hooks/", 404),
+        (Method::POST, "/hooks/github", 400),
+    ] {
+        let response = client
+            .request(method.clone(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{method} {path}: {err}"));
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+    }
+    app.assert_healthy().await;
+}
+
 #[tokio::test]
 async fn replayed_delivery_is_answered_duplicate_and_queues_nothing() {
     let app = TestApp::spawn().await;
