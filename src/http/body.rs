@@ -115,7 +115,8 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
 
 /// Middleware: reads the body of every request but a webhook's before the rest of the app
 /// sees the request, within `server.request_timeout` and up to [`API_MAX_BODY_BYTES`].
-/// Requests without a body pass straight through.
+/// Requests without a body pass straight through. A webhook's request and a refused one
+/// release their headers once answered ([`super::release_headers`]).
 pub async fn in_time(
     mut request: ServiceRequest,
     next: Next<impl MessageBody>,
