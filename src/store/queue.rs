@@ -97,8 +97,11 @@ impl super::Store {
             format!(" AND l.label NOT IN ({})", placeholders.join(", "))
         };
         let now = now_millis();
+        // `now` is read before the query waits for a connection or the write lock, while the
+        // intake may commit the run it then claims: a run never starts before it was created.
         let sql = format!(
-            "UPDATE runs SET state = 'running', runner = $1, heartbeat_at = $2, started_at = $2, \
+            "UPDATE runs SET state = 'running', runner = $1, heartbeat_at = $2, \
+             started_at = CASE WHEN created_at > $2 THEN created_at ELSE $2 END, \
              attempts = attempts + 1, description = NULL \
              WHERE id = (SELECT id FROM runs WHERE state = 'queued' AND NOT EXISTS \
              (SELECT 1 FROM run_labels AS l WHERE l.run_id = runs.id{offered}) \

@@ -148,6 +148,43 @@ on_both_backends!(
     concurrent_deliveries_are_all_recorded_and_duplicates_once
 );
 
+/// A claim reads its clock before it waits for a connection or the write lock, so the run it
+/// takes may have been committed after that moment: the run still does not start before it
+/// was created (a timeline drew its checkout before its arrival).
+async fn a_run_never_starts_before_it_was_created(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(backend, dir.path()).await;
+    let store = Store::connect(&url).await.expect("store opens");
+    let Recorded::Queued { run_id } = store.record_delivery(push_delivery(None)).await.unwrap()
+    else {
+        panic!("the delivery queues a run");
+    };
+    // As if the intake committed the run a minute after the claim read its clock.
+    let other = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE runs SET created_at = created_at + 60000 WHERE id = $1")
+        .bind(run_id)
+        .execute(&other)
+        .await
+        .unwrap();
+    let claimed = store.claim_run("runner-1", &[]).await.unwrap().unwrap();
+    assert_eq!(claimed.id, run_id);
+    let runs = store
+        .list_runs(&RunFilter {
+            limit: 1,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        runs[0].started_at.as_deref(),
+        Some(runs[0].created_at.as_str())
+    );
+}
+on_both_backends!(
+    claimed_after_creation,
+    a_run_never_starts_before_it_was_created
+);
+
 async fn runs_are_listed_newest_first_with_filters_and_pages(backend: Backend) {
     let (store, _dir) = open(backend).await;
     for index in 0..5 {
