@@ -202,27 +202,21 @@ async fn a_burst_wider_than_the_turns_is_stored_whole() {
     let app = TestApp::spawn().await;
     let body = fixture("github/push/goscm__push.json");
     let burst = gantry::http::DELIVERIES_AT_ONCE + 100;
-    let sending: Vec<_> = (0..burst)
-        .map(|_| {
-            let delivery = github("push", &body);
-            let (client, address) = (app.client.clone(), app.address.clone());
-            tokio::spawn(async move {
-                let response = delivery.post(&client, &address).await;
-                let status = response.status().as_u16();
-                let answer = response.json::<serde_json::Value>().await.unwrap();
-                (status, answer["run_id"].as_i64())
-            })
-        })
-        .collect();
+    let deliveries: Vec<_> = (0..burst).map(|_| github("push", &body)).collect();
+    let answering = deliveries.iter().map(|delivery| async {
+        let response = app.post_hook("github", delivery).await;
+        let status = response.status().as_u16();
+        let answer = response.json::<serde_json::Value>().await.unwrap();
+        (status, answer["run_id"].as_i64())
+    });
     let answers = tokio::time::timeout(
         Duration::from_secs(120),
-        futures_util::future::join_all(sending),
+        futures_util::future::join_all(answering),
     )
     .await
     .expect("every delivery of the burst is answered");
     let mut run_ids = Vec::new();
-    for answer in answers {
-        let (status, run_id) = answer.unwrap();
+    for (status, run_id) in answers {
         assert_eq!(status, 202);
         run_ids.push(run_id.expect("a run id"));
     }
@@ -231,7 +225,7 @@ async fn a_burst_wider_than_the_turns_is_stored_whole() {
     assert_eq!(run_ids.len(), burst, "one run per delivery");
     // The turns came back: one more delivery is taken at once.
     let sent = Instant::now();
-    let response = github("push", &body).post(&app.client, &app.address).await;
+    let response = app.post_hook("github", &github("push", &body)).await;
     assert_eq!(response.status().as_u16(), 202);
     assert!(
         sent.elapsed() < Duration::from_secs(5),
